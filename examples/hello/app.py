@@ -1,0 +1,37 @@
+"""Hello: the example app Headway deploys. Answers with its version; /up is its health check.
+A file named BROKEN makes a broken release: "crash" exits at start, anything else fails /up."""
+
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Response
+
+HERE = Path(__file__).parent
+VERSION = (HERE / "VERSION").read_text().strip()
+BROKEN = (HERE / "BROKEN").read_text().strip() if (HERE / "BROKEN").exists() else None
+
+if BROKEN == "crash":
+    sys.exit("hello: refusing to start (BROKEN=crash)")
+
+app = FastAPI()
+
+
+@app.get("/")
+def index() -> dict[str, str]:
+    return {"app": "hello", "version": VERSION, "instance": os.environ.get("HEADWAY_INSTANCE", "")}
+
+
+@app.get("/up")
+def up(response: Response) -> dict[str, str]:
+    if BROKEN is not None:
+        response.status_code = 503
+        return {"status": "broken"}
+    return {"status": "ok", "version": VERSION}
+
+
+if __name__ == "__main__":
+    # uvicorn stops accepting on SIGTERM and finishes in-flight requests first.
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), access_log=False,
+                timeout_graceful_shutdown=10, log_level="warning")

@@ -1,0 +1,82 @@
+"""The agent's loop: supervise instances every 100 ms; once a second keep HAProxy up, retire
+warm releases whose keep_previous ran out, and finish deploys whose command died. Exits (and
+stops HAProxy) when no app is left on the host."""
+
+from __future__ import annotations
+
+import fcntl
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+from headway.agent.supervisor import Supervisor
+from headway.engine import Engine, routing
+from headway.errors import HeadwayError, LockedError, RuntimeFailure
+from headway.router import HAProxy
+from headway.runtime.process import ProcessRuntime
+from headway.store import Store
+
+
+def run_agent(home: Path, *, log: callable = print) -> None:  # type: ignore[valid-type]
+    home.mkdir(parents=True, exist_ok=True)
+    lock = open(home / "agent.lock", "a")  # noqa: SIM115 - held for the agent's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RuntimeFailure(f"an agent is already running for {home}") from None
+    store = Store(home)
+    router = HAProxy(home)
+    engine = Engine(store, router, ProcessRuntime(store), progress=lambda m: log(f"agent: {m}"))
+    supervisor = Supervisor(store)
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log(f"agent: running for {home}")
+    last = 0.0
+    while not stopping:
+        supervisor.tick()
+        if time.monotonic() - last > 1:
+            last = time.monotonic()
+            try:
+                if not housekeeping(store, router, engine):
+                    break
+            except HeadwayError as exc:
+                log(f"agent: {exc.message}")
+        time.sleep(0.1)
+    if not store.apps():
+        router.stop()
+    log("agent: stopped")
+
+
+def housekeeping(store: Store, router: HAProxy, engine: Engine) -> bool:
+    """One slow round; False when there is nothing left to look after."""
+    apps = store.apps()
+    if not apps and not store.instances():
+        return False
+    if apps and not router.running():
+        routing.configure(store, router)
+    now = time.time()
+    for app in apps:
+        name, env = app["app"], app["env"]
+        expired = [r for r in store.releases(name, env)
+                   if r.status == "previous" and (r.warm_until or 0) < now]
+        if not expired and not store.interrupted_deploys(name, env):
+            continue
+        try:
+            with store.lock(f"app:{name}:{env}", "agent housekeeping"):
+                engine.recover(name, env)
+                for rel in expired:
+                    if store.release(name, env, rel.number) == rel:
+                        engine.retire(rel)
+                        store.event(name, env, "release.retired",
+                                    f"release {rel.number} stopped: keep_previous ran out",
+                                    release=rel.number)
+        except LockedError:
+            continue  # a command is working on this app; look again next round
+    return True

@@ -1,0 +1,1 @@
+"""The builder: detect what kind of app a folder holds (and, later, build its image)."""

@@ -1,0 +1,147 @@
+"""`headway` command line. The only module that prints or exits; everything else raises."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from headway.cli import output
+from headway.errors import ConfigError, HeadwayError
+
+pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", type=click.Path(path_type=Path), default=Path("headway.toml"),
+              show_default=True, help="path to headway.toml")
+@click.option("--env", "env", default="production", show_default=True,
+              help="environment: its own releases, instances and [env.NAME] overrides")
+@click.option("--app", "app", default=None, help="app name, when there is no headway.toml here")
+@click.version_option(package_name="headway")
+@click.pass_context
+def cli(click_ctx: click.Context, config: Path, env: str, app: str | None) -> None:
+    """Ship a web app to production from one headway.toml."""
+    click_ctx.obj = output.Context(config=config, env=env, app_name=app)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="print the plan and change nothing")
+@click.option("--force", is_flag=True, help="deploy even if code and config are unchanged")
+@pass_ctx
+def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
+    """Build a release of the app and put it live with zero downtime."""
+    spec = ctx.spec()
+    engine = ctx.engine()
+    if dry_run:
+        output.plan(spec, ctx.env, engine.plan(spec, ctx.env))
+        return
+    outcome = engine.deploy(spec, ctx.source(spec), ctx.env, force=force)
+    output.outcome(outcome)
+
+
+@cli.command()
+@click.argument("release", type=int, required=False)
+@pass_ctx
+def rollback(ctx: output.Context, release: int | None) -> None:
+    """Put the previous good release (or RELEASE) live again. Never rebuilds."""
+    output.outcome(ctx.engine().rollback(ctx.app(), ctx.env, release))
+
+
+@cli.command()
+@json_option
+@pass_ctx
+def releases(ctx: output.Context, as_json: bool) -> None:
+    """List the app's releases, newest first."""
+    rows = [{k: v for k, v in asdict(r).items() if k not in {"spec", "path"}}
+            for r in ctx.store().releases(ctx.app(), ctx.env)]
+    output.table(rows, as_json, ["number", "status", "created", "deployed", "warm_until",
+                                 "digest", "failure"])
+
+
+@cli.command()
+@json_option
+@pass_ctx
+def status(ctx: output.Context, as_json: bool) -> None:
+    """Instances, their health and the share of traffic each receives."""
+    output.status(ctx.status(), as_json)
+
+
+@cli.command()
+@click.option("-n", "--limit", default=50, show_default=True)
+@json_option
+@pass_ctx
+def events(ctx: output.Context, limit: int, as_json: bool) -> None:
+    """What happened to the app, oldest first."""
+    output.table(ctx.store().events(ctx.app(), ctx.env, limit=limit), as_json,
+                 ["ts", "release", "kind", "message"])
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
+@click.option("--process", "process", default=None, help="only this process type")
+@click.option("-n", "--lines", default=20, show_default=True, help="lines per instance")
+@pass_ctx
+def logs(ctx: output.Context, follow: bool, process: str | None, lines: int) -> None:
+    """The instances' output, each line tagged with its instance."""
+    output.logs(ctx.store(), ctx.app(), ctx.env, process=process, lines=lines, follow=follow)
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="do not ask")
+@pass_ctx
+def destroy(ctx: output.Context, yes: bool) -> None:
+    """Stop the app's instances and remove it from the router."""
+    app = ctx.app()
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Stop every instance of {app} ({ctx.env}) on this host?", abort=True)
+    ctx.engine().destroy(app, ctx.env)
+    ctx.after_destroy()
+    click.echo(f"{app} ({ctx.env}) destroyed")
+
+
+@cli.command()
+@click.option("--path", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option("--force", is_flag=True, help="overwrite an existing headway.toml")
+@click.option("--port", default=8080, show_default=True, help="router port to write")
+def init(path: Path, force: bool, port: int) -> None:
+    """Detect the app in PATH and write a commented headway.toml."""
+    from headway.builder.detect import detect, render_toml
+
+    target = path / "headway.toml"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists", hint="pass --force to overwrite it")
+    found = detect(path)
+    target.write_text(render_toml(found, port=port))
+    click.echo(f"wrote {target}: {found.explain}")
+
+
+@cli.command()
+def agent() -> None:
+    """Run the host agent in the foreground (the CLI starts it when needed)."""
+    from headway.agent.main import run_agent
+    from headway.store import home_dir
+
+    run_agent(home_dir(), log=lambda m: click.echo(f"{time.strftime('%H:%M:%S')} {m}"))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except HeadwayError as exc:
+        output.error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+

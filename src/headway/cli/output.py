@@ -1,0 +1,187 @@
+"""What the CLI shows: the lazily built context (spec, store, engine) and every printer.
+--json output is `json.dumps` of plain rows, keys documented in the README."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from headway.errors import ConfigError, DeployFailed, HeadwayError, NotFound
+
+_WIDTH = None if sys.stdout.isatty() else 200  # pipes and logs get whole lines
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
+
+
+@dataclass
+class Context:
+    config: Path = Path("headway.toml")
+    env: str = "production"
+    app_name: str | None = None
+
+    def spec(self) -> Any:
+        from headway.spec import load_spec
+
+        spec = load_spec(self.config)
+        if spec.app.runtime not in {"auto", "process"}:
+            raise ConfigError(f"{self.config}: app.runtime: {spec.app.runtime!r} is not "
+                              "available in this version of Headway",
+                              hint='use runtime = "process" (or "auto")')
+        return spec
+
+    def source(self, spec: Any) -> Path:
+        folder = (self.config.parent / spec.app.path).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"{self.config}: app.path: {folder} is not a folder")
+        return folder
+
+    def app(self) -> str:
+        if self.app_name:
+            return self.app_name
+        if not self.config.exists():
+            raise ConfigError(f"{self.config}: no such file",
+                              hint="run it in the app folder, or pass -c PATH or --app NAME")
+        return str(self.spec().app.name)
+
+    def store(self) -> Any:
+        from headway.store import Store, home_dir
+
+        return Store(home_dir())
+
+    def engine(self) -> Any:
+        from headway.agent.control import ensure_agent
+        from headway.engine import Engine
+        from headway.router import HAProxy
+        from headway.runtime.process import ProcessRuntime
+
+        store = self.store()
+        return Engine(store, HAProxy(store.home), ProcessRuntime(store), progress=progress,
+                      ensure_agent=lambda: ensure_agent(store.home))
+
+    def status(self) -> dict[str, Any]:
+        from headway.router import HAProxy, backend_name
+
+        store, app = self.store(), self.app()
+        router = HAProxy(store.home)
+        live = router.servers(backend_name(app, self.env)) if router.running() else {}
+        insts = store.instances(app, self.env)
+        if not insts and not store.releases(app, self.env):
+            raise NotFound(f"{app} ({self.env}) is not deployed on this host")
+        weights = {i.id: 100 for i in insts if i.id in live and live[i.id].admin == "ready"}
+        total = sum(weights.values()) or 1
+        active = next((r.number for r in store.releases(app, self.env) if r.status == "active"),
+                      None)
+        rows = [{
+            "id": i.id, "release": i.release, "process": i.process, "port": i.port or None,
+            "state": i.state, "pid": i.pid, "restarts": i.restarts,
+            "router": live[i.id].admin if i.id in live else "none",
+            "health": ("up" if live[i.id].up else "down") if i.id in live else None,
+            "traffic": round(100 * weights.get(i.id, 0) / total, 1),
+        } for i in insts]
+        return {"app": app, "env": self.env, "active_release": active,
+                "router": "running" if live or router.running() else "stopped", "instances": rows}
+
+    def after_destroy(self) -> None:
+        from headway.agent.control import wait_agent_exit
+        from headway.router import HAProxy
+
+        store = self.store()
+        if not store.apps():
+            wait_agent_exit(store.home)
+            HAProxy(store.home).stop()
+
+
+def progress(message: str) -> None:
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+
+
+def outcome(result: Any) -> None:
+    extra = f" in {result.seconds:.2f}s" if result.changed else ""
+    if result.switch_seconds is not None and result.changed:
+        extra += f" (traffic switched in {result.switch_seconds * 1000:.0f} ms)"
+    out.print(f"[bold]{result.app}[/bold] ({result.env}): {result.message}{extra}")
+
+
+def plan(spec: Any, env: str, steps: list[Any]) -> None:
+    out.print(f"Plan for {spec.app.name} ({env}), {spec.deploy.strategy}:")
+    for n, step in enumerate(steps, 1):
+        out.print(f"  {n}. {step.describe()}")
+    out.print("(dry run: nothing was changed)")
+
+
+def table(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    t = Table(*columns, box=None, header_style="bold")
+    for row in rows:
+        t.add_row(*(_cell(k, row.get(k)) for k in columns))
+    out.print(t)
+
+
+def status(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    out.print(f"[bold]{data['app']}[/bold] ({data['env']}): release {data['active_release']} "
+              f"live, router {data['router']}")
+    table(data["instances"], False, ["id", "release", "process", "port", "state", "pid",
+                                     "restarts", "router", "health", "traffic"])
+
+
+def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,
+         follow: bool) -> None:
+    insts = [i for i in store.instances(app, env) if process in {None, i.process}]
+    if not insts:
+        raise NotFound(f"no instances of {app} ({env})" + (f" for {process}" if process else ""))
+    offsets = {}
+    for inst in insts:
+        path = Path(inst.log)
+        if path.exists():
+            with open(path, errors="replace") as f:
+                for line in deque(f, maxlen=lines):
+                    print(f"{inst.id} | {line}", end="")
+            offsets[inst.id] = path.stat().st_size
+    while follow:
+        time.sleep(0.3)
+        for inst in store.instances(app, env):
+            if process not in {None, inst.process} or not os.path.exists(inst.log):
+                continue
+            with open(inst.log, errors="replace") as f:
+                f.seek(offsets.get(inst.id, 0))
+                for line in f:
+                    print(f"{inst.id} | {line}", end="")
+                offsets[inst.id] = f.tell()
+        sys.stdout.flush()
+
+
+def error(exc: HeadwayError) -> None:
+    err.print("[bold red]error:[/bold red]", end=" ")
+    err.print(exc.message, markup=False)
+    if isinstance(exc, DeployFailed) and exc.log_tail:
+        err.print("[dim]last lines of its log:[/dim]")
+        err.print(exc.log_tail.rstrip(), markup=False)
+    if exc.hint:
+        err.print("[yellow]hint:[/yellow]", end=" ")
+        err.print(exc.hint, markup=False)
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key in {"ts", "created", "deployed", "warm_until"} and isinstance(value, float):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if key == "digest":
+        return str(value)[:12]
+    if key == "traffic":
+        return f"{value}%"
+    return str(value)

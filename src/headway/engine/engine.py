@@ -1,0 +1,344 @@
+"""Executes deploys and rollbacks. Every step is journaled before and after it runs; any
+failure (or Ctrl-C) returns traffic to the last good release before the error is raised;
+a deploy whose command was killed is finished or undone by the next command (or the agent).
+Never prints: progress goes to a callback the CLI supplies."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from headway.engine import routing
+from headway.errors import DeployFailed, HeadwayError, NotFound
+from headway.observer.health import wait_healthy
+from headway.planner import Step, plan_deploy
+from headway.router import Router, backend_name
+from headway.runtime import artifact
+from headway.runtime.process import ProcessRuntime
+from headway.spec.models import HealthSpec, Spec
+from headway.store import Instance, Release, Store
+
+
+@dataclass
+class Outcome:
+    app: str
+    env: str
+    release: int | None
+    previous: int | None
+    changed: bool
+    message: str
+    seconds: float = 0.0
+    switch_seconds: float | None = None
+
+
+def release_spec(release: Release) -> Spec:
+    return Spec.model_validate(json.loads(release.spec)["spec"])
+
+
+class Engine:
+    def __init__(self, store: Store, router: Router, runtime: ProcessRuntime, *,
+                 progress: Callable[[str], None] = lambda _: None,
+                 ensure_agent: Callable[[], None] = lambda: None) -> None:
+        self.store, self.router, self.runtime = store, router, runtime
+        self.progress, self.ensure_agent = progress, ensure_agent
+
+    # reads ------------------------------------------------------------------------------------
+    def active(self, app: str, env: str) -> Release | None:
+        return next((r for r in self.store.releases(app, env) if r.status == "active"), None)
+
+    def plan(self, spec: Spec, env: str) -> list[Step]:
+        active = self.active(spec.app.name, env)
+        return plan_deploy(spec, self._live(active) if active else [])
+
+    # deploy ------------------------------------------------------------------------------------
+    def deploy(self, spec: Spec, source: Path, env: str, *, force: bool = False) -> Outcome:
+        app, started = spec.app.name, time.monotonic()
+        with self.store.lock(f"app:{app}:{env}", f"headway deploy {app} --env {env}",
+                             wait=2):
+            self.recover(app, env)
+            files = artifact.snapshot_files(source)
+            config = json.dumps({"spec": spec.model_dump(mode="json"),
+                                 "env": spec.environment(env)}, sort_keys=True)
+            digest = artifact.digest(source, files, config)
+            active = self.active(app, env)
+            if active and active.digest == digest and not force:
+                return Outcome(app, env, active.number, None, False,
+                               f"release {active.number} is already live with this code and "
+                               "config: nothing to do (--force deploys it again)")
+            root = self.store.home / "apps" / app / env / "releases"
+            release = self.store.add_release(app, env, digest=digest, root=root, spec=config)
+            self.progress(f"release {release.number}: building from {source}")
+            try:
+                self.runtime.prepare(source, files, release)
+            except HeadwayError as exc:
+                self._fail(release, f"build failed: {exc.message}")
+                raise
+            self.store.set_release(app, env, release.number, status="ready")
+            self._route_app(spec, env)
+            steps = plan_deploy(spec, self._live(active) if active else [])
+            deploy = self.store.begin_deploy(app, env, release=release.number,
+                                             previous=active and active.number, kind="deploy",
+                                             strategy=spec.deploy.strategy)
+            self.store.event(app, env, "deploy.started", f"{spec.deploy.strategy} deploy of "
+                             f"release {release.number}", release=release.number)
+            try:
+                switched = self._execute(deploy, steps, spec, release)
+            except BaseException as exc:
+                self._undo(deploy, release, active, exc)
+                raise
+            self._activate(release, active, warm=spec.deploy.strategy == "blue-green")
+            self.store.end_deploy(deploy, "succeeded")
+            took = time.monotonic() - started
+            self.store.event(app, env, "deploy.succeeded", f"release {release.number} live "
+                             f"in {took:.1f}s", release=release.number)
+            return Outcome(app, env, release.number, active and active.number, True,
+                           f"release {release.number} is live", took, switched)
+
+    def _execute(self, deploy: int, steps: list[Step], spec: Spec, release: Release) -> float:
+        groups: dict[str, list[str]] = {}
+        env_vars = json.loads(release.spec)["env"]
+        health = {name: p.health for name, p in spec.processes.items()}
+        switched = 0.0
+        for step in steps:
+            self.store.journal(deploy, step.kind, "begin")
+            self.progress(step.describe())
+            if step.kind == "start":
+                for _ in range(step.count):
+                    inst = self.runtime.new_instance(release, step.process,
+                                                     spec.processes[step.process], env_vars)
+                    self.runtime.start(inst)
+                    groups.setdefault(step.group, []).append(inst.id)
+            elif step.kind == "wait_healthy":
+                insts = self._get([i for g in step.groups for i in groups.get(g, [])])
+                self._wait_healthy(insts, health, spec.deploy.timeout)
+            elif step.kind == "switch":
+                new = self._get([i for g in step.groups for i in groups.get(g, [])])
+                routing.add(self.store, self.router, new,
+                            check_interval=spec.processes["web"].health.interval)
+                t0 = time.monotonic()
+                routing.switch(self.store, self.router, enable=self._get([i.id for i in new]),
+                               drain=self._get(list(step.old)))
+                switched = max(switched, time.monotonic() - t0)
+            elif step.kind == "wait_drained":
+                self._wait_drained(self._get(list(step.old)), spec.deploy.drain_timeout)
+            elif step.kind == "park":
+                routing.park(self.store, self.router, self._get(list(step.old)))
+            elif step.kind == "stop":
+                self._discard(self._get(list(step.old)))
+            self.store.journal(deploy, step.kind, "done")
+        return switched
+
+    # rollback, recovery, undo ------------------------------------------------------------------
+    def rollback(self, app: str, env: str, to: int | None = None) -> Outcome:
+        started = time.monotonic()
+        with self.store.lock(f"app:{app}:{env}", f"headway rollback {app} --env {env}",
+                             wait=2):
+            self.recover(app, env)
+            active = self.active(app, env)
+            target = self._rollback_target(app, env, active, to)
+            deploy = self.store.begin_deploy(app, env, release=target.number,
+                                             previous=active and active.number, kind="rollback",
+                                             strategy="switch")
+            warm = bool(self._live(target))
+            self.progress(f"rolling back to release {target.number}"
+                          + (" (warm: traffic switch)" if warm else " (cold: restarting it)"))
+            try:
+                self._converge(target, keep_warm=active and active.number)
+            except BaseException as exc:
+                self._undo(deploy, target, active, exc)
+                raise
+            self._activate(target, active, warm=True)
+            self.store.end_deploy(deploy, "succeeded")
+            took = time.monotonic() - started
+            self.store.event(app, env, "rollback", f"rolled back to release {target.number} "
+                             f"in {took:.2f}s", release=target.number)
+            return Outcome(app, env, target.number, active and active.number, True,
+                           f"release {target.number} is live again", took)
+
+    def _rollback_target(self, app: str, env: str, active: Release | None,
+                         to: int | None) -> Release:
+        if to is not None:
+            target = self.store.release(app, env, to)
+            if target is None or target.status in {"building", "failed"}:
+                raise NotFound(f"release {to} of {app} ({env}) cannot be rolled back to: "
+                               + ("it does not exist" if target is None else f"it {target.status}"),
+                               hint="`headway releases` lists them")
+            if active and target.number == active.number:
+                raise NotFound(f"release {to} is already live")
+            return target
+        for rel in self.store.releases(app, env):
+            if rel.status in {"previous", "retired"} and (not active or rel.number < active.number):
+                return rel
+        raise NotFound(f"{app} ({env}) has no earlier good release to roll back to")
+
+    def recover(self, app: str, env: str) -> None:
+        """Finish or undo deploys whose command died. Caller holds the app lock."""
+        for dead in self.store.interrupted_deploys(app, env):
+            routing.sync_from_router(self.store, self.router, app, env)
+            new = self.store.release(app, env, dead["release"])
+            old = self.store.release(app, env, dead["previous"]) if dead["previous"] else None
+            live = [i for i in self.store.instances(app, env) if i.routed == "ready"]
+            forward = (new is not None and any(i.release == new.number for i in live)
+                       and not any(old and i.release == old.number for i in live))
+            self.progress(f"an interrupted {dead['kind']} of release {dead['release']} was found:"
+                          + (" finishing it" if forward else " undoing it"))
+            if forward and new:
+                self._converge(new, keep_warm=old and old.number)
+                self._activate(new, old, warm=True)
+            elif old:
+                self._converge(old, keep_warm=None)
+                if new and new.status != "active" and dead["kind"] == "deploy":
+                    self.store.set_release(app, env, new.number, status="failed",
+                                           failure="interrupted")
+            elif new:
+                self._discard([i for i in self.store.instances(app, env, release=new.number)])
+                self.store.set_release(app, env, new.number, status="failed",
+                                       failure="interrupted")
+            self.store.end_deploy(dead["id"], "recovered", "finished" if forward else "undone")
+            self.store.event(app, env, "deploy.recovered", f"interrupted {dead['kind']} of "
+                             f"release {dead['release']} " + ("finished" if forward else "undone"),
+                             release=dead["release"])
+
+    def _undo(self, deploy: int, release: Release, previous: Release | None,
+              exc: BaseException) -> None:
+        why = exc.message if isinstance(exc, HeadwayError) else type(exc).__name__
+        self.progress(f"failed: {why}; "
+                      + (f"returning traffic to release {previous.number}" if previous else
+                         "stopping its instances"))
+        if previous:
+            self._converge(previous, keep_warm=None, discard=release.number)
+        else:
+            self._discard(self.store.instances(release.app, release.env, release=release.number))
+        if release.status != "active" or previous is None:
+            self._fail(release, why)
+        self.store.end_deploy(deploy, "failed", why)
+        if isinstance(exc, DeployFailed) and previous:
+            exc.hint = f"traffic stayed on release {previous.number}"
+
+    def _fail(self, release: Release, why: str) -> None:
+        if self.store.release(release.app, release.env, release.number).status == "active":  # type: ignore[union-attr]
+            return
+        self.store.set_release(release.app, release.env, release.number, status="failed",
+                               failure=why)
+        self.store.event(release.app, release.env, "deploy.failed", why, release=release.number)
+
+    def _converge(self, target: Release, *, keep_warm: int | None,
+                  discard: int | None = None) -> None:
+        """Make `target` take all traffic: reuse its warm instances, start what is missing,
+        switch, drain the rest; park the web instances of `keep_warm`, stop the others."""
+        spec = release_spec(target)
+        health = {name: p.health for name, p in spec.processes.items()}
+        env_vars = json.loads(target.spec)["env"]
+        warm = self._live(target)
+        if warm:
+            self._wait_healthy(warm, health, spec.deploy.timeout, quick=True)
+        fresh = []
+        for name, proc in spec.processes.items():
+            have = sum(1 for i in warm if i.process == name)
+            for _ in range(proc.replicas - have):
+                inst = self.runtime.new_instance(target, name, proc, env_vars)
+                self.runtime.start(inst)
+                fresh.append(inst)
+        if fresh:
+            self._wait_healthy(self._get([i.id for i in fresh]), health, spec.deploy.timeout)
+        web = self._get([i.id for i in warm + fresh if i.process == "web"])
+        routing.add(self.store, self.router, web, check_interval=health["web"].interval)
+        others = [i for i in self.store.instances(target.app, target.env)
+                  if i.release != target.number and i.desired == "running"]
+        in_traffic = [i for i in others if i.routed in {"ready", "drain"}]
+        routing.switch(self.store, self.router, enable=self._get([i.id for i in web]),
+                       drain=in_traffic)
+        self._wait_drained(self._get([i.id for i in in_traffic]), spec.deploy.drain_timeout)
+        for inst in self._get([i.id for i in others]):
+            if inst.release == keep_warm and inst.process == "web":
+                routing.park(self.store, self.router, [inst])
+            elif inst in in_traffic or inst.release in {keep_warm, discard} \
+                    or inst.process != "web":
+                self._discard([inst])
+
+    def _activate(self, release: Release, previous: Release | None, *, warm: bool) -> None:
+        app, env, now = release.app, release.env, time.time()
+        self.store.set_release(app, env, release.number, status="active", deployed=now,
+                               failure=None, warm_until=None)
+        spec = release_spec(release)
+        for rel in self.store.releases(app, env):
+            if rel.number == release.number or rel.status not in {"active", "previous"}:
+                continue
+            if warm and previous and rel.number == previous.number and self._live(rel):
+                self.store.set_release(app, env, rel.number, status="previous",
+                                       warm_until=now + spec.deploy.keep_previous)
+            else:
+                self.retire(rel)
+
+    def retire(self, release: Release) -> None:
+        """Stop a release's instances; it stays available for a (cold) rollback."""
+        self._discard(self.store.instances(release.app, release.env, release=release.number))
+        self.store.set_release(release.app, release.env, release.number, status="retired",
+                               warm_until=None)
+
+    # destroy ---------------------------------------------------------------------------------
+    def destroy(self, app: str, env: str) -> None:
+        with self.store.lock(f"app:{app}:{env}", f"headway destroy {app} --env {env}",
+                             wait=2):
+            insts = self.store.instances(app, env)
+            if not insts and not any(a["app"] == app and a["env"] == env for a in self.store.apps()):
+                raise NotFound(f"{app} ({env}) is not deployed on this host")
+            if self.router.running():
+                web = [i for i in insts if i.routed in {"ready", "drain"}]
+                routing.switch(self.store, self.router, enable=[], drain=web)
+                self._wait_drained(self._get([i.id for i in web]), 10)
+            for inst in insts:
+                self.runtime.stop(inst.id)
+            self._wait_gone([i.id for i in insts], timeout=max([i.stop_timeout for i in insts],
+                                                               default=0) + 5)
+            self.store.delete_app(app, env)
+            self.store.event(app, env, "destroyed", f"{app} ({env}) removed from this host")
+
+    # helpers ---------------------------------------------------------------------------------
+    def _route_app(self, spec: Spec, env: str) -> None:
+        changed = self.store.upsert_app(
+            spec.app.name, env, port=spec.router.port, address=spec.router.address,
+            hosts=spec.router.hosts, default=spec.router.default,
+            health_path=spec.processes["web"].health.path or "/",
+            health_interval=spec.processes["web"].health.interval)
+        self.ensure_agent()
+        if changed or not self.router.running():
+            routing.configure(self.store, self.router)
+        routing.sync_from_router(self.store, self.router, spec.app.name, env)
+
+    def _live(self, release: Release) -> list[Instance]:
+        return [i for i in self.store.instances(release.app, release.env, release=release.number)
+                if i.desired == "running"]
+
+    def _get(self, ids: list[str]) -> list[Instance]:
+        return [i for i in map(self.store.instance, ids) if i is not None]
+
+    def _wait_healthy(self, insts: list[Instance], health: dict[str, HealthSpec],
+                      timeout: float, *, quick: bool = False) -> None:
+        wait_healthy(insts, health, deadline=time.monotonic() + timeout,
+                     observe=self.runtime.observe, log_tail=self.runtime.log_tail, quick=quick)
+
+    def _wait_drained(self, insts: list[Instance], timeout: float) -> None:
+        if not insts:
+            return
+        backend = backend_name(insts[0].app, insts[0].env)
+        names = {i.id for i in insts}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = self.router.servers(backend)
+            if all(live[n].sessions == 0 for n in names if n in live):
+                return
+            time.sleep(0.05)
+
+    def _discard(self, insts: list[Instance]) -> None:
+        routing.remove(self.store, self.router, [i for i in insts if i.routed != "none"])
+        for inst in insts:
+            self.runtime.stop(inst.id)
+
+    def _wait_gone(self, ids: list[str], *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(self.store.instance(i) for i in ids) and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -1,0 +1,87 @@
+"""The bridge between the store and the router: which backends and servers should exist, and
+the runtime-API commands that move instances in and out of rotation, recorded in the store so
+that a reload renders exactly the live state."""
+
+from __future__ import annotations
+
+from headway.router import base
+from headway.router.base import Backend, Router
+from headway.store import Instance, Store
+
+
+def backends(store: Store) -> list[Backend]:
+    result = []
+    for app in store.apps():
+        servers = [(i.id, i.port, i.routed, 100)
+                   for i in store.instances(app["app"], app["env"]) if i.routed != "none"]
+        result.append(Backend(
+            name=base.backend_name(app["app"], app["env"]), port=app["router_port"],
+            address=app["router_address"], hosts=app["hosts"], default=bool(app["is_default"]),
+            health_path=app["health_path"], health_interval=app["health_interval"],
+            servers=servers))
+    return result
+
+
+def configure(store: Store, router: Router) -> None:
+    """Render the router from the store, under the host-wide router lock."""
+    with store.lock("router", "router configuration", wait=30):
+        router.configure(backends(store))
+
+
+def sync_from_router(store: Store, router: Router, app: str, env: str) -> None:
+    """Believe the live router over the store (a killed command may have moved traffic without
+    recording it)."""
+    live = router.servers(base.backend_name(app, env))
+    for inst in store.instances(app, env):
+        if inst.process != "web":
+            continue
+        state = live[inst.id].admin if inst.id in live else "none"
+        if state != inst.routed:
+            store.set_instance(inst.id, routed=state)
+
+
+def add(store: Store, router: Router, insts: list[Instance], *, check_interval: float) -> None:
+    """Add servers for new instances, in maintenance (no traffic yet)."""
+    todo = [i for i in insts if i.routed == "none"]
+    if not todo:
+        return
+    be = base.backend_name(todo[0].app, todo[0].env)
+    router.apply([base.add_server(be, i.id, i.port, weight=100, check_interval=check_interval)
+                  for i in todo])
+    for i in todo:
+        store.set_instance(i.id, routed="maint")
+
+
+def switch(store: Store, router: Router, *, enable: list[Instance], drain: list[Instance]) -> None:
+    """Put `enable` in rotation and `drain` out of it, in one runtime-API exchange."""
+    insts = enable + drain
+    if not insts:
+        return
+    be = base.backend_name(insts[0].app, insts[0].env)
+    commands = [c for i in enable for c in base.enable_server(be, i.id)]
+    commands += [base.set_state(be, i.id, "drain") for i in drain if i.routed == "ready"]
+    router.apply(commands)
+    for i in enable:
+        store.set_instance(i.id, routed="ready")
+    for i in drain:
+        if i.routed == "ready":
+            store.set_instance(i.id, routed="drain")
+
+
+def park(store: Store, router: Router, insts: list[Instance]) -> None:
+    """Out of rotation but kept (warm, for an instant rollback)."""
+    todo = [i for i in insts if i.routed not in {"none", "maint"}]
+    if todo:
+        be = base.backend_name(todo[0].app, todo[0].env)
+        router.apply([base.set_state(be, i.id, "maint") for i in todo])
+    for i in todo:
+        store.set_instance(i.id, routed="maint")
+
+
+def remove(store: Store, router: Router, insts: list[Instance]) -> None:
+    todo = [i for i in insts if i.routed != "none"]
+    if todo:
+        be = base.backend_name(todo[0].app, todo[0].env)
+        router.apply([c for i in todo for c in base.del_server(be, i.id)])
+    for i in todo:
+        store.set_instance(i.id, routed="none")

@@ -1,0 +1,1 @@
+"""The observer: health probes now; request metrics and the canary judge later."""

@@ -1,0 +1,71 @@
+"""Health gating. A web instance is healthy after `healthy_threshold` consecutive 2xx/3xx
+answers to GET health.path; a worker after staying up for threshold × interval. An instance
+that exits while we wait fails the wait at once, with the tail of its log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from headway.errors import DeployFailed
+from headway.spec.models import HealthSpec
+from headway.store import Instance
+
+
+def probe(port: int, path: str, *, timeout: float) -> str | None:
+    """None when healthy, else why not."""
+    try:
+        resp = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None if resp.status_code < 400 else f"GET {path} answered {resp.status_code}"
+
+
+def wait_healthy(insts: list[Instance], health: dict[str, HealthSpec], *, deadline: float,
+                 observe: Callable[[str], Instance | None],
+                 log_tail: Callable[[Instance], str], quick: bool = False) -> None:
+    """Return when every instance is healthy; raise DeployFailed when one dies or time is up.
+    `quick` (warm instances that were healthy before): one good probe is enough."""
+    streak = {i.id: 0 for i in insts}
+    last: dict[str, str] = {}
+
+    def need(inst: Instance) -> int:
+        web = bool(health[inst.process].path and inst.port)
+        return health[inst.process].healthy_threshold if web and not quick else 1
+
+    while True:
+        for inst in insts:
+            spec = health[inst.process]
+            if streak[inst.id] >= need(inst):
+                continue
+            now = observe(inst.id)
+            if now is None or now.state in {"backoff", "failed"} or now.restarts > inst.restarts:
+                code = now.exit_code if now else None
+                raise DeployFailed(
+                    f"instance {inst.id} ({inst.process}) exited with code {code} before it "
+                    "was healthy", log_tail=log_tail(inst),
+                    hint="run it by hand in the app folder to see why, or `headway logs`")
+            if now.state != "running":
+                continue
+            if spec.path and inst.port:
+                reason = probe(inst.port, spec.path, timeout=spec.timeout)
+            else:
+                up = time.time() - (now.started or time.time())
+                settle = 0 if quick else spec.interval * spec.healthy_threshold
+                reason = None if up >= settle else "starting"
+            if reason is None:
+                streak[inst.id] += 1
+            else:
+                streak[inst.id], last[inst.id] = 0, reason
+        waiting = [i for i in insts if streak[i.id] < need(i)]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            slow = waiting[0]
+            raise DeployFailed(
+                f"instance {slow.id} was not healthy in time: {last.get(slow.id, 'not started')}",
+                log_tail=log_tail(slow),
+                hint="check the health path answers 2xx, or raise [deploy] timeout")
+        time.sleep(min(health[w.process].interval for w in waiting) if not quick else 0.02)

@@ -1,0 +1,66 @@
+"""What the engine needs from a router: a handful of operations on named servers.
+Implementations: HAProxy (runtime API), FakeRouter (tests). No driver imports another."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+def backend_name(app: str, env: str) -> str:
+    return f"be_{app}_{env}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One app/environment as the router sees it: where it listens and its servers."""
+
+    name: str
+    port: int
+    address: str
+    hosts: list[str]
+    default: bool
+    health_path: str
+    health_interval: float
+    servers: list[tuple[str, int, str, int]] = field(default_factory=list)  # name, port, state, weight
+
+
+@dataclass(frozen=True)
+class ServerState:
+    name: str
+    admin: str  # ready | drain | maint
+    up: bool  # health check says UP
+    sessions: int  # requests in flight
+
+
+class Router(Protocol):
+    def configure(self, backends: list[Backend]) -> None:
+        """Make the router serve exactly these backends (a reload when their set changes)."""
+
+    def apply(self, commands: list[str]) -> None:
+        """Run runtime-API commands in one exchange; raise RouterError if any is refused."""
+
+    def servers(self, backend: str) -> dict[str, ServerState]:
+        """Live state of a backend's servers."""
+
+    def running(self) -> bool:
+        """Whether the router process answers."""
+
+
+# Runtime-API commands, as data. Server names are instance ids; backends from backend_name().
+def add_server(backend: str, name: str, port: int, *, weight: int, check_interval: float) -> str:
+    inter = max(int(check_interval * 1000), 100)
+    return (f"add server {backend}/{name} 127.0.0.1:{port} weight {weight} check inter {inter}"
+            f" rise 1 fall 2")
+
+
+def enable_server(backend: str, name: str) -> list[str]:
+    return [f"enable health {backend}/{name}", f"set server {backend}/{name} state ready"]
+
+
+def set_state(backend: str, name: str, state: str) -> str:
+    return f"set server {backend}/{name} state {state}"
+
+
+def del_server(backend: str, name: str) -> list[str]:
+    return [set_state(backend, name, "maint"), f"del server {backend}/{name}"]

@@ -1,0 +1,234 @@
+"""HAProxy driver. Renders haproxy.cfg from the backends it is given, runs HAProxy in
+master-worker mode under $HEADWAY_HOME/router, and moves traffic only through the runtime
+API (add/del server, state ready|drain|maint). A config change is a master-socket reload,
+which keeps listening sockets; a deploy never needs one. Never prints, never exits."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+
+from headway.errors import RouterError
+from headway.router.base import Backend, ServerState
+from headway.runner import run
+
+_OK = {"", "New server registered.", "Server deleted."}
+
+
+def render_config(backends: list[Backend], *, admin_socket: Path) -> str:
+    lines = [
+        "# Written by Headway from its state; edits are overwritten.",
+        "global",
+        f"  stats socket {admin_socket} mode 600 level admin",
+        "  maxconn 8000",
+        "  hard-stop-after 60s",
+        "defaults",
+        "  mode http",
+        "  option redispatch 1",
+        "  retries 3",
+        "  retry-on conn-failure empty-response response-timeout",
+        "  timeout connect 2s",
+        "  timeout client 60s",
+        "  timeout server 60s",
+        "  timeout http-keep-alive 10s",
+        "  timeout queue 10s",
+        "  option dontlognull",
+    ]
+    for (address, port), group in _by_listener(backends).items():
+        lines += ["", f"frontend fe_{port}", f"  bind {address}:{port}"]
+        for be in group:
+            for host in be.hosts:
+                lines.append(f"  use_backend {be.name} if {{ req.hdr(host),field(1,:),lower -m str"
+                             f" {host.lower()} }}")
+        default = next((b for b in group if b.default), group[0])
+        lines.append(f"  default_backend {default.name}")
+    for be in backends:
+        inter = max(int(be.health_interval * 1000), 100)
+        lines += ["", f"backend {be.name}", "  balance roundrobin",
+                  f"  option httpchk GET {be.health_path}"]
+        for name, port, state, weight in be.servers:
+            disabled = " disabled" if state == "maint" else ""
+            w = 0 if state == "drain" else weight
+            lines.append(f"  server {name} 127.0.0.1:{port} weight {w} check inter {inter}"
+                         f" rise 1 fall 2{disabled}")
+    return "\n".join(lines) + "\n"
+
+
+def _by_listener(backends: list[Backend]) -> dict[tuple[str, int], list[Backend]]:
+    groups: dict[tuple[str, int], list[Backend]] = {}
+    for be in backends:
+        groups.setdefault((be.address, be.port), []).append(be)
+    return groups
+
+
+class HAProxy:
+    def __init__(self, home: Path, *, binary: str = "haproxy") -> None:
+        self.dir = home / "router"
+        self.cfg = self.dir / "haproxy.cfg"
+        self.admin = self.dir / "admin.sock"
+        self.master = self.dir / "master.sock"
+        self.pidfile = self.dir / "haproxy.pid"
+        self.binary = binary
+
+    # Router protocol -------------------------------------------------------------------------
+    def configure(self, backends: list[Backend]) -> None:
+        text = render_config(backends, admin_socket=self.admin)
+        if self.running() and self.cfg.exists() and self.cfg.read_text() == text:
+            return
+        self._check_ports(backends)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        candidate = self.dir / "haproxy.cfg.new"
+        candidate.write_text(text)
+        run([self._binary(), "-c", "-q", "-f", str(candidate)], error=RouterError,
+            what="haproxy config check")
+        os.replace(candidate, self.cfg)
+        if self.running():
+            self._reload()
+        else:
+            self._start()
+
+    def apply(self, commands: list[str]) -> None:
+        if not commands:
+            return
+        out = self._exchange(self.admin, "; ".join(commands))
+        bad = [line for line in out.splitlines() if line.strip() not in _OK]
+        if bad:
+            raise RouterError(f"HAProxy refused `{'; '.join(commands)}`: {' '.join(bad)}")
+
+    def servers(self, backend: str) -> dict[str, ServerState]:
+        stat = self._exchange(self.admin, "show stat")
+        states = self._exchange(self.admin, f"show servers state {backend}")
+        admin: dict[str, str] = {}
+        for line in states.splitlines()[2:]:
+            parts = line.split()
+            if len(parts) > 6:
+                admin[parts[3]] = _admin_state(int(parts[6]))
+        result = {}
+        for row in csv.DictReader(io.StringIO(stat.lstrip("# "))):
+            if row["pxname"] == backend and row["svname"] not in {"FRONTEND", "BACKEND"}:
+                name = row["svname"]
+                result[name] = ServerState(name, admin.get(name, "ready"),
+                                           row["status"].startswith("UP"), int(row["scur"] or 0))
+        return result
+
+    def running(self) -> bool:
+        try:
+            self._exchange(self.admin, "show info", timeout=2)
+            return True
+        except RouterError:
+            return False
+
+    # process management ----------------------------------------------------------------------
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGUSR1)  # soft stop: finish in-flight requests
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+        for path in (self.admin, self.master, self.pidfile):
+            path.unlink(missing_ok=True)
+
+    def _binary(self) -> str:
+        found = shutil.which(self.binary) or shutil.which(self.binary, path="/usr/sbin:/sbin")
+        if not found:
+            raise RouterError("HAProxy is not installed (no `haproxy` on PATH)",
+                              hint="install it: apt-get install -y haproxy")
+        return found
+
+    def _start(self) -> None:
+        for path in (self.admin, self.master):
+            path.unlink(missing_ok=True)
+        run([self._binary(), "-W", "-D", "-S", f"{self.master},mode,600", "-f", str(self.cfg),
+             "-p", str(self.pidfile)], error=RouterError, what="starting HAProxy")
+        self._wait_ready(old_pid=None)
+
+    def _reload(self) -> None:
+        old = self._worker_pid()
+        try:
+            self._exchange(self.master, "reload", timeout=5)
+        except RouterError:
+            pid = self._pid()
+            if not pid:
+                raise
+            os.kill(pid, signal.SIGUSR2)  # same reload, by signal
+        self._wait_ready(old_pid=old)
+
+    def _wait_ready(self, *, old_pid: int | None) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pid = self._worker_pid()
+            if pid and pid != old_pid:
+                return
+            time.sleep(0.05)
+        raise RouterError(f"HAProxy did not come up within 10s; see {self.cfg}")
+
+    def _worker_pid(self) -> int | None:
+        try:
+            info = self._exchange(self.admin, "show info", timeout=1)
+        except RouterError:
+            return None
+        for line in info.splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":")[1])
+        return None
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _check_ports(self, backends: list[Backend]) -> None:
+        """A port some other program holds makes HAProxy fail to start: say which, up front."""
+        current = self.cfg.read_text() if self.cfg.exists() and self.running() else ""
+        for address, port in _by_listener(backends):
+            if f"bind {address}:{port}\n" in current:
+                continue
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((address, port))
+                except OSError as exc:
+                    raise RouterError(f"router port {address}:{port} is in use ({exc.strerror})",
+                                      hint="stop what listens there, or change [router] port"
+                                      ) from exc
+
+    @staticmethod
+    def _exchange(path: Path, command: str, *, timeout: float = 10) -> str:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(timeout)
+                s.connect(str(path))
+                s.sendall(command.encode() + b"\n")
+                chunks = []
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise RouterError(f"HAProxy runtime API at {path}: {exc}") from exc
+        return b"".join(chunks).decode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _admin_state(bits: int) -> str:
+    """srv_admin_state: maint flags are 0x01 forced, 0x02 inherited, 0x04 config, 0x20 dns;
+    drain flags 0x08 forced, 0x10 inherited."""
+    if bits & 0x27:
+        return "maint"
+    return "drain" if bits & 0x18 else "ready"

@@ -1,0 +1,1 @@
+"""Runtimes: where instances run. `process` is the embedded default (supervised by the agent)."""

@@ -1,0 +1,89 @@
+"""The process runtime: instances are local processes. This side only records what should run
+(the store's instances table); the agent's supervisor starts, restarts and stops them. A release
+is a snapshot folder with a `.venv` link to its shared, content-keyed virtualenv."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import socket
+from collections import deque
+from pathlib import Path
+
+from headway.runtime.artifact import ensure_venv, materialize
+from headway.spec.models import ProcessSpec
+from headway.store import Instance, Release, Store
+
+PORTS = range(20000, 30000)
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def expand(command: str, env: dict[str, str]) -> list[str]:
+    """Split a command line (no shell) and expand $VAR / ${VAR} from the instance's env."""
+    return [_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), word)
+            for word in shlex.split(command)]
+
+
+class ProcessRuntime:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def prepare(self, source: Path, files: list[Path], release: Release) -> None:
+        dest = Path(release.path)
+        materialize(source, files, dest)
+        venv = ensure_venv(dest, self.store.home / "venvs")
+        if venv:
+            (dest / ".venv").symlink_to(venv)
+
+    def new_instance(self, release: Release, process: str, spec: ProcessSpec,
+                     env: dict[str, str]) -> Instance:
+        inst_id = f"{process}-r{release.number}-{secrets.token_hex(3)}"
+        port = self._free_port() if process == "web" else 0
+        app_dir = Path(release.path)
+        venv_bin = app_dir / ".venv" / "bin"
+        path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env = dict(env, HEADWAY_APP=release.app, HEADWAY_ENV=release.env,
+                   HEADWAY_RELEASE=str(release.number), HEADWAY_INSTANCE=inst_id,
+                   PATH=f"{venv_bin}:{path}" if venv_bin.exists() else path)
+        if venv_bin.exists():
+            env["VIRTUAL_ENV"] = str(app_dir / ".venv")
+        if port:
+            env["PORT"] = str(port)
+        log = self.store.home / "apps" / release.app / release.env / "logs" / f"{inst_id}.log"
+        return Instance(id=inst_id, app=release.app, env=release.env, release=release.number,
+                        process=process, port=port, argv=expand(spec.command, env),
+                        cwd=str(app_dir), env_vars=env, log=str(log),
+                        stop_timeout=spec.stop_timeout, desired="running", state="pending")
+
+    def start(self, inst: Instance) -> None:
+        Path(inst.log).parent.mkdir(parents=True, exist_ok=True)
+        self.store.add_instance(inst)
+
+    def stop(self, inst_id: str, *, remove: bool = True) -> None:
+        self.store.set_instance(inst_id, desired="removed" if remove else "stopped")
+
+    def observe(self, inst_id: str) -> Instance | None:
+        return self.store.instance(inst_id)
+
+    @staticmethod
+    def log_tail(inst: Instance, lines: int = 20) -> str:
+        try:
+            with open(inst.log, errors="replace") as f:
+                return "".join(deque(f, maxlen=lines))
+        except OSError:
+            return ""
+
+    def _free_port(self) -> int:
+        used = self.store.used_ports()
+        for port in PORTS:
+            if port in used:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError("no free port in 20000-29999")

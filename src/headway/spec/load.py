@@ -1,0 +1,79 @@
+"""Load headway.toml into a Spec, turning every problem into a ConfigError that names the
+file and the key path, with a hint. Never partially accepts a file."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from headway.errors import ConfigError
+from headway.spec.models import Spec
+
+
+def load_spec(path: Path) -> Spec:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file", hint="run `headway init` to write one, or pass -c PATH"
+        ) from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, *, source: str = "headway.toml") -> Spec:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(err, data) for err in exc.errors()]
+        raise ConfigError(f"{source}: " + "\n  ".join(lines)) from None
+
+
+def _describe(err: Any, data: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        return f"{path}: unknown key{hint} (known: {', '.join(known)})"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind in {"literal_error", "string_pattern_mismatch", "int_parsing", "greater_than_equal",
+                "less_than_equal", "string_type", "int_type", "bool_type", "dict_type"}:
+        return f"{path}: {_value_at(data, err['loc'])!r}: {message}"
+    return f"{path}: {message}"
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Spec
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:  # inside a dict such as processes.<name>
+            continue
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(model.model_fields)

@@ -1,0 +1,150 @@
+"""Typed models of headway.toml. They reject unknown keys and bad values; the config
+reference in the README is generated from their field descriptions, so they cannot drift.
+Nothing here touches the disk or the network."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+NAME = r"^[a-z][a-z0-9-]{0,39}$"
+
+
+def parse_duration(value: object) -> float:
+    """'200ms', '2s', '10m', '1h' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration, e.g. \"2s\"")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration, e.g. \"2s\"")
+        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative; a duration must be >= 0")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+EnvValue = str | int | float | bool
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HealthSpec(Model):
+    """How Headway decides an instance is healthy."""
+
+    path: str | None = Field(
+        "/up", description='HTTP path probed with GET; "" for workers (healthy = still running)'
+    )
+    interval: Duration = Field(1.0, description="time between probes")
+    timeout: Duration = Field(2.0, description="how long one probe may take")
+    healthy_threshold: int = Field(2, ge=1, le=100, description="consecutive successes to be healthy")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value and not value.startswith("/"):
+            raise ValueError(f'{value!r} must start with "/", e.g. "/up"')
+        return value or None
+
+
+class ProcessSpec(Model):
+    """One process type of the app: `web` receives HTTP traffic, others are workers."""
+
+    command: str = Field(description="command line; gets $PORT (web) and the [env] variables")
+    replicas: int = Field(1, ge=0, le=64, description="how many instances run")
+    stop_timeout: Duration = Field(10.0, description="SIGTERM, then SIGKILL after this long")
+    health: HealthSpec = Field(default_factory=HealthSpec, description="health check")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty, e.g. \"python3 app.py\"")
+        return value
+
+
+class AppSpec(Model):
+    """The application."""
+
+    name: str = Field(pattern=NAME, description="app name: lowercase letters, digits, dashes")
+    runtime: Literal["auto", "process", "podman", "docker", "kubernetes"] = Field(
+        "auto", description="where instances run; auto = podman/docker when one works, else process"
+    )
+    path: str = Field(".", description="app folder, relative to headway.toml")
+
+
+class DeploySpec(Model):
+    """How a new release replaces the running one."""
+
+    strategy: Literal["rolling", "blue-green"] = Field("blue-green", description="rolling | blue-green")
+    timeout: Duration = Field(60.0, description="a release not healthy within this fails")
+    drain_timeout: Duration = Field(30.0, description="longest wait for in-flight requests")
+    keep_previous: Duration = Field(600.0, description="keep the previous release warm this long")
+    max_surge: int = Field(1, ge=1, le=64, description="rolling: instances replaced per batch")
+
+
+class RouterSpec(Model):
+    """Where users' HTTP traffic arrives (HAProxy, shared by every app on the host)."""
+
+    port: int = Field(80, ge=1, le=65535, description="port HAProxy listens on")
+    address: str = Field("0.0.0.0", description="address HAProxy binds")
+    hosts: list[str] = Field(default_factory=list, description="Host headers routed to this app")
+    default: bool = Field(False, description="receive requests whose Host matches no app")
+
+
+class Spec(Model):
+    """A whole headway.toml."""
+
+    app: AppSpec
+    processes: dict[str, ProcessSpec] = Field(description="process types, at least `web`")
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    env: dict[str, EnvValue | dict[str, EnvValue]] = Field(
+        default_factory=dict,
+        description="variables for every process; [env.<environment>] tables override them",
+    )
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, value: dict[str, ProcessSpec]) -> dict[str, ProcessSpec]:
+        for name in value:
+            if not re.match(NAME, name):
+                raise ValueError(f"{name!r} is not a process name (lowercase letters, digits, dashes)")
+        if "web" not in value:
+            raise ValueError("needs a [processes.web] table: the process that receives HTTP traffic")
+        if not value["web"].health.path:
+            raise ValueError("processes.web.health.path must be set: the router needs a health check")
+        return value
+
+    @model_validator(mode="after")
+    def _env_names(self) -> Spec:
+        for key in self.env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"env.{key}: not a valid variable or environment name")
+        return self
+
+    def environment(self, name: str) -> dict[str, str]:
+        """The effective variables for one environment: [env] overridden by [env.<name>]."""
+        base = {k: _text(v) for k, v in self.env.items() if not isinstance(v, dict)}
+        override = self.env.get(name)
+        if isinstance(override, dict):
+            base.update({k: _text(v) for k, v in override.items()})
+        return base
+
+    def environments(self) -> list[str]:
+        return sorted(k for k, v in self.env.items() if isinstance(v, dict))
+
+
+def _text(value: EnvValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
