@@ -58,7 +58,7 @@ def rollback(ctx: output.Context, release: int | None) -> None:
 def releases(ctx: output.Context, as_json: bool) -> None:
     """List the app's releases, newest first."""
     rows = [{k: v for k, v in asdict(r).items() if k not in {"spec", "path"}}
-            for r in ctx.store().releases(ctx.app(), ctx.env)]
+            for r in ctx.recovered_store().releases(ctx.app(), ctx.env)]
     output.table(rows, as_json, ["number", "status", "created", "deployed", "warm_until",
                                  "digest", "failure"])
 
@@ -77,7 +77,7 @@ def status(ctx: output.Context, as_json: bool) -> None:
 @pass_ctx
 def events(ctx: output.Context, limit: int, as_json: bool) -> None:
     """What happened to the app, oldest first."""
-    output.table(ctx.store().events(ctx.app(), ctx.env, limit=limit), as_json,
+    output.table(ctx.recovered_store().events(ctx.app(), ctx.env, limit=limit), as_json,
                  ["ts", "release", "kind", "message"])
 
 
@@ -88,7 +88,7 @@ def events(ctx: output.Context, limit: int, as_json: bool) -> None:
 @pass_ctx
 def logs(ctx: output.Context, follow: bool, process: str | None, lines: int) -> None:
     """The instances' output, each line tagged with its instance."""
-    output.logs(ctx.store(), ctx.app(), ctx.env, process=process, lines=lines, follow=follow)
+    output.logs(ctx.recovered_store(), ctx.app(), ctx.env, process=process, lines=lines, follow=follow)
 
 
 @cli.command()

@@ -57,6 +57,14 @@ class Context:
 
         return Store(home_dir())
 
+    def recovered_store(self) -> Any:
+        """The store, after finishing or undoing a deploy of this app whose command died."""
+        store, app = self.store(), self.app()
+        if store.interrupted_deploys(app, self.env):
+            with store.lock(f"app:{app}:{self.env}", f"headway recover {app}", wait=5):
+                self.engine().recover(app, self.env)
+        return store
+
     def engine(self) -> Any:
         from headway.agent.control import ensure_agent
         from headway.engine import Engine
@@ -70,7 +78,7 @@ class Context:
     def status(self) -> dict[str, Any]:
         from headway.router import HAProxy, backend_name
 
-        store, app = self.store(), self.app()
+        store, app = self.recovered_store(), self.app()
         router = HAProxy(store.home)
         live = router.servers(backend_name(app, self.env)) if router.running() else {}
         insts = store.instances(app, self.env)

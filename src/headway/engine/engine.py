@@ -189,7 +189,7 @@ class Engine:
                 self._converge(new, keep_warm=old and old.number)
                 self._activate(new, old, warm=True)
             elif old:
-                self._converge(old, keep_warm=None)
+                self._converge(old, keep_warm=None, discard=new and new.number)
                 if new and new.status != "active" and dead["kind"] == "deploy":
                     self.store.set_release(app, env, new.number, status="failed",
                                            failure="interrupted")
@@ -249,13 +249,14 @@ class Engine:
         others = [i for i in self.store.instances(target.app, target.env)
                   if i.release != target.number and i.desired == "running"]
         in_traffic = [i for i in others if i.routed in {"ready", "drain"}]
+        drained = {i.id for i in in_traffic}
         routing.switch(self.store, self.router, enable=self._get([i.id for i in web]),
                        drain=in_traffic)
         self._wait_drained(self._get([i.id for i in in_traffic]), spec.deploy.drain_timeout)
         for inst in self._get([i.id for i in others]):
             if inst.release == keep_warm and inst.process == "web":
                 routing.park(self.store, self.router, [inst])
-            elif inst in in_traffic or inst.release in {keep_warm, discard} \
+            elif inst.id in drained or inst.release in {keep_warm, discard} \
                     or inst.process != "web":
                 self._discard([inst])
 

@@ -1,0 +1,123 @@
+"""Fixtures: a private $HEADWAY_HOME, a copy of the example app on a free router port, and
+the `headway` CLI run as a real subprocess. Teardown destroys what a test deployed, so no
+HAProxy, agent or instance outlives it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "hello"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class App:
+    dir: Path
+    home: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, HEADWAY_HOME=str(self.home))
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.dir,
+                              env=self.env(), capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"headway {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "headway", *args], cwd=self.dir,
+                                env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def version(self) -> str:
+        return str(httpx.get(self.url, timeout=5).json()["version"])
+
+    def set_version(self, version: str, *, broken: str | None = None) -> None:
+        (self.dir / "VERSION").write_text(version + "\n")
+        if broken:
+            (self.dir / "BROKEN").write_text(broken)
+        else:
+            (self.dir / "BROKEN").unlink(missing_ok=True)
+
+    def use_strategy(self, strategy: str) -> None:
+        path = self.dir / "headway.toml"
+        text = path.read_text()
+        path.write_text(text.replace('strategy = "blue-green"', f'strategy = "{strategy}"'))
+
+    def configure(self, **sections: str) -> None:
+        """Append TOML to the example's headway.toml (e.g. deploy='strategy = "rolling"')."""
+        text = (self.dir / "headway.toml").read_text()
+        for name, body in sections.items():
+            header = f"[{name.replace('__', '.')}]"
+            if header in text:
+                text = text.replace(header, f"{header}\n{body}")
+            else:
+                text += f"\n{header}\n{body}\n"
+        (self.dir / "headway.toml").write_text(text)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    if not shutil.which("haproxy", path=os.environ.get("PATH", "") + ":/usr/sbin"):
+        pytest.fail("HAProxy is not installed: run .ci/run or `apt-get install -y haproxy`")
+    folder = tmp_path / "hello"
+    shutil.copytree(EXAMPLE, folder)
+    port = free_port()
+    toml = (folder / "headway.toml").read_text().replace("port = 18080", f"port = {port}")
+    (folder / "headway.toml").write_text(toml)
+    app = App(folder, tmp_path / "home", port)
+    app.configure(
+        router='address = "127.0.0.1"',
+        processes__web__health='interval = "200ms"\ntimeout = "1s"',
+        deploy='timeout = "20s"\ndrain_timeout = "5s"',
+    )
+    yield app
+    app.run("destroy", "--yes", check=False, timeout=60)
+    _kill_leftovers(app.home)
+
+
+def _kill_leftovers(home: Path) -> None:
+    """Whatever a failed test left running under this home: agent, HAProxy, instances."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if cwd.startswith(str(home)) or f"HEADWAY_HOME={home}".encode() in environ:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    pidfile = home / "router" / "haproxy.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+        except (ProcessLookupError, ValueError, IndexError):
+            pass

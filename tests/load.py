@@ -1,0 +1,54 @@
+"""A small load generator for tests: a few threads send GETs through the router and count
+every answer by status, and every connection error. Bounded in time; loopback only."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import httpx
+
+
+class Load:
+    def __init__(self, url: str, *, threads: int = 4) -> None:
+        self.url, self.threads = url, threads
+        self.codes: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.versions: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for w in self._workers:
+            w.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for w in self._workers:
+            w.join(timeout=10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 300
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    resp = client.get(self.url)
+                    with self._lock:
+                        self.codes[resp.status_code] += 1
+                        if resp.status_code == 200:
+                            self.versions[resp.json()["version"]] += 1
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        self.errors[type(exc).__name__] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.codes.values()) + sum(self.errors.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(n for code, n in self.codes.items() if code != 200) + sum(self.errors.values())

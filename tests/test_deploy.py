@@ -1,0 +1,156 @@
+"""End to end through the CLI, with real HAProxy and real app processes on loopback: every
+request sent through the router during deploys and rollbacks must succeed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+
+from tests.conftest import App
+from tests.load import Load
+
+
+def status(app: App) -> dict:
+    return json.loads(app.run("status", "--json").stdout)
+
+
+def test_blue_green_and_rolling_deploys_under_load_drop_nothing(app: App) -> None:
+    app.run("deploy")
+    assert app.version() == "v1"
+    with Load(app.url) as load:
+        app.set_version("v2")
+        app.run("deploy")
+        app.use_strategy("rolling")
+        app.set_version("v3")
+        app.run("deploy")
+        time.sleep(0.5)
+    assert load.failed == 0, (load.codes, load.errors)
+    assert load.total > 200
+    assert {"v1", "v2", "v3"} <= set(load.versions)
+    assert app.version() == "v3"
+    live = [i for i in status(app)["instances"] if i["router"] == "ready"]
+    assert {i["release"] for i in live} == {3} and len(live) == 2
+
+
+def test_second_identical_deploy_changes_nothing(app: App) -> None:
+    app.run("deploy")
+    again = app.run("deploy")
+    assert "nothing to do" in again.stdout
+    assert [r["number"] for r in json.loads(app.run("releases", "--json").stdout)] == [1]
+
+
+def test_unhealthy_release_is_refused_and_traffic_stays(app: App) -> None:
+    app.run("deploy")
+    with Load(app.url) as load:
+        app.set_version("v2", broken="503")
+        result = app.run("deploy", check=False)
+    assert result.returncode == 4
+    assert "not healthy in time" in result.stderr and "answered 503" in result.stderr
+    assert "traffic stayed on release 1" in result.stderr
+    assert load.failed == 0 and set(load.versions) == {"v1"}
+    rels = {r["number"]: r["status"] for r in json.loads(app.run("releases", "--json").stdout)}
+    assert rels == {1: "active", 2: "failed"}
+    assert all(i["release"] == 1 for i in status(app)["instances"])
+
+
+def test_release_that_exits_at_once_fails_fast_with_its_log(app: App) -> None:
+    app.run("deploy")
+    app.set_version("v2", broken="crash")
+    started = time.monotonic()
+    result = app.run("deploy", check=False)
+    assert result.returncode == 4
+    assert time.monotonic() - started < 15
+    assert "exited with code" in result.stderr
+    assert "refusing to start (BROKEN=crash)" in result.stderr  # the instance's own log line
+    assert app.version() == "v1"
+
+
+def test_warm_rollback_is_a_traffic_switch_under_a_second(app: App) -> None:
+    app.run("deploy")
+    app.set_version("v2")
+    app.run("deploy")
+    with Load(app.url) as load:
+        started = time.monotonic()
+        app.run("rollback")
+        took = time.monotonic() - started
+        time.sleep(0.3)
+    assert app.version() == "v1"
+    assert load.failed == 0
+    assert took < 3  # the command, Python start-up included; bench/ measures the switch
+    events = app.run("events", "--json").stdout
+    assert "rolled back to release 1" in events
+    # and forward again: release 2 was kept warm by the rollback
+    app.run("rollback", "2")
+    assert app.version() == "v2"
+
+
+def test_crashed_instance_is_restarted_without_failed_requests(app: App) -> None:
+    app.run("deploy")
+    victim = status(app)["instances"][0]
+    with Load(app.url) as load:
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            now = {i["id"]: i for i in status(app)["instances"]}[victim["id"]]
+            if now["restarts"] >= 1 and now["state"] == "running" and now["health"] == "up":
+                break
+            time.sleep(0.2)
+    assert now["restarts"] == 1 and now["pid"] != victim["pid"]
+    assert load.failed == 0, (load.codes, load.errors)
+
+
+def test_killed_deploy_is_recovered_by_the_next_command(app: App) -> None:
+    app.run("deploy")
+    app.use_strategy("rolling")
+    app.set_version("v2")
+    with Load(app.url) as load:
+        cli = app.popen("deploy")
+        for line in cli.stdout:  # type: ignore[union-attr]
+            if "wait until web.1 are healthy" in line:
+                break
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        time.sleep(0.5)
+        assert app.version() == "v1"
+        app.run("status")  # the next command (or the agent, whichever comes first) recovers
+        time.sleep(0.3)
+    assert load.failed == 0, (load.codes, load.errors)
+    assert "interrupted deploy of release 2 undone" in app.run("events").stdout
+    assert {i["release"] for i in status(app)["instances"] if i["router"] == "ready"} == {1}
+    deadline = time.monotonic() + 15
+    while {i["release"] for i in status(app)["instances"]} != {1}:
+        assert time.monotonic() < deadline, "release 2's instance was never stopped"
+        time.sleep(0.2)
+    app.run("deploy")
+    assert app.version() == "v2"
+
+
+def test_second_concurrent_deploy_names_the_holder(app: App) -> None:
+    app.run("deploy")
+    app.set_version("v2", broken="503")  # a deploy that waits for health until it times out
+    first = app.popen("deploy")
+    time.sleep(3)
+    second = app.run("deploy", check=False)
+    first.kill()
+    first.wait()
+    assert second.returncode == 3
+    assert "is locked by `headway deploy hello --env production`" in second.stderr
+    assert f"pid {first.pid}" in second.stderr
+
+
+def test_destroy_stops_everything(app: App) -> None:
+    app.run("deploy")
+    pids = [i["pid"] for i in status(app)["instances"]]
+    app.run("destroy", "--yes")
+    time.sleep(0.2)
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}")
+    try:
+        httpx.get(app.url, timeout=2)
+        raise AssertionError("the router still answers after the last app was destroyed")
+    except httpx.ConnectError:
+        pass
