@@ -69,7 +69,7 @@ def test_release_that_exits_at_once_fails_fast_with_its_log(app: App) -> None:
     assert app.version() == "v1"
 
 
-def test_warm_rollback_is_a_traffic_switch_under_a_second(app: App) -> None:
+def test_warm_rollback_is_a_traffic_switch_without_failed_requests(app: App) -> None:
     app.run("deploy")
     app.set_version("v2")
     app.run("deploy")
@@ -78,14 +78,14 @@ def test_warm_rollback_is_a_traffic_switch_under_a_second(app: App) -> None:
         app.run("rollback")
         took = time.monotonic() - started
         time.sleep(0.3)
-    assert app.version() == "v1"
-    assert load.failed == 0
-    assert took < 3  # the command, Python start-up included; bench/ measures the switch
-    events = app.run("events", "--json").stdout
-    assert "rolled back to release 1" in events
-    # and forward again: release 2 was kept warm by the rollback
-    app.run("rollback", "2")
-    assert app.version() == "v2"
+        assert app.version() == "v1"
+        for target, version in (("2", "v2"), ("1", "v1"), ("2", "v2")):  # both stay warm
+            app.run("rollback", target)
+            time.sleep(0.3)
+            assert app.version() == version
+    assert load.failed == 0, (load.codes, load.errors)
+    assert took < 3  # the whole command, Python start-up included; bench/ measures the switch
+    assert "rolled back to release 1" in app.run("events", "--json").stdout
 
 
 def test_crashed_instance_is_restarted_without_failed_requests(app: App) -> None:

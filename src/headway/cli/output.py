@@ -92,7 +92,8 @@ class Context:
             "id": i.id, "release": i.release, "process": i.process, "port": i.port or None,
             "state": i.state, "pid": i.pid, "restarts": i.restarts,
             "router": live[i.id].admin if i.id in live else "none",
-            "health": ("up" if live[i.id].up else "down") if i.id in live else None,
+            "health": ("up" if live[i.id].up else "down")
+            if i.id in live and live[i.id].admin != "maint" else None,
             "traffic": round(100 * weights.get(i.id, 0) / total, 1),
         } for i in insts]
         return {"app": app, "env": self.env, "active_release": active,

@@ -47,15 +47,25 @@ class Router(Protocol):
         """Whether the router process answers."""
 
 
+def server_options(check_interval: float) -> str:
+    """Options of every server line, in the config and in `add server` alike: servers added
+    at run time do not inherit defaults, and without an idle-connection pool HAProxy loses
+    keep-alive to the app (measured: p99 56 ms instead of 2.8 ms at 2 connections)."""
+    inter = max(int(check_interval * 1000), 100)
+    return f"check inter {inter} rise 1 fall 2 pool-max-conn -1 pool-purge-delay 5s"
+
+
 # Runtime-API commands, as data. Server names are instance ids; backends from backend_name().
 def add_server(backend: str, name: str, port: int, *, weight: int, check_interval: float) -> str:
-    inter = max(int(check_interval * 1000), 100)
-    return (f"add server {backend}/{name} 127.0.0.1:{port} weight {weight} check inter {inter}"
-            f" rise 1 fall 2")
+    return (f"add server {backend}/{name} 127.0.0.1:{port} weight {weight} "
+            + server_options(check_interval))
 
 
 def enable_server(backend: str, name: str) -> list[str]:
-    return [f"enable health {backend}/{name}", f"set server {backend}/{name} state ready"]
+    """Into rotation, and UP at once: Headway has just probed it, and a server leaving
+    maintenance would otherwise stay DOWN until its next check, leaving a gap with no server."""
+    return [f"enable health {backend}/{name}", f"set server {backend}/{name} state ready",
+            f"set server {backend}/{name} health up"]
 
 
 def set_state(backend: str, name: str, state: str) -> str:

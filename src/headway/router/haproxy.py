@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from headway.errors import RouterError
-from headway.router.base import Backend, ServerState
+from headway.router.base import Backend, ServerState, server_options
 from headway.runner import run
 
 _OK = {"", "New server registered.", "Server deleted."}
@@ -49,14 +49,13 @@ def render_config(backends: list[Backend], *, admin_socket: Path) -> str:
         default = next((b for b in group if b.default), group[0])
         lines.append(f"  default_backend {default.name}")
     for be in backends:
-        inter = max(int(be.health_interval * 1000), 100)
         lines += ["", f"backend {be.name}", "  balance roundrobin",
                   f"  option httpchk GET {be.health_path}"]
         for name, port, state, weight in be.servers:
             disabled = " disabled" if state == "maint" else ""
             w = 0 if state == "drain" else weight
-            lines.append(f"  server {name} 127.0.0.1:{port} weight {w} check inter {inter}"
-                         f" rise 1 fall 2{disabled}")
+            lines.append(f"  server {name} 127.0.0.1:{port} weight {w} "
+                         f"{server_options(be.health_interval)}{disabled}")
     return "\n".join(lines) + "\n"
 
 

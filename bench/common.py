@@ -1,0 +1,80 @@
+"""Shared by the benchmarks: a private copy of the example app and $HEADWAY_HOME, the CLI as a
+subprocess, and wrk (loopback only, bounded in time) with its output parsed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BenchApp:
+    def __init__(self, port: int, *, replicas: int = 2) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="headway-bench-"))
+        self.dir = self.tmp / "hello"
+        shutil.copytree(ROOT / "examples" / "hello", self.dir)
+        toml = (self.dir / "headway.toml").read_text()
+        toml = toml.replace("port = 18080", f'port = {port}\naddress = "127.0.0.1"')
+        toml = toml.replace("replicas = 2", f"replicas = {replicas}")
+        toml = toml.replace('path = "/up"', 'path = "/up"\ninterval = "200ms"')
+        (self.dir / "headway.toml").write_text(toml)
+        self.url = f"http://127.0.0.1:{port}/"
+        self.env = dict(os.environ, HEADWAY_HOME=str(self.tmp / "home"))
+
+    def headway(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.dir, env=self.env,
+                              capture_output=True, text=True, timeout=300)
+        if check and proc.returncode != 0:
+            raise SystemExit(f"headway {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    def write(self, name: str, text: str | None) -> None:
+        if text is None:
+            (self.dir / name).unlink(missing_ok=True)
+        else:
+            (self.dir / name).write_text(text)
+
+    def set(self, old: str, new: str) -> None:
+        path = self.dir / "headway.toml"
+        path.write_text(path.read_text().replace(old, new))
+
+    def close(self) -> None:
+        self.headway("destroy", "--yes", check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def wrk(url: str, seconds: float, *, connections: int = 16) -> subprocess.Popen[str]:
+    return subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
+                             url], stdout=subprocess.PIPE, text=True)
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    def num(pattern: str) -> float:
+        m = re.search(pattern, text)
+        return float(m.group(1)) if m else 0.0
+
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    connect, read, write, timeout = (int(x) for x in errors.groups()) if errors else (0, 0, 0, 0)
+    return {"requests": num(r"(\d+) requests in"), "non_2xx": num(r"Non-2xx or 3xx responses: (\d+)"),
+            "socket_errors": connect + read + write, "timeouts": timeout,
+            "rps": num(r"Requests/sec:\s+([\d.]+)"), "p99_ms": _ms(text, "99%")}
+
+
+def _ms(text: str, label: str) -> float:
+    m = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", text)
+    if not m:
+        return 0.0
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def machine() -> dict[str, object]:
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True
+                                      ).stdout.split("\n")[0], "date": time.strftime("%Y-%m-%d")}

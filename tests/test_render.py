@@ -1,0 +1,46 @@
+"""Exact rendering: HAProxy config, runtime-API commands, instance argv."""
+
+from pathlib import Path
+
+from headway.router import base
+from headway.router.base import Backend
+from headway.router.haproxy import render_config
+from headway.runtime.process import expand
+
+
+def test_config_routes_by_host_with_a_default_and_keeps_server_states() -> None:
+    shop = Backend("be_shop_production", 80, "0.0.0.0", ["shop.example.com"], True, "/up", 1.0,
+                   [("web-r1-a", 20000, "ready", 100), ("web-r0-b", 20001, "maint", 100)])
+    blog = Backend("be_blog_production", 80, "0.0.0.0", ["Blog.example.com"], False, "/health",
+                   0.5, [("web-r2-c", 20002, "drain", 100)])
+    cfg = render_config([shop, blog], admin_socket=Path("/h/router/admin.sock"))
+    assert "  stats socket /h/router/admin.sock mode 600 level admin\n" in cfg
+    assert cfg.count("frontend fe_80\n") == 1
+    assert ("  use_backend be_blog_production if { req.hdr(host),field(1,:),lower -m str "
+            "blog.example.com }\n") in cfg
+    assert "  default_backend be_shop_production\n" in cfg
+    pool = "pool-max-conn -1 pool-purge-delay 5s"
+    assert (f"  server web-r1-a 127.0.0.1:20000 weight 100 check inter 1000 rise 1 fall 2 "
+            f"{pool}\n") in cfg
+    assert (f"  server web-r0-b 127.0.0.1:20001 weight 100 check inter 1000 rise 1 fall 2 "
+            f"{pool} disabled\n") in cfg
+    assert (f"  server web-r2-c 127.0.0.1:20002 weight 0 check inter 500 rise 1 fall 2 "
+            f"{pool}\n") in cfg
+    assert "  option httpchk GET /health\n" in cfg
+    assert "  retry-on conn-failure empty-response response-timeout\n" in cfg
+
+
+def test_runtime_api_commands() -> None:
+    assert base.add_server("be_a_production", "web-r1-x", 20000, weight=100,
+                           check_interval=0.2) == (
+        "add server be_a_production/web-r1-x 127.0.0.1:20000 weight 100 check inter 200 "
+        "rise 1 fall 2 pool-max-conn -1 pool-purge-delay 5s")
+    assert base.enable_server("b", "s") == [
+        "enable health b/s", "set server b/s state ready", "set server b/s health up"]
+    assert base.del_server("b", "s") == ["set server b/s state maint", "del server b/s"]
+
+
+def test_command_is_split_without_a_shell_and_expands_only_instance_variables() -> None:
+    env = {"PORT": "20001", "NAME": "a b"}
+    assert expand("uvicorn app:app --port $PORT --name ${NAME} '$(rm -rf /)'", env) == [
+        "uvicorn", "app:app", "--port", "20001", "--name", "a b", "$(rm -rf /)"]
