@@ -30,7 +30,7 @@ class BenchApp:
 
     def headway(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.dir, env=self.env,
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, check=False)
         if check and proc.returncode != 0:
             raise SystemExit(f"headway {' '.join(args)} failed:\n{proc.stderr}")
         return proc
@@ -76,5 +76,5 @@ def _ms(text: str, label: str) -> float:
 
 def machine() -> dict[str, object]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True
+            "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False
                                       ).stdout.split("\n")[0], "date": time.strftime("%Y-%m-%d")}

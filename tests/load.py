@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from typing import Self
 
 import httpx
 
@@ -20,7 +21,7 @@ class Load:
         self._lock = threading.Lock()
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         for w in self._workers:
             w.start()
         time.sleep(0.3)

@@ -37,7 +37,7 @@ def test_runtime_api_commands() -> None:
         "rise 1 fall 2 pool-max-conn -1 pool-purge-delay 5s")
     assert base.enable_server("b", "s") == [
         "enable health b/s", "set server b/s state ready", "set server b/s health up"]
-    assert base.del_server("b", "s") == ["set server b/s state maint", "del server b/s"]
+    assert base.set_state("b", "s", "drain") == "set server b/s state drain"
 
 
 def test_command_is_split_without_a_shell_and_expands_only_instance_variables() -> None:

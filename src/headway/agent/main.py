@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -18,7 +19,7 @@ from headway.runtime.process import ProcessRuntime
 from headway.store import Store
 
 
-def run_agent(home: Path, *, log: callable = print) -> None:  # type: ignore[valid-type]
+def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
     home.mkdir(parents=True, exist_ok=True)
     lock = open(home / "agent.lock", "a")  # noqa: SIM115 - held for the agent's life
     try:
@@ -61,6 +62,8 @@ def housekeeping(store: Store, router: HAProxy, engine: Engine) -> bool:
         return False
     if apps and not router.running():
         routing.configure(store, router)
+    if store.get(routing.PENDING):
+        routing.purge(store, router)
     now = time.time()
     for app in apps:
         name, env = app["app"], app["env"]

@@ -39,7 +39,7 @@ class Context:
         return spec
 
     def source(self, spec: Any) -> Path:
-        folder = (self.config.parent / spec.app.path).resolve()
+        folder: Path = (self.config.parent / spec.app.path).resolve()
         if not folder.is_dir():
             raise ConfigError(f"{self.config}: app.path: {folder} is not a folder")
         return folder

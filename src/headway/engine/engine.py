@@ -34,6 +34,10 @@ class Outcome:
     switch_seconds: float | None = None
 
 
+def number(release: Release | None) -> int | None:
+    return release.number if release else None
+
+
 def release_spec(release: Release) -> Spec:
     return Spec.model_validate(json.loads(release.spec)["spec"])
 
@@ -68,6 +72,7 @@ class Engine:
                 return Outcome(app, env, active.number, None, False,
                                f"release {active.number} is already live with this code and "
                                "config: nothing to do (--force deploys it again)")
+            self._route_app(spec, env)
             root = self.store.home / "apps" / app / env / "releases"
             release = self.store.add_release(app, env, digest=digest, root=root, spec=config)
             self.progress(f"release {release.number}: building from {source}")
@@ -77,10 +82,9 @@ class Engine:
                 self._fail(release, f"build failed: {exc.message}")
                 raise
             self.store.set_release(app, env, release.number, status="ready")
-            self._route_app(spec, env)
             steps = plan_deploy(spec, self._live(active) if active else [])
             deploy = self.store.begin_deploy(app, env, release=release.number,
-                                             previous=active and active.number, kind="deploy",
+                                             previous=number(active), kind="deploy",
                                              strategy=spec.deploy.strategy)
             self.store.event(app, env, "deploy.started", f"{spec.deploy.strategy} deploy of "
                              f"release {release.number}", release=release.number)
@@ -94,7 +98,7 @@ class Engine:
             took = time.monotonic() - started
             self.store.event(app, env, "deploy.succeeded", f"release {release.number} live "
                              f"in {took:.1f}s", release=release.number)
-            return Outcome(app, env, release.number, active and active.number, True,
+            return Outcome(app, env, release.number, number(active), True,
                            f"release {release.number} is live", took, switched)
 
     def _execute(self, deploy: int, steps: list[Step], spec: Spec, release: Release) -> float:
@@ -140,13 +144,13 @@ class Engine:
             active = self.active(app, env)
             target = self._rollback_target(app, env, active, to)
             deploy = self.store.begin_deploy(app, env, release=target.number,
-                                             previous=active and active.number, kind="rollback",
+                                             previous=number(active), kind="rollback",
                                              strategy="switch")
             warm = bool(self._live(target))
             self.progress(f"rolling back to release {target.number}"
                           + (" (warm: traffic switch)" if warm else " (cold: restarting it)"))
             try:
-                self._converge(target, keep_warm=active and active.number)
+                self._converge(target, keep_warm=number(active))
             except BaseException as exc:
                 self._undo(deploy, target, active, exc)
                 raise
@@ -155,7 +159,7 @@ class Engine:
             took = time.monotonic() - started
             self.store.event(app, env, "rollback", f"rolled back to release {target.number} "
                              f"in {took:.2f}s", release=target.number)
-            return Outcome(app, env, target.number, active and active.number, True,
+            return Outcome(app, env, target.number, number(active), True,
                            f"release {target.number} is live again", took)
 
     def _rollback_target(self, app: str, env: str, active: Release | None,
@@ -186,10 +190,10 @@ class Engine:
             self.progress(f"an interrupted {dead['kind']} of release {dead['release']} was found:"
                           + (" finishing it" if forward else " undoing it"))
             if forward and new:
-                self._converge(new, keep_warm=old and old.number)
+                self._converge(new, keep_warm=number(old))
                 self._activate(new, old, warm=True)
             elif old:
-                self._converge(old, keep_warm=None, discard=new and new.number)
+                self._converge(old, keep_warm=None, discard=number(new))
                 if new and new.status != "active" and dead["kind"] == "deploy":
                     self.store.set_release(app, env, new.number, status="failed",
                                            failure="interrupted")
@@ -300,14 +304,18 @@ class Engine:
 
     # helpers ---------------------------------------------------------------------------------
     def _route_app(self, spec: Spec, env: str) -> None:
-        changed = self.store.upsert_app(
-            spec.app.name, env, port=spec.router.port, address=spec.router.address,
-            hosts=spec.router.hosts, default=spec.router.default,
-            health_path=spec.processes["web"].health.path or "/",
-            health_interval=spec.processes["web"].health.interval)
-        self.ensure_agent()
-        if changed or not self.router.running():
-            routing.configure(self.store, self.router)
+        """Make the router serve this app (a reload only when its routing changed)."""
+        row = {"app": spec.app.name, "env": env, "router_port": spec.router.port,
+               "router_address": spec.router.address, "hosts": spec.router.hosts,
+               "is_default": spec.router.default,
+               "health_path": spec.processes["web"].health.path or "/",
+               "health_interval": spec.processes["web"].health.interval}
+        current = next((a for a in self.store.apps()
+                        if (a["app"], a["env"]) == (spec.app.name, env)), None)
+        same = current is not None and all(current[k] == v for k, v in row.items())
+        if not same or not self.router.running():
+            routing.configure(self.store, self.router, pending=row)
+        self.ensure_agent()  # after the app is recorded: an agent with no app exits
         routing.sync_from_router(self.store, self.router, spec.app.name, env)
 
     def _live(self, release: Release) -> list[Instance]:

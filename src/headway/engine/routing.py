@@ -4,14 +4,23 @@ that a reload renders exactly the live state."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from headway.errors import RouterError
 from headway.router import base
 from headway.router.base import Backend, Router
 from headway.store import Instance, Store
 
 
-def backends(store: Store) -> list[Backend]:
+def backends(store: Store, *, pending: dict[str, Any] | None = None) -> list[Backend]:
+    """The router's backends from the store; `pending` is an app row not yet written."""
+    rows = store.apps()
+    if pending:
+        rows = [r for r in rows if (r["app"], r["env"]) != (pending["app"], pending["env"])]
+        rows.append(pending)
     result = []
-    for app in store.apps():
+    for app in rows:
         servers = [(i.id, i.port, i.routed, 100)
                    for i in store.instances(app["app"], app["env"]) if i.routed != "none"]
         result.append(Backend(
@@ -22,10 +31,14 @@ def backends(store: Store) -> list[Backend]:
     return result
 
 
-def configure(store: Store, router: Router) -> None:
-    """Render the router from the store, under the host-wide router lock."""
+def configure(store: Store, router: Router, *, pending: dict[str, Any] | None = None) -> None:
+    """Render the router from the store, under the host-wide router lock. A `pending` app row
+    is written to the store only once the router has taken it: a refused config (port in use,
+    HAProxy missing) leaves no trace."""
     with store.lock("router", "router configuration", wait=30):
-        router.configure(backends(store))
+        router.configure(backends(store, pending=pending))
+        if pending:
+            store.upsert_app(**pending)
 
 
 def sync_from_router(store: Store, router: Router, app: str, env: str) -> None:
@@ -33,7 +46,7 @@ def sync_from_router(store: Store, router: Router, app: str, env: str) -> None:
     recording it)."""
     live = router.servers(base.backend_name(app, env))
     for inst in store.instances(app, env):
-        if inst.process != "web":
+        if inst.process != "web" or inst.desired != "running":
             continue
         state = live[inst.id].admin if inst.id in live else "none"
         if state != inst.routed:
@@ -79,9 +92,33 @@ def park(store: Store, router: Router, insts: list[Instance]) -> None:
 
 
 def remove(store: Store, router: Router, insts: list[Instance]) -> None:
+    """Out of rotation now (maint); deleted as soon as HAProxy lets go of its pooled idle
+    connections, which can take a few seconds: `purge` retries, here and from the agent."""
     todo = [i for i in insts if i.routed != "none"]
-    if todo:
-        be = base.backend_name(todo[0].app, todo[0].env)
-        router.apply([c for i in todo for c in base.del_server(be, i.id)])
+    if not todo:
+        return
+    be = base.backend_name(todo[0].app, todo[0].env)
+    router.apply([base.set_state(be, i.id, "maint") for i in todo])
     for i in todo:
         store.set_instance(i.id, routed="none")
+    store.put(PENDING, json.dumps(_pending(store) + [f"{be}/{i.id}" for i in todo]))
+    purge(store, router)
+
+
+PENDING = "router.pending_deletes"
+
+
+def purge(store: Store, router: Router) -> None:
+    """Delete the servers taken out by `remove`; keep those HAProxy still holds connections to."""
+    left = []
+    for server in _pending(store):
+        try:
+            router.apply([f"del server {server}"])
+        except RouterError as exc:
+            if "connections" in exc.message:
+                left.append(server)  # anything else (e.g. gone after a reload) is done
+    store.put(PENDING, json.dumps(left) if left else None)
+
+
+def _pending(store: Store) -> list[str]:
+    return list(json.loads(store.get(PENDING) or "[]"))

@@ -71,6 +71,3 @@ def enable_server(backend: str, name: str) -> list[str]:
 def set_state(backend: str, name: str, state: str) -> str:
     return f"set server {backend}/{name} state {state}"
 
-
-def del_server(backend: str, name: str) -> list[str]:
-    return [set_state(backend, name, "maint"), f"del server {backend}/{name}"]

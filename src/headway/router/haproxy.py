@@ -67,13 +67,13 @@ def _by_listener(backends: list[Backend]) -> dict[tuple[str, int], list[Backend]
 
 
 class HAProxy:
-    def __init__(self, home: Path, *, binary: str = "haproxy") -> None:
+    def __init__(self, home: Path, *, binary: str | None = None) -> None:
         self.dir = home / "router"
         self.cfg = self.dir / "haproxy.cfg"
         self.admin = self.dir / "admin.sock"
         self.master = self.dir / "master.sock"
         self.pidfile = self.dir / "haproxy.pid"
-        self.binary = binary
+        self.binary = binary or os.environ.get("HEADWAY_HAPROXY", "haproxy")
 
     # Router protocol -------------------------------------------------------------------------
     def configure(self, backends: list[Backend]) -> None:
@@ -140,7 +140,7 @@ class HAProxy:
     def _binary(self) -> str:
         found = shutil.which(self.binary) or shutil.which(self.binary, path="/usr/sbin:/sbin")
         if not found:
-            raise RouterError("HAProxy is not installed (no `haproxy` on PATH)",
+            raise RouterError(f"HAProxy is not installed (no `{self.binary}` on PATH)",
                               hint="install it: apt-get install -y haproxy")
         return found
 

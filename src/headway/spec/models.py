@@ -17,7 +17,7 @@ NAME = r"^[a-z][a-z0-9-]{0,39}$"
 def parse_duration(value: object) -> float:
     """'200ms', '2s', '10m', '1h' or a number of seconds -> seconds."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration, e.g. \"2s\"")
+        raise ValueError(f"{value!r} is not a duration, e.g. \"2s\"")  # noqa: TRY004 - pydantic
     if isinstance(value, int | float):
         seconds = float(value)
     else:
@@ -62,7 +62,7 @@ class ProcessSpec(Model):
     command: str = Field(description="command line; gets $PORT (web) and the [env] variables")
     replicas: int = Field(1, ge=0, le=64, description="how many instances run")
     stop_timeout: Duration = Field(10.0, description="SIGTERM, then SIGKILL after this long")
-    health: HealthSpec = Field(default_factory=HealthSpec, description="health check")
+    health: HealthSpec = Field(HealthSpec(), description="health check")
 
     @field_validator("command")
     @classmethod
@@ -106,8 +106,8 @@ class Spec(Model):
 
     app: AppSpec
     processes: dict[str, ProcessSpec] = Field(description="process types, at least `web`")
-    deploy: DeploySpec = Field(default_factory=DeploySpec)
-    router: RouterSpec = Field(default_factory=RouterSpec)
+    deploy: DeploySpec = Field(DeploySpec())  # frozen: sharing the default is safe
+    router: RouterSpec = Field(RouterSpec())
     env: dict[str, EnvValue | dict[str, EnvValue]] = Field(
         default_factory=dict,
         description="variables for every process; [env.<environment>] tables override them",

@@ -95,7 +95,7 @@ _JSON = {"argv", "env_vars"}
 
 def _load(cls: type[Any], row: sqlite3.Row) -> Any:
     names = {f.name for f in fields(cls)}
-    data = {k: (json.loads(row[k]) if k in _JSON else row[k]) for k in row.keys() if k in names}
+    data = {k: (json.loads(row[k]) if k in _JSON else row[k]) for k in row.keys() if k in names}  # noqa: SIM118 - Row
     return cls(**data)
 
 
@@ -123,17 +123,15 @@ class Store:
         return self.db.execute(sql, args).fetchall()
 
     # apps -----------------------------------------------------------------------------------
-    def upsert_app(self, app: str, env: str, *, port: int, address: str, hosts: list[str],
-                   default: bool, health_path: str, health_interval: float) -> bool:
-        """Record an app's routing; True if it changed (the router config must be rendered)."""
-        row = (port, address, json.dumps(hosts), int(default), health_path, health_interval)
-        old = self.q("SELECT router_port, router_address, hosts, is_default, health_path, "
-                     "health_interval FROM apps WHERE app=? AND env=?", app, env)
-        if old and tuple(old[0]) == row:
-            return False
+    def upsert_app(self, app: str, env: str, router_port: int, router_address: str,
+                   hosts: list[str], is_default: bool, health_path: str,
+                   health_interval: float) -> None:
+        """Record how the router reaches an app (keeps its place in the order of apps)."""
+        old = self.q("SELECT created FROM apps WHERE app=? AND env=?", app, env)
         self.db.execute("INSERT OR REPLACE INTO apps VALUES(?,?,?,?,?,?,?,?,?)",
-                        (app, env, *row, time.time()))
-        return True
+                        (app, env, router_port, router_address, json.dumps(hosts),
+                         int(is_default), health_path, health_interval,
+                         old[0][0] if old else time.time()))
 
     def apps(self) -> list[dict[str, Any]]:
         rows = self.q("SELECT * FROM apps ORDER BY created")

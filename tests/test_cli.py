@@ -1,0 +1,151 @@
+"""The CLI's user paths beyond deploy/rollback: bad input, several apps on one router,
+workers and environments, init, dry run, logs, keep_previous expiry. Real HAProxy and
+processes wherever something runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import EXAMPLE, App, free_port
+
+
+def test_unknown_key_is_refused_naming_the_file_and_key(app: App) -> None:
+    app.configure(deploy='stratgy = "rolling"')
+    result = app.run("deploy", check=False)
+    assert result.returncode == 2
+    assert 'headway.toml: deploy.stratgy: unknown key; did you mean "strategy"?' in result.stderr
+    assert not (app.home / "state.db").exists()  # refused before anything was recorded
+
+
+def test_router_port_held_by_another_program_is_a_clear_error(app: App) -> None:
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", app.port))
+        holder.listen()
+        result = app.run("deploy", check=False)
+    assert result.returncode == 5
+    assert f"router port 127.0.0.1:{app.port} is in use" in result.stderr
+    assert "change [router] port" in result.stderr
+    assert app.run("releases", "--json").stdout.strip() == "[]"
+
+
+def test_missing_haproxy_binary_names_the_fix(app: App) -> None:
+    env = dict(app.env(), HEADWAY_HAPROXY="haproxy-not-here")
+    result = subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 5
+    assert "HAProxy is not installed (no `haproxy-not-here` on PATH)" in result.stderr
+    assert "apt-get install -y haproxy" in result.stderr
+    assert app.run("releases", "--json").stdout.strip() == "[]"  # no release half-made
+
+
+def test_unsupported_runtime_is_refused_before_anything_runs(app: App) -> None:
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"'))
+    result = app.run("deploy", check=False)
+    assert result.returncode == 2 and "app.runtime: 'podman'" in result.stderr
+
+
+def test_two_apps_share_one_router_by_host_header(app: App, tmp_path: Path) -> None:
+    app.configure(router='hosts = ["hello.test"]\ndefault = true')
+    app.run("deploy")
+    other = tmp_path / "other"
+    shutil.copytree(app.dir, other, ignore=shutil.ignore_patterns("BROKEN"))
+    toml = other / "headway.toml"
+    text = toml.read_text().replace('name = "hello"', 'name = "other"')
+    text = text.replace('hosts = ["hello.test"]\ndefault = true', 'hosts = ["other.test"]')
+    toml.write_text(text)
+    (other / "VERSION").write_text("other-v1\n")
+    second = App(other, app.home, app.port)
+    def version(host: str) -> str:
+        return str(httpx.get(app.url, headers={"Host": host}, timeout=5).json()["version"])
+
+    try:
+        second.run("deploy")
+        assert version("other.test") == "other-v1"
+        assert version("hello.test") == "v1"
+        assert version("unknown.test") == "v1"  # the default app
+    finally:
+        second.run("destroy", "--yes", check=False)
+    assert app.version() == "v1"  # destroying one app leaves the other served
+
+
+def test_workers_and_environment_overrides(app: App) -> None:
+    (app.dir / "worker.py").write_text(
+        "import os, time\n"
+        "print('worker', os.environ['GREETING'], os.environ['HEADWAY_RELEASE'], flush=True)\n"
+        "time.sleep(3600)\n")
+    app.configure(processes__worker='command = "python3 worker.py"\nreplicas = 1',
+                  processes__worker__health='path = ""\ninterval = "200ms"',
+                  env='GREETING = "hello"\n[env.staging]\nGREETING = "hi from staging"')
+    app.run("--env", "staging", "deploy")
+    insts = json.loads(app.run("--env", "staging", "status", "--json").stdout)["instances"]
+    assert sorted(i["process"] for i in insts) == ["web", "web", "worker"]
+    logs = app.run("--env", "staging", "logs", "--process", "worker").stdout
+    assert "worker hi from staging 1" in logs
+    assert app.run("status", check=False).returncode == 7  # production has nothing deployed
+    app.run("--env", "staging", "destroy", "--yes")
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(app: App) -> None:
+    app.run("deploy")
+    app.set_version("v2")
+    plan = app.run("deploy", "--dry-run").stdout
+    assert "route traffic to web; drain web-r1-" in plan
+    assert "kept warm for rollback" in plan
+    assert [r["number"] for r in json.loads(app.run("releases", "--json").stdout)] == [1]
+    assert app.version() == "v1"
+
+
+def test_previous_release_is_stopped_when_keep_previous_runs_out(app: App) -> None:
+    app.configure(deploy='keep_previous = "1s"')
+    app.run("deploy")
+    app.set_version("v2")
+    app.run("deploy")
+    deadline = time.monotonic() + 15
+    while True:
+        releases = {r["number"]: r["status"] for r in
+                    json.loads(app.run("releases", "--json").stdout)}
+        if releases[1] == "retired":
+            break
+        assert time.monotonic() < deadline, releases
+        time.sleep(0.3)
+    insts = json.loads(app.run("status", "--json").stdout)["instances"]
+    assert {i["release"] for i in insts} == {2}
+    app.run("rollback")  # cold: restarts release 1, never rebuilds
+    assert app.version() == "v1"
+
+
+def test_init_detects_a_fastapi_app_and_writes_a_deployable_file(tmp_path: Path) -> None:
+    folder = tmp_path / "api"
+    folder.mkdir()
+    (folder / "main.py").write_text("from fastapi import FastAPI\napp = FastAPI()\n")
+    (folder / "requirements.txt").write_text("fastapi\nuvicorn\n")
+    result = subprocess.run([sys.executable, "-m", "headway", "init", "--path", str(folder)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    text = (folder / "headway.toml").read_text()
+    assert 'command = "uvicorn main:app --host 127.0.0.1 --port $PORT"' in text
+    from headway.spec import load_spec
+
+    assert load_spec(folder / "headway.toml").app.name == "api"
+    again = subprocess.run([sys.executable, "-m", "headway", "init", "--path", str(folder)],
+                           capture_output=True, text=True, check=False)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_init_on_the_bundled_example_keeps_its_own_entrypoint(tmp_path: Path) -> None:
+    folder = tmp_path / "hello"
+    shutil.copytree(EXAMPLE, folder)
+    (folder / "headway.toml").unlink()
+    subprocess.run([sys.executable, "-m", "headway", "init", "--path", str(folder), "--port",
+                    str(free_port())], check=True, capture_output=True)
+    assert 'command = "python3 app.py"' in (folder / "headway.toml").read_text()
