@@ -91,6 +91,8 @@ def test_workers_and_environment_overrides(app: App) -> None:
     assert sorted(i["process"] for i in insts) == ["web", "web", "worker"]
     logs = app.run("--env", "staging", "logs", "--process", "worker").stdout
     assert "worker hi from staging 1" in logs
+    lines = app.run("--env", "staging", "logs", "--json").stdout.splitlines()
+    assert {"instance", "process", "release", "line"} == set(json.loads(lines[0]))
     assert app.run("status", check=False).returncode == 7  # production has nothing deployed
     app.run("--env", "staging", "destroy", "--yes")
 

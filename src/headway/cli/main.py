@@ -85,10 +85,13 @@ def events(ctx: output.Context, limit: int, as_json: bool) -> None:
 @click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
 @click.option("--process", "process", default=None, help="only this process type")
 @click.option("-n", "--lines", default=20, show_default=True, help="lines per instance")
+@json_option
 @pass_ctx
-def logs(ctx: output.Context, follow: bool, process: str | None, lines: int) -> None:
+def logs(ctx: output.Context, follow: bool, process: str | None, lines: int,
+         as_json: bool) -> None:
     """The instances' output, each line tagged with its instance."""
-    output.logs(ctx.recovered_store(), ctx.app(), ctx.env, process=process, lines=lines, follow=follow)
+    output.logs(ctx.recovered_store(), ctx.app(), ctx.env, process=process, lines=lines,
+                follow=follow, as_json=as_json)
 
 
 @cli.command()

@@ -148,18 +148,25 @@ def status(data: dict[str, Any], as_json: bool) -> None:
 
 
 def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,
-         follow: bool) -> None:
+         follow: bool, as_json: bool) -> None:
     insts = [i for i in store.instances(app, env) if process in {None, i.process}]
     if not insts:
         raise NotFound(f"no instances of {app} ({env})" + (f" for {process}" if process else ""))
+
+    def emit(inst: Any, line: str) -> None:
+        if as_json:
+            print(json.dumps({"instance": inst.id, "process": inst.process,
+                              "release": inst.release, "line": line.rstrip("\n")}))
+        else:
+            print(f"{inst.id} | {line}", end="" if line.endswith("\n") else "\n")
+
     offsets = {}
     for inst in insts:
-        path = Path(inst.log)
-        if path.exists():
-            with open(path, errors="replace") as f:
+        if os.path.exists(inst.log):
+            with open(inst.log, errors="replace") as f:
                 for line in deque(f, maxlen=lines):
-                    print(f"{inst.id} | {line}", end="")
-            offsets[inst.id] = path.stat().st_size
+                    emit(inst, line)
+                offsets[inst.id] = f.tell()
     while follow:
         time.sleep(0.3)
         for inst in store.instances(app, env):
@@ -168,7 +175,7 @@ def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,
             with open(inst.log, errors="replace") as f:
                 f.seek(offsets.get(inst.id, 0))
                 for line in f:
-                    print(f"{inst.id} | {line}", end="")
+                    emit(inst, line)
                 offsets[inst.id] = f.tell()
         sys.stdout.flush()
 
