@@ -70,15 +70,31 @@ class App:
         path.write_text(text.replace('strategy = "blue-green"', f'strategy = "{strategy}"'))
 
     def configure(self, **sections: str) -> None:
-        """Append TOML to the example's headway.toml (e.g. deploy='strategy = "rolling"')."""
-        text = (self.dir / "headway.toml").read_text()
+        """Set keys in headway.toml sections (processes__web__health= for
+        [processes.web.health]); a key already in the section is replaced."""
+        path = self.dir / "headway.toml"
+        lines = path.read_text().splitlines()
         for name, body in sections.items():
             header = f"[{name.replace('__', '.')}]"
-            if header in text:
-                text = text.replace(header, f"{header}\n{body}")
-            else:
-                text += f"\n{header}\n{body}\n"
-        (self.dir / "headway.toml").write_text(text)
+            if header not in lines:
+                lines += ["", header]
+            start = lines.index(header) + 1
+            end = next((n for n in range(start, len(lines)) if lines[n].startswith("[")),
+                       len(lines))
+            settings = body.splitlines()
+            for n, setting in enumerate(settings):
+                if setting.startswith("["):  # a sub-table: the rest is appended as is
+                    lines += settings[n:]
+                    break
+                key = setting.split("=")[0].strip()
+                at = next((n for n in range(start, end)
+                           if lines[n].split("=")[0].strip() == key), None)
+                if at is None:
+                    lines.insert(end, setting)
+                    end += 1
+                else:
+                    lines[at] = setting
+        path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture

@@ -120,8 +120,12 @@ def test_previous_release_is_stopped_when_keep_previous_runs_out(app: App) -> No
             break
         assert time.monotonic() < deadline, releases
         time.sleep(0.3)
-    insts = json.loads(app.run("status", "--json").stdout)["instances"]
-    assert {i["release"] for i in insts} == {2}
+    def releases_running() -> set[int]:
+        return {i["release"] for i in json.loads(app.run("status", "--json").stdout)["instances"]}
+
+    while releases_running() != {2}:  # release 1's instances stop (SIGTERM, then gone)
+        assert time.monotonic() < deadline + 10, releases_running()
+        time.sleep(0.3)
     app.run("rollback")  # cold: restarts release 1, never rebuilds
     assert app.version() == "v1"
 

@@ -1,6 +1,7 @@
 """Hello: the example app Headway deploys. Answers with its version; /up is its health check.
 A file named BROKEN makes a broken release: "crash" exits at start, anything else fails /up."""
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,13 @@ app = FastAPI()
 @app.get("/")
 def index() -> dict[str, str]:
     return {"app": "hello", "version": VERSION, "instance": os.environ.get("HEADWAY_INSTANCE", "")}
+
+
+@app.get("/slow")
+async def slow(seconds: float = 2.0) -> dict[str, str]:
+    """A long request, to show that a deploy lets in-flight requests finish."""
+    await asyncio.sleep(min(seconds, 30))
+    return {"app": "hello", "version": VERSION, "slept": str(seconds)}
 
 
 @app.get("/up")

@@ -1,0 +1,137 @@
+"""What must hold when parts die: the CLI after the switch, the agent, HAProxy itself; and
+in-flight requests across a deploy. Real HAProxy and processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from headway.agent.control import agent_running
+from tests.conftest import App
+from tests.load import Load
+
+
+def status(app: App) -> dict:
+    return json.loads(app.run("status", "--json").stdout)
+
+
+def wait_for(predicate, what: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_deploy_killed_after_the_switch_is_finished_not_undone(app: App) -> None:
+    app.configure(deploy='drain_timeout = "20s"')
+    app.run("deploy")
+    app.set_version("v2")
+    slow = threading.Thread(target=httpx.get, args=(app.url + "slow?seconds=4",),
+                            kwargs={"timeout": 10})
+    slow.start()  # keeps the old release draining, so the kill lands mid-drain
+    time.sleep(0.3)
+    with Load(app.url) as load:
+        cli = app.popen("deploy")
+        for line in cli.stdout:  # type: ignore[union-attr]
+            if "wait for in-flight requests" in line:
+                break
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        assert app.version() == "v2"
+        app.run("status")
+    slow.join()
+    assert load.failed == 0, (load.codes, load.errors)
+    releases = {r["number"]: r["status"] for r in json.loads(app.run("releases", "--json").stdout)}
+    assert releases == {1: "previous", 2: "active"}
+    assert "interrupted deploy of release 2 finished" in app.run("events").stdout
+    app.run("rollback")  # release 1 was parked warm by the recovery
+    assert app.version() == "v1"
+
+
+def test_in_flight_requests_finish_across_a_deploy(app: App) -> None:
+    app.run("deploy")
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        resp = httpx.get(app.url + "slow?seconds=3", timeout=10)
+        result.update(code=resp.status_code, version=resp.json()["version"])
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.5)
+    app.set_version("v2")
+    app.run("deploy")  # blue-green: drains release 1 until the slow request is done
+    thread.join()
+    assert result == {"code": 200, "version": "v1"}
+    assert app.version() == "v2"
+
+
+def test_killed_agent_is_restarted_and_adopts_running_instances(app: App) -> None:
+    app.run("deploy")
+    before = {i["id"]: i["pid"] for i in status(app)["instances"]}
+    agent_pid = _agent_pid(app)
+    with Load(app.url) as load:
+        os.kill(agent_pid, signal.SIGKILL)
+        wait_for(lambda: not agent_running(app.home), "the agent to die")
+        time.sleep(0.5)
+        app.set_version("v2")
+        app.run("deploy")  # starts a new agent
+    assert load.failed == 0, (load.codes, load.errors)
+    assert _agent_pid(app) != agent_pid
+    # the old release's instances were adopted: still running, and parked warm
+    now = {i["id"]: i for i in status(app)["instances"]}
+    assert all(now[i]["pid"] == pid for i, pid in before.items())
+    victim = next(i for i in now.values() if i["release"] == 2)
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_for(lambda: {i["id"]: i for i in status(app)["instances"]}[victim["id"]]["restarts"] == 1,
+             "the new agent to restart a crashed instance")
+
+
+def test_haproxy_killed_is_restarted_by_the_agent_with_its_servers(app: App) -> None:
+    app.run("deploy")
+    app.set_version("v2")
+    app.run("deploy")
+    pidfile = app.home / "router" / "haproxy.pid"
+    old = int(pidfile.read_text().split()[0])
+    os.kill(old, signal.SIGKILL)
+    for line in os.popen(f"pgrep -f {app.home}/router/haproxy.cfg").read().split():
+        os.kill(int(line), signal.SIGKILL)
+
+    def serves_v2() -> bool:
+        try:
+            return app.version() == "v2"
+        except httpx.HTTPError:
+            return False
+
+    wait_for(serves_v2, "HAProxy to be restarted by the agent")
+    routers = {i["release"]: i["router"] for i in status(app)["instances"]}
+    assert routers == {1: "maint", 2: "ready"}  # the warm release is still parked, not live
+
+
+def test_command_that_does_not_exist_fails_the_deploy_clearly(app: App) -> None:
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('"python3 app.py"', '"no-such-server --port $PORT"'))
+    result = app.run("deploy", check=False)
+    assert result.returncode == 4
+    assert "exited with code 127" in result.stderr
+    assert "cannot start no-such-server" in result.stderr
+
+
+def _agent_pid(app: App) -> int:
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{proc}/cmdline").read_bytes()
+            env = Path(f"/proc/{proc}/environ").read_bytes()
+        except OSError:
+            continue
+        if b"headway\0agent" in cmd and f"HEADWAY_HOME={app.home}".encode() in env:
+            return int(proc)
+    raise AssertionError("no agent running")
