@@ -25,7 +25,7 @@ class FakeRouter:
                 self.state.setdefault(backend, {})[server] = "maint"
             elif words[:2] == ["del", "server"]:
                 self.state[backend].pop(server)
-            elif words[:2] == ["set", "server"]:
+            elif words[:2] == ["set", "server"] and words[3] == "state":
                 self.state[backend][server] = words[4]
 
     def servers(self, backend: str) -> dict[str, ServerState]:
