@@ -216,14 +216,15 @@ class Engine:
             self._converge(previous, keep_warm=None, discard=release.number)
         else:
             self._discard(self.store.instances(release.app, release.env, release=release.number))
-        if release.status != "active" or previous is None:
-            self._fail(release, why)
+        self._fail(release, why)
         self.store.end_deploy(deploy, "failed", why)
         if isinstance(exc, DeployFailed) and previous:
             exc.hint = f"traffic stayed on release {previous.number}"
 
     def _fail(self, release: Release, why: str) -> None:
-        if self.store.release(release.app, release.env, release.number).status == "active":  # type: ignore[union-attr]
+        """Mark a release failed, unless it is live (a failed rollback away from it)."""
+        current = self.store.release(release.app, release.env, release.number)
+        if current is None or current.status == "active":
             return
         self.store.set_release(release.app, release.env, release.number, status="failed",
                                failure=why)
