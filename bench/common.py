@@ -24,6 +24,7 @@ class BenchApp:
         toml = toml.replace("port = 18080", f'port = {port}\naddress = "127.0.0.1"')
         toml = toml.replace("replicas = 2", f"replicas = {replicas}")
         toml = toml.replace('path = "/up"', 'path = "/up"\ninterval = "200ms"')
+        toml += f"\n[observe]\nmetrics_port = {port + 1}\nrouter_metrics_port = {port + 2}\n"
         (self.dir / "headway.toml").write_text(toml)
         self.url = f"http://127.0.0.1:{port}/"
         self.env = dict(os.environ, HEADWAY_HOME=str(self.tmp / "home"))

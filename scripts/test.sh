@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH:/usr/sbin"
-.venv/bin/ruff check src tests bench
+.venv/bin/ruff check src tests bench scripts
 exec .venv/bin/python -m pytest -q "$@"

@@ -32,6 +32,8 @@ class App:
     dir: Path
     home: Path
     port: int
+    metrics_port: int = 0
+    router_metrics_port: int = 0
 
     @property
     def url(self) -> str:
@@ -107,7 +109,9 @@ def app(tmp_path: Path) -> Iterator[App]:
     toml = (folder / "headway.toml").read_text().replace("port = 18080", f"port = {port}")
     (folder / "headway.toml").write_text(toml)
     app = App(folder, tmp_path / "home", port)
+    app.metrics_port, app.router_metrics_port = free_port(), free_port()
     app.configure(
+        observe=f"metrics_port = {app.metrics_port}\nrouter_metrics_port = {app.router_metrics_port}",
         router='address = "127.0.0.1"',
         processes__web__health='interval = "200ms"\ntimeout = "1s"',
         deploy='timeout = "20s"\ndrain_timeout = "5s"',

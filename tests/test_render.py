@@ -13,8 +13,13 @@ def test_config_routes_by_host_with_a_default_and_keeps_server_states() -> None:
                    [("web-r1-a", 20000, "ready", 100), ("web-r0-b", 20001, "maint", 100)])
     blog = Backend("be_blog_production", 80, "0.0.0.0", ["Blog.example.com"], False, "/health",
                    0.5, [("web-r2-c", 20002, "drain", 100)])
-    cfg = render_config([shop, blog], admin_socket=Path("/h/router/admin.sock"))
+    cfg = render_config([shop, blog], admin_socket=Path("/h/router/admin.sock"),
+                        log_socket=Path("/h/router/log.sock"), exporter=("127.0.0.1", 9581))
     assert "  stats socket /h/router/admin.sock mode 600 level admin\n" in cfg
+    assert "  log /h/router/log.sock len 1024 format raw local0\n" in cfg
+    assert '  log-format "%b %s %ST %Ta"\n' in cfg
+    assert ("frontend fe_router_metrics\n  bind 127.0.0.1:9581\n  no log\n"
+            "  http-request use-service prometheus-exporter if { path /metrics }\n") in cfg
     assert cfg.count("frontend fe_80\n") == 1
     assert ("  use_backend be_blog_production if { req.hdr(host),field(1,:),lower -m str "
             "blog.example.com }\n") in cfg

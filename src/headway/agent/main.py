@@ -5,15 +5,21 @@ stops HAProxy) when no app is left on the host."""
 from __future__ import annotations
 
 import fcntl
+import json
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
 
 from headway.agent.supervisor import Supervisor
 from headway.engine import Engine, routing
 from headway.errors import HeadwayError, LockedError, RuntimeFailure
+from headway.observer.metrics import HeadwayCollector
+from headway.observer.requests import RequestLog, sample_rows
 from headway.router import HAProxy
 from headway.runtime.process import ProcessRuntime
 from headway.store import Store
@@ -30,6 +36,9 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
     router = HAProxy(home)
     engine = Engine(store, router, ProcessRuntime(store), progress=lambda m: log(f"agent: {m}"))
     supervisor = Supervisor(store)
+    requests = RequestLog(router.log_socket)
+    requests.start()
+    metrics = MetricsServer(store, requests, log)
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -44,6 +53,8 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
         supervisor.tick()
         if time.monotonic() - last > 1:
             last = time.monotonic()
+            store.add_samples(sample_rows(requests.take_seconds(before=int(time.time()))))
+            metrics.follow(store.get(routing.OBSERVE))
             try:
                 if not housekeeping(store, router, engine):
                     break
@@ -52,7 +63,38 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
         time.sleep(0.1)
     if not store.apps():
         router.stop()
+    requests.close()
+    metrics.follow(None)
     log("agent: stopped")
+
+
+class MetricsServer:
+    """Serves /metrics where the [observe] settings say, moving when they change."""
+
+    def __init__(self, store: Store, requests: RequestLog, log: Callable[[str], None]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(HeadwayCollector(store.home, requests))
+        self.log = log
+        self.where: tuple[str, int] | None = None
+        self.server: WSGIServer | None = None
+
+    def follow(self, observe: str | None) -> None:
+        settings = json.loads(observe or "{}")
+        where = (settings["metrics_address"], settings["metrics_port"]) \
+            if settings.get("metrics_port") else None
+        if where == self.where:
+            return
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        self.where = where
+        if where:
+            try:
+                self.server, _ = start_http_server(where[1], where[0], registry=self.registry)
+                self.log(f"agent: metrics at http://{where[0]}:{where[1]}/metrics")
+            except OSError as exc:
+                self.log(f"agent: cannot serve metrics on {where[0]}:{where[1]}: {exc.strerror}")
 
 
 def housekeeping(store: Store, router: HAProxy, engine: Engine) -> bool:
@@ -65,6 +107,7 @@ def housekeeping(store: Store, router: HAProxy, engine: Engine) -> bool:
     if store.get(routing.PENDING):
         routing.purge(store, router)
     now = time.time()
+    store.prune_samples(before=int(now) - 3600)
     for app in apps:
         name, env = app["app"], app["env"]
         expired = [r for r in store.releases(name, env)

@@ -57,10 +57,13 @@ def rollback(ctx: output.Context, release: int | None) -> None:
 @pass_ctx
 def releases(ctx: output.Context, as_json: bool) -> None:
     """List the app's releases, newest first."""
+    store = ctx.recovered_store()
+    live = {t["release"]: t for t in ctx.traffic(store, ctx.app())}
     rows = [{k: v for k, v in asdict(r).items() if k not in {"spec", "path"}}
-            for r in ctx.recovered_store().releases(ctx.app(), ctx.env)]
+            | {k: live.get(r.number, {}).get(k) for k in ("rps", "error_rate", "p99_ms")}
+            for r in store.releases(ctx.app(), ctx.env)]
     output.table(rows, as_json, ["number", "status", "created", "deployed", "warm_until",
-                                 "digest", "failure"])
+                                 "digest", "rps", "error_rate", "p99_ms", "failure"])
 
 
 @cli.command()

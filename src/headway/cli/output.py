@@ -22,6 +22,9 @@ out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
+LIVE_WINDOW = 10  # seconds of request log behind the live figures
+
+
 @dataclass
 class Context:
     config: Path = Path("headway.toml")
@@ -97,7 +100,16 @@ class Context:
             "traffic": round(100 * weights.get(i.id, 0) / total, 1),
         } for i in insts]
         return {"app": app, "env": self.env, "active_release": active,
-                "router": "running" if live or router.running() else "stopped", "instances": rows}
+                "router": "running" if live or router.running() else "stopped",
+                "traffic": self.traffic(store, app), "instances": rows}
+
+    def traffic(self, store: Any, app: str) -> list[dict[str, Any]]:
+        """Live figures per release over the last LIVE_WINDOW seconds of the request log."""
+        from headway.observer.requests import release_stats
+
+        rows = store.samples(app, self.env, since=int(time.time()) - LIVE_WINDOW)
+        stats = release_stats(rows, window=LIVE_WINDOW)
+        return [{"release": rel or None, **figures} for rel, figures in sorted(stats.items())]
 
     def after_destroy(self) -> None:
         from headway.agent.control import wait_agent_exit
@@ -145,6 +157,9 @@ def status(data: dict[str, Any], as_json: bool) -> None:
               f"live, router {data['router']}")
     table(data["instances"], False, ["id", "release", "process", "port", "state", "pid",
                                      "restarts", "router", "health", "traffic"])
+    if data["traffic"]:
+        out.print(f"\nrequests in the last {LIVE_WINDOW}s, by release:")
+        table(data["traffic"], False, ["release", "requests", "rps", "error_rate", "p99_ms"])
 
 
 def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,
@@ -200,4 +215,6 @@ def _cell(key: str, value: Any) -> str:
         return str(value)[:12]
     if key == "traffic":
         return f"{value}%"
+    if key == "error_rate":
+        return f"{value:.2%}"
     return str(value)

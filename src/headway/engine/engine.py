@@ -314,6 +314,10 @@ class Engine:
         current = next((a for a in self.store.apps()
                         if (a["app"], a["env"]) == (spec.app.name, env)), None)
         same = current is not None and all(current[k] == v for k, v in row.items())
+        observe = spec.observe.model_dump_json()
+        if self.store.get(routing.OBSERVE) != observe:
+            self.store.put(routing.OBSERVE, observe)
+            same = False
         if not same or not self.router.running():
             routing.configure(self.store, self.router, pending=row)
         self.ensure_agent()  # after the app is recorded: an agent with no app exits

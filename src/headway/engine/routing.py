@@ -12,6 +12,9 @@ from headway.router import base
 from headway.router.base import Backend, Router
 from headway.store import Instance, Store
 
+PENDING = "router.pending_deletes"
+OBSERVE = "observe"  # the last deployed app's [observe] table, for the host
+
 
 def backends(store: Store, *, pending: dict[str, Any] | None = None) -> list[Backend]:
     """The router's backends from the store; `pending` is an app row not yet written."""
@@ -35,8 +38,11 @@ def configure(store: Store, router: Router, *, pending: dict[str, Any] | None = 
     """Render the router from the store, under the host-wide router lock. A `pending` app row
     is written to the store only once the router has taken it: a refused config (port in use,
     HAProxy missing) leaves no trace."""
+    observe = json.loads(store.get(OBSERVE) or "{}")
+    port = observe.get("router_metrics_port")
+    exporter = (observe["metrics_address"], port) if port else None
     with store.lock("router", "router configuration", wait=30):
-        router.configure(backends(store, pending=pending))
+        router.configure(backends(store, pending=pending), exporter=exporter)
         if pending:
             store.upsert_app(**pending)
 
@@ -104,8 +110,6 @@ def remove(store: Store, router: Router, insts: list[Instance]) -> None:
     store.put(PENDING, json.dumps(_pending(store) + [f"{be}/{i.id}" for i in todo]))
     purge(store, router)
 
-
-PENDING = "router.pending_deletes"
 
 
 def purge(store: Store, router: Router) -> None:

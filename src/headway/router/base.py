@@ -34,8 +34,10 @@ class ServerState:
 
 
 class Router(Protocol):
-    def configure(self, backends: list[Backend]) -> None:
-        """Make the router serve exactly these backends (a reload when their set changes)."""
+    def configure(self, backends: list[Backend], *,
+                  exporter: tuple[str, int] | None = None) -> None:
+        """Make the router serve exactly these backends (a reload when their set changes),
+        and its own Prometheus exporter at `exporter` (address, port) if given."""
 
     def apply(self, commands: list[str]) -> None:
         """Run runtime-API commands in one exchange; raise RouterError if any is refused."""

@@ -15,17 +15,20 @@ import time
 from pathlib import Path
 
 from headway.errors import RouterError
+from headway.observer.requests import LOG_FORMAT
 from headway.router.base import Backend, ServerState, server_options
 from headway.runner import run
 
 _OK = {"", "New server registered.", "Server deleted."}
 
 
-def render_config(backends: list[Backend], *, admin_socket: Path) -> str:
+def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Path,
+                  exporter: tuple[str, int] | None = None) -> str:
     lines = [
         "# Written by Headway from its state; edits are overwritten.",
         "global",
         f"  stats socket {admin_socket} mode 600 level admin",
+        f"  log {log_socket} len 1024 format raw local0",
         "  maxconn 8000",
         "  hard-stop-after 60s",
         "defaults",
@@ -39,7 +42,12 @@ def render_config(backends: list[Backend], *, admin_socket: Path) -> str:
         "  timeout http-keep-alive 10s",
         "  timeout queue 10s",
         "  option dontlognull",
+        "  log global",
+        f'  log-format "{LOG_FORMAT}"',
     ]
+    if exporter:
+        lines += ["", "frontend fe_router_metrics", f"  bind {exporter[0]}:{exporter[1]}",
+                  "  no log", "  http-request use-service prometheus-exporter if { path /metrics }"]
     for (address, port), group in _by_listener(backends).items():
         lines += ["", f"frontend fe_{port}", f"  bind {address}:{port}"]
         for be in group:
@@ -73,14 +81,17 @@ class HAProxy:
         self.admin = self.dir / "admin.sock"
         self.master = self.dir / "master.sock"
         self.pidfile = self.dir / "haproxy.pid"
+        self.log_socket = self.dir / "log.sock"
         self.binary = binary or os.environ.get("HEADWAY_HAPROXY", "haproxy")
 
     # Router protocol -------------------------------------------------------------------------
-    def configure(self, backends: list[Backend]) -> None:
-        text = render_config(backends, admin_socket=self.admin)
+    def configure(self, backends: list[Backend], *,
+                  exporter: tuple[str, int] | None = None) -> None:
+        text = render_config(backends, admin_socket=self.admin, log_socket=self.log_socket,
+                             exporter=exporter)
         if self.running() and self.cfg.exists() and self.cfg.read_text() == text:
             return
-        self._check_ports(backends)
+        self._check_ports(backends, exporter)
         self.dir.mkdir(parents=True, exist_ok=True)
         candidate = self.dir / "haproxy.cfg.new"
         candidate.write_text(text)
@@ -187,10 +198,10 @@ class HAProxy:
         except (OSError, ValueError, IndexError):
             return None
 
-    def _check_ports(self, backends: list[Backend]) -> None:
+    def _check_ports(self, backends: list[Backend], exporter: tuple[str, int] | None) -> None:
         """A port some other program holds makes HAProxy fail to start: say which, up front."""
         current = self.cfg.read_text() if self.cfg.exists() and self.running() else ""
-        for address, port in _by_listener(backends):
+        for address, port in [*_by_listener(backends), *([exporter] if exporter else [])]:
             if f"bind {address}:{port}\n" in current:
                 continue
             with socket.socket() as s:
@@ -198,8 +209,10 @@ class HAProxy:
                 try:
                     s.bind((address, port))
                 except OSError as exc:
+                    key = "[observe] router_metrics_port" if (address, port) == exporter \
+                        else "[router] port"
                     raise RouterError(f"router port {address}:{port} is in use ({exc.strerror})",
-                                      hint="stop what listens there, or change [router] port"
+                                      hint=f"stop what listens there, or change {key}"
                                       ) from exc
 
     @staticmethod

@@ -101,6 +101,15 @@ class RouterSpec(Model):
     default: bool = Field(False, description="receive requests whose Host matches no app")
 
 
+class ObserveSpec(Model):
+    """Prometheus endpoints on this host (one agent and one router serve every app)."""
+
+    metrics_port: int = Field(9580, ge=0, le=65535, description="Headway's /metrics; 0 = off")
+    metrics_address: str = Field("127.0.0.1", description="address of Headway's /metrics")
+    router_metrics_port: int = Field(9581, ge=0, le=65535,
+                                     description="HAProxy's own exporter at /metrics; 0 = off")
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -108,6 +117,7 @@ class Spec(Model):
     processes: dict[str, ProcessSpec] = Field(description="process types, at least `web`")
     deploy: DeploySpec = Field(DeploySpec())  # frozen: sharing the default is safe
     router: RouterSpec = Field(RouterSpec())
+    observe: ObserveSpec = Field(ObserveSpec())
     env: dict[str, EnvValue | dict[str, EnvValue]] = Field(
         default_factory=dict,
         description="variables for every process; [env.<environment>] tables override them",

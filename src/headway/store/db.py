@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS locks(name TEXT PRIMARY KEY, pid INT, pid_start INT, 
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, app TEXT,
   env TEXT, release INT, kind TEXT, message TEXT);
 CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS samples(app TEXT, env TEXT, release INT, second INT, c2 INT, c3 INT,
+  c4 INT, c5 INT, hist TEXT, seconds_sum REAL, PRIMARY KEY(app, env, release, second));
 """
 
 
@@ -280,6 +282,18 @@ class Store:
         rows = self.q("SELECT * FROM events WHERE app=? AND env=? ORDER BY id DESC LIMIT ?",
                       app, env, limit)
         return [dict(r) for r in reversed(rows)]
+
+    # request samples (one row per app, env, release and second; release 0: no server) ------
+    def add_samples(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO samples VALUES(?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def samples(self, app: str, env: str, *, since: int) -> list[sqlite3.Row]:
+        return self.q("SELECT * FROM samples WHERE app=? AND env=? AND second>=? ORDER BY second",
+                      app, env, since)
+
+    def prune_samples(self, *, before: int) -> None:
+        self.db.execute("DELETE FROM samples WHERE second<?", (before,))
 
     def get(self, key: str) -> str | None:
         rows = self.q("SELECT value FROM kv WHERE key=?", key)
