@@ -11,7 +11,9 @@ from pydantic import BaseModel
 
 from headway.cli.main import cli
 from headway.spec.models import (
+    AnalysisSpec,
     AppSpec,
+    CanarySpec,
     DeploySpec,
     HealthSpec,
     ObserveSpec,
@@ -21,6 +23,7 @@ from headway.spec.models import (
 
 SECTIONS = [("[app]", AppSpec), ("[processes.NAME]", ProcessSpec),
             ("[processes.NAME.health]", HealthSpec), ("[deploy]", DeploySpec),
+            ("[deploy.canary]", CanarySpec), ("[deploy.canary.analysis]", AnalysisSpec),
             ("[router]", RouterSpec), ("[observe]", ObserveSpec)]
 
 

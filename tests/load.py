@@ -16,7 +16,8 @@ class Load:
         self.url, self.threads = url, threads
         self.codes: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
-        self.versions: Counter[str] = Counter()
+        self.versions: Counter[str] = Counter()  # 200s by the version that answered
+        self.answers: Counter[tuple[str, int]] = Counter()  # (version, status), any status
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -38,10 +39,12 @@ class Load:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 try:
                     resp = client.get(self.url)
+                    version = _version(resp)
                     with self._lock:
                         self.codes[resp.status_code] += 1
+                        self.answers[(version, resp.status_code)] += 1
                         if resp.status_code == 200:
-                            self.versions[resp.json()["version"]] += 1
+                            self.versions[version] += 1
                 except httpx.HTTPError as exc:
                     with self._lock:
                         self.errors[type(exc).__name__] += 1
@@ -53,3 +56,10 @@ class Load:
     @property
     def failed(self) -> int:
         return sum(n for code, n in self.codes.items() if code != 200) + sum(self.errors.values())
+
+
+def _version(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json()["version"])
+    except (ValueError, KeyError):
+        return "?"

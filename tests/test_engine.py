@@ -73,12 +73,13 @@ def test_blue_green_moves_all_traffic_in_one_exchange(engine: Engine, tmp_path: 
     assert all(c.startswith("add server be_shop_production/web-r2-") for c in add)
     new = [c.split()[2].split("/")[1] for c in add]
     enable = [c for n in new for c in (
-        f"enable health be_shop_production/{n}", f"set server be_shop_production/{n} state ready",
+        f"enable health be_shop_production/{n}", f"set weight be_shop_production/{n} 100",
+        f"set server be_shop_production/{n} state ready",
         f"set server be_shop_production/{n} health up")]
     assert switch[:len(enable)] == enable
     assert sorted(switch[len(enable):]) == sorted(
         f"set server be_shop_production/{o} state drain" for o in old)
-    assert park == [f"set server be_shop_production/{o} state maint" for o in old]
+    assert sorted(park) == sorted(f"set server be_shop_production/{o} state maint" for o in old)
     assert router.state["be_shop_production"] == {**{n: "ready" for n in new},
                                                   **{o: "maint" for o in old}}
 

@@ -7,8 +7,9 @@ from headway.spec import parse_spec
 from headway.store import Instance
 
 
-def spec(strategy: str, replicas: int = 2, surge: int = 1, worker: bool = False):
-    text = f'''
+def spec(strategy: str, replicas: int = 2, surge: int = 1, worker: bool = False,
+         extra: str = ""):
+    text = extra + f'''
 [app]
 name = "a"
 [processes.web]
@@ -53,6 +54,15 @@ def kinds(steps) -> list[str]:
         "start:web.1:2:", "wait_healthy:web.1::", "switch:web.1::o1+o2",
         "wait_drained:::o1+o2", "stop:::o1+o2",
         "start:web.2:1:", "wait_healthy:web.2::", "switch:web.2::", "activate:::"]),
+    (spec("canary"), running("o1", "o2"), [
+        "start:web:2:", "wait_healthy:web::", "canary:web:10:o1+o2", "canary:web:50:o1+o2",
+        "switch:web::o1+o2", "wait_drained:::o1+o2", "park:::o1+o2", "activate:::"]),
+    (spec("canary"), [], [  # a first deploy has nothing to compare with
+        "start:web:2:", "wait_healthy:web::", "switch:web::", "activate:::"]),
+    (parse_spec('''[app]\nname = "a"\n[processes.web]\ncommand = "run"\n[deploy]
+analysis = "30s"\n'''), running("o1"), [
+        "start:web:1:", "wait_healthy:web::", "switch:web::o1", "wait_drained:::o1",
+        "park:::o1", "analyze:web::o1", "activate:::"]),
     (spec("rolling", replicas=1), running("o1", "o2"), [
         "start:web.1:1:", "wait_healthy:web.1::", "switch:web.1::o1", "wait_drained:::o1",
         "stop:::o1", "switch:::o2", "wait_drained:::o2", "stop:::o2", "activate:::"]),

@@ -41,7 +41,9 @@ def test_runtime_api_commands() -> None:
         "add server be_a_production/web-r1-x 127.0.0.1:20000 weight 100 check inter 200 "
         "rise 1 fall 2 pool-max-conn -1 pool-purge-delay 5s")
     assert base.enable_server("b", "s") == [
-        "enable health b/s", "set server b/s state ready", "set server b/s health up"]
+        "enable health b/s", "set weight b/s 100", "set server b/s state ready",
+        "set server b/s health up"]
+    assert base.enable_server("b", "s", 7)[1] == "set weight b/s 7"
     assert base.set_state("b", "s", "drain") == "set server b/s state drain"
 
 

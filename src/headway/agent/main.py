@@ -51,9 +51,9 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
     last = 0.0
     while not stopping:
         supervisor.tick()
+        store.add_samples(sample_rows(requests.take_seconds(before=int(time.time()))))
         if time.monotonic() - last > 1:
             last = time.monotonic()
-            store.add_samples(sample_rows(requests.take_seconds(before=int(time.time()))))
             metrics.follow(store.get(routing.OBSERVE))
             try:
                 if not housekeeping(store, router, engine):

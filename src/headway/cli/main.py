@@ -53,6 +53,20 @@ def rollback(ctx: output.Context, release: int | None) -> None:
 
 
 @cli.command()
+@pass_ctx
+def promote(ctx: output.Context) -> None:
+    """Move a canary on to its next step now (or past a manual pause)."""
+    ctx.signal("promote")
+
+
+@cli.command()
+@pass_ctx
+def abort(ctx: output.Context) -> None:
+    """Stop a running canary: its traffic goes back to the stable release at once."""
+    ctx.signal("abort")
+
+
+@cli.command()
 @json_option
 @pass_ctx
 def releases(ctx: output.Context, as_json: bool) -> None:

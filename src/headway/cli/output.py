@@ -111,6 +111,18 @@ class Context:
         stats = release_stats(rows, window=LIVE_WINDOW)
         return [{"release": rel or None, **figures} for rel, figures in sorted(stats.items())]
 
+    def signal(self, what: str) -> None:
+        """Leave `promote` or `abort` for the running deploy of this app, which polls for it."""
+        from headway.engine.analysis import signal_key
+
+        store, app = self.store(), self.app()
+        running = [d for d in store.deploys(app, self.env, limit=5) if d["status"] == "running"]
+        if not running or store.interrupted_deploys(app, self.env):
+            raise NotFound(f"no deploy of {app} ({self.env}) is running",
+                           hint="promote and abort act on a canary while `headway deploy` runs")
+        store.put(signal_key(app, self.env), what)
+        out.print(f"{what} sent to the deploy of release {running[0]['release']}")
+
     def after_destroy(self) -> None:
         from headway.agent.control import wait_agent_exit
         from headway.router import HAProxy

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from headway.engine import routing
+from headway.engine import analysis, routing
 from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.observer.health import wait_healthy
 from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
 from headway.runtime import artifact
 from headway.runtime.process import ProcessRuntime
-from headway.spec.models import HealthSpec, Spec
+from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store
 
 
@@ -88,12 +88,13 @@ class Engine:
                                              strategy=spec.deploy.strategy)
             self.store.event(app, env, "deploy.started", f"{spec.deploy.strategy} deploy of "
                              f"release {release.number}", release=release.number)
+            self.store.put(analysis.signal_key(app, env), None)  # no stale promote/abort
             try:
                 switched = self._execute(deploy, steps, spec, release)
             except BaseException as exc:
                 self._undo(deploy, release, active, exc)
                 raise
-            self._activate(release, active, warm=spec.deploy.strategy == "blue-green")
+            self._activate(release, active, warm=spec.deploy.strategy != "rolling")
             self.store.end_deploy(deploy, "succeeded")
             took = time.monotonic() - started
             self.store.event(app, env, "deploy.succeeded", f"release {release.number} live "
@@ -126,6 +127,25 @@ class Engine:
                 routing.switch(self.store, self.router, enable=self._get([i.id for i in new]),
                                drain=self._get(list(step.old)))
                 switched = max(switched, time.monotonic() - t0)
+            elif step.kind == "canary":
+                new = self._get([i for g in step.groups for i in groups.get(g, [])])
+                routing.add(self.store, self.router, new,
+                            check_interval=spec.processes["web"].health.interval)
+                old = self._get(list(step.old))
+                routing.split(self.store, self.router, canary=self._get([i.id for i in new]),
+                              stable=old, share=step.count)
+                self._judge(analysis.Watch(
+                    release.app, release.env, release.number, old[0].release,
+                    f"canary at {step.count}%", time.time(), pause=spec.deploy.canary.pause,
+                    max_wait=spec.deploy.canary.max_wait, manual=spec.deploy.canary.manual),
+                    spec.deploy.canary.analysis)
+            elif step.kind == "analyze":
+                old = self._get(list(step.old))
+                now, span = time.time(), spec.deploy.analysis
+                self._judge(analysis.Watch(
+                    release.app, release.env, release.number, old[0].release,
+                    "release after the switch", now, stable_window=(now - span, now),
+                    pause=span, max_wait=span), spec.deploy.canary.analysis)
             elif step.kind == "wait_drained":
                 self._wait_drained(self._get(list(step.old)), spec.deploy.drain_timeout)
             elif step.kind == "park":
@@ -134,6 +154,13 @@ class Engine:
                 self._discard(self._get(list(step.old)))
             self.store.journal(deploy, step.kind, "done")
         return switched
+
+    def _judge(self, w: analysis.Watch, limits: AnalysisSpec) -> None:
+        self.store.event(w.app, w.env, "analysis.started", f"{w.label}: judging release "
+                         f"{w.canary} against {w.stable}", release=w.canary)
+        verdict = analysis.watch(self.store, w, limits, progress=self.progress)
+        self.store.event(w.app, w.env, "analysis.passed", f"{w.label}: {verdict.reason} "
+                         f"{json.dumps(verdict.figures)}", release=w.canary)
 
     # rollback, recovery, undo ------------------------------------------------------------------
     def rollback(self, app: str, env: str, to: int | None = None) -> Outcome:

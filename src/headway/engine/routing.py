@@ -24,7 +24,7 @@ def backends(store: Store, *, pending: dict[str, Any] | None = None) -> list[Bac
         rows.append(pending)
     result = []
     for app in rows:
-        servers = [(i.id, i.port, i.routed, 100)
+        servers = [(i.id, i.port, i.routed, i.weight or base.FULL)
                    for i in store.instances(app["app"], app["env"]) if i.routed != "none"]
         result.append(Backend(
             name=base.backend_name(app["app"], app["env"]), port=app["router_port"],
@@ -81,10 +81,27 @@ def switch(store: Store, router: Router, *, enable: list[Instance], drain: list[
     commands += [base.set_state(be, i.id, "drain") for i in drain if i.routed == "ready"]
     router.apply(commands)
     for i in enable:
-        store.set_instance(i.id, routed="ready")
+        store.set_instance(i.id, routed="ready", weight=base.FULL)
     for i in drain:
         if i.routed == "ready":
             store.set_instance(i.id, routed="drain")
+
+
+def split(store: Store, router: Router, *, canary: list[Instance], stable: list[Instance],
+          share: int) -> None:
+    """Send `share` percent of requests to `canary`, the rest to `stable`, in one exchange."""
+    be = base.backend_name(canary[0].app, canary[0].env)
+    weights = {i.id: max(1, round(2 * share / len(canary))) for i in canary}
+    weights |= {i.id: max(1, round(2 * (100 - share) / len(stable))) for i in stable}
+    commands = []
+    for i in canary + stable:
+        if i.routed == "ready":
+            commands.append(base.set_weight(be, i.id, weights[i.id]))
+        else:
+            commands += base.enable_server(be, i.id, weights[i.id])
+    router.apply(commands)
+    for i in canary + stable:
+        store.set_instance(i.id, routed="ready", weight=weights[i.id])
 
 
 def park(store: Store, router: Router, insts: list[Instance]) -> None:

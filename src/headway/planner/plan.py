@@ -12,7 +12,8 @@ from headway.store import Instance
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # start | wait_healthy | switch | wait_drained | park | stop | activate
+    kind: str  # start | wait_healthy | canary | switch | analyze | wait_drained | park | stop
+    #            | activate
     group: str = ""
     process: str = ""
     count: int = 0
@@ -24,7 +25,9 @@ class Step:
         return {
             "start": f"start {self.count} × {self.process} of the new release ({self.group})",
             "wait_healthy": f"wait until {', '.join(self.groups)} are healthy",
+            "canary": f"send {self.count}% of requests to {', '.join(self.groups)} and judge it",
             "switch": f"route traffic to {', '.join(self.groups)}; drain {old}",
+            "analyze": f"judge {', '.join(self.groups)} on live traffic; switch back on a breach",
             "wait_drained": f"wait for in-flight requests on {old} to finish",
             "park": f"take {old} out of rotation, kept warm for rollback",
             "stop": f"remove {old} from the router and stop them",
@@ -37,13 +40,18 @@ def plan_deploy(spec: Spec, running: list[Instance]) -> list[Step]:
     old_web = [i.id for i in running if i.process == "web"]
     workers = {name: p for name, p in spec.processes.items() if name != "web"}
     web_replicas = spec.processes["web"].replicas
-    if spec.deploy.strategy == "blue-green":
+    if spec.deploy.strategy in {"blue-green", "canary"}:
         steps = [Step("start", group="web", process="web", count=web_replicas)]
         steps += [Step("start", group=n, process=n, count=p.replicas) for n, p in workers.items()]
         steps.append(Step("wait_healthy", groups=("web", *workers)))
+        if old_web and spec.deploy.strategy == "canary":  # a first deploy has nothing to compare
+            steps += [Step("canary", groups=("web",), count=share, old=tuple(old_web))
+                      for share in spec.deploy.canary.steps[:-1]]
         steps.append(Step("switch", groups=("web",), old=tuple(old_web)))
         if old_web:
             steps += [Step("wait_drained", old=tuple(old_web)), Step("park", old=tuple(old_web))]
+            if spec.deploy.strategy == "blue-green" and spec.deploy.analysis:
+                steps.append(Step("analyze", groups=("web",), old=tuple(old_web)))
     else:
         steps = _rolling_web(web_replicas, old_web, spec.deploy.max_surge)
         for name, p in workers.items():

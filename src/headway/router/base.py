@@ -63,11 +63,18 @@ def add_server(backend: str, name: str, port: int, *, weight: int, check_interva
             + server_options(check_interval))
 
 
-def enable_server(backend: str, name: str) -> list[str]:
+FULL = 100  # a server's weight when its release takes all the traffic
+
+
+def enable_server(backend: str, name: str, weight: int = FULL) -> list[str]:
     """Into rotation, and UP at once: Headway has just probed it, and a server leaving
     maintenance would otherwise stay DOWN until its next check, leaving a gap with no server."""
-    return [f"enable health {backend}/{name}", f"set server {backend}/{name} state ready",
-            f"set server {backend}/{name} health up"]
+    return [f"enable health {backend}/{name}", set_weight(backend, name, weight),
+            f"set server {backend}/{name} state ready", f"set server {backend}/{name} health up"]
+
+
+def set_weight(backend: str, name: str, weight: int) -> str:
+    return f"set weight {backend}/{name} {weight}"
 
 
 def set_state(backend: str, name: str, state: str) -> str:

@@ -82,14 +82,47 @@ class AppSpec(Model):
     path: str = Field(".", description="app folder, relative to headway.toml")
 
 
+class AnalysisSpec(Model):
+    """When the judge fails a release: each check is one-sided at `confidence`."""
+
+    max_error_rate: float = Field(0.01, ge=0, le=1, description="5xx share allowed (0.01 = 99% ok)")
+    max_p99: Duration = Field(0.5, description="p99 latency allowed")
+    max_error_increase: float = Field(0.01, ge=0, le=1,
+                                      description="5xx share allowed above the stable release's")
+    max_latency_ratio: float = Field(1.5, ge=1, description="p99 allowed, as a multiple of stable's")
+    confidence: float = Field(0.99, gt=0.5, lt=1, description="how sure a failure must be")
+    min_requests: int = Field(50, ge=1, description="requests needed (each side) to pass a step")
+
+
+class CanarySpec(Model):
+    """Canary: the traffic shares it goes through, each watched by the judge."""
+
+    steps: list[int] = Field([10, 50, 100], description="percent of requests to the canary")
+    pause: Duration = Field(10.0, description="least time watched at each step")
+    max_wait: Duration = Field(300.0, description="too little traffic for this long: move on")
+    manual: bool = Field(False, description="wait for `headway promote` at each step")
+    analysis: AnalysisSpec = Field(AnalysisSpec(), description="judge limits")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[int]) -> list[int]:
+        if not value or any(not 0 < v <= 100 for v in value) or value != sorted(set(value)):
+            raise ValueError(f"{value}: increasing percentages in 1..100, e.g. [10, 50, 100]")
+        return value if value[-1] == 100 else [*value, 100]
+
+
 class DeploySpec(Model):
     """How a new release replaces the running one."""
 
-    strategy: Literal["rolling", "blue-green"] = Field("blue-green", description="rolling | blue-green")
+    strategy: Literal["rolling", "blue-green", "canary"] = Field(
+        "blue-green", description="rolling | blue-green | canary")
     timeout: Duration = Field(60.0, description="a release not healthy within this fails")
     drain_timeout: Duration = Field(30.0, description="longest wait for in-flight requests")
     keep_previous: Duration = Field(600.0, description="keep the previous release warm this long")
     max_surge: int = Field(1, ge=1, le=64, description="rolling: instances replaced per batch")
+    analysis: Duration = Field(0.0, description="blue-green: judge the new release this long "
+                               "after the switch and switch back on a breach; 0 = off")
+    canary: CanarySpec = Field(CanarySpec(), description="canary steps and judge")
 
 
 class RouterSpec(Model):

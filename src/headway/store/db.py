@@ -285,6 +285,8 @@ class Store:
 
     # request samples (one row per app, env, release and second; release 0: no server) ------
     def add_samples(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
         with self.tx() as db:
             db.executemany("INSERT OR REPLACE INTO samples VALUES(?,?,?,?,?,?,?,?,?,?)", rows)
 
