@@ -140,6 +140,34 @@ def init(path: Path, force: bool, port: int) -> None:
     click.echo(f"wrote {target}: {found.explain}")
 
 
+@cli.group()
+def generate() -> None:
+    """Write files for the rest of the toolchain."""
+
+
+@generate.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("monitoring"),
+              show_default=True, help="folder to write into")
+@click.option("--interval", default="15s", show_default=True, help="scrape and rule interval")
+@pass_ctx
+def monitoring(ctx: output.Context, out: Path, interval: str) -> None:
+    """Prometheus scrape config, alert rules and a Grafana dashboard."""
+    from headway.observer import monitoring as gen
+
+    observe = ctx.spec().observe
+    router = f"{observe.metrics_address}:{observe.router_metrics_port}" \
+        if observe.router_metrics_port else None
+    files = {"prometheus.yml": gen.prometheus_config(
+                 headway=f"{observe.metrics_address}:{observe.metrics_port}", router=router,
+                 interval=interval),
+             "headway-alerts.yml": gen.alert_rules(),
+             "grafana-dashboard.json": gen.grafana_dashboard()}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+        click.echo(f"wrote {out / name}")
+
+
 @cli.command()
 def agent() -> None:
     """Run the host agent in the foreground (the CLI starts it when needed)."""

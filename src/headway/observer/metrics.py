@@ -57,11 +57,13 @@ class HeadwayCollector(Collector):
 
     def _deploys(self, store: Store) -> Iterator[Metric]:
         rows = store.q("SELECT app, env, kind, strategy, status, started, finished "
-                            "FROM deploys WHERE status != 'running'")
+                       "FROM deploys WHERE status != 'running' ORDER BY id")
         deploys: Counter[tuple[str, ...]] = Counter()
         rollbacks: Counter[tuple[str, ...]] = Counter()
         times: dict[tuple[str, str], list[float]] = {}
+        last_failed: dict[tuple[str, str], bool] = {}
         for r in rows:
+            last_failed[(r["app"], r["env"])] = r["status"] == "failed"
             if r["kind"] == "rollback":
                 rollbacks[(r["app"], r["env"])] += 1
                 continue
@@ -80,7 +82,12 @@ class HeadwayCollector(Collector):
         for (app, env), values in times.items():
             buckets = [(str(b), sum(v <= b for v in values)) for b in DEPLOY_BUCKETS]
             took.add_metric([app, env], [*buckets, ("+Inf", len(values))], sum(values))
-        yield from (total, back, took)
+        failed = GaugeMetricFamily("headway_last_deploy_failed",
+                                   "1 while the latest deploy or rollback failed",
+                                   labels=["app", "env"])
+        for (app, env), value in last_failed.items():
+            failed.add_metric([app, env], int(value))
+        yield from (total, back, took, failed)
 
     def _releases(self, store: Store) -> Iterator[Metric]:
         info = GaugeMetricFamily("headway_release_info", "Releases that are live or warm",
