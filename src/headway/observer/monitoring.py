@@ -34,8 +34,7 @@ ALERTS = [
     ("HeadwayHighLatency", P99, "> 0.5", "5m",
      "{{ $labels.app }} release {{ $labels.release }}: p99 over 500 ms"),
     ("HeadwayDeployFailed", "headway_last_deploy_failed", "== 1", "0s",
-     "{{ $labels.app }} ({{ $labels.env }}): a deploy failed; traffic stayed on the last good "
-     "release"),
+     "{{ $labels.app }} ({{ $labels.env }}): the last deploy failed; traffic stayed put"),
     ("HeadwayInstanceCrashLooping",
      "sum by (app, env, process) (increase(headway_instance_restarts_total[5m]))", "> 3", "0s",
      "{{ $labels.app }} {{ $labels.process }}: instances keep restarting"),
