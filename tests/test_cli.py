@@ -155,3 +155,15 @@ def test_init_on_the_bundled_example_keeps_its_own_entrypoint(tmp_path: Path) ->
     subprocess.run([sys.executable, "-m", "headway", "init", "--path", str(folder), "--port",
                     str(free_port())], check=True, capture_output=True)
     assert 'command = "python3 app.py"' in (folder / "headway.toml").read_text()
+
+
+def test_json_logs_carry_app_release_and_step(app: App) -> None:
+    result = app.run("--log-format", "json", "deploy")
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    steps = {line.get("step") for line in lines}
+    assert {"build", "start", "wait_healthy", "switch"} <= steps
+    assert all(line["app"] == "hello" and line["release"] == 1 for line in lines if "step" in line)
+    agent = (app.home / "agent.log").read_text().splitlines()
+    assert json.loads(agent[0])["source"] == "agent"  # the agent it started logs JSON too
+    bad = app.run("--env", "Prod_1", "status", check=False)
+    assert bad.returncode == 2 and "--env 'Prod_1'" in bad.stderr

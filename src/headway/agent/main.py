@@ -8,7 +8,6 @@ import fcntl
 import json
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from headway.agent.supervisor import Supervisor
 from headway.engine import Engine, routing
+from headway.engine.engine import Progress
 from headway.errors import HeadwayError, LockedError, RuntimeFailure
 from headway.observer.metrics import HeadwayCollector
 from headway.observer.requests import RequestLog, sample_rows
@@ -25,7 +25,7 @@ from headway.runtime.process import ProcessRuntime
 from headway.store import Store
 
 
-def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
+def run_agent(home: Path, *, log: Progress) -> None:
     home.mkdir(parents=True, exist_ok=True)
     lock = open(home / "agent.lock", "a")  # noqa: SIM115 - held for the agent's life
     try:
@@ -34,7 +34,7 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
         raise RuntimeFailure(f"an agent is already running for {home}") from None
     store = Store(home)
     router = HAProxy(home)
-    engine = Engine(store, router, ProcessRuntime(store), progress=lambda m: log(f"agent: {m}"))
+    engine = Engine(store, router, ProcessRuntime(store), progress=log)
     supervisor = Supervisor(store)
     requests = RequestLog(router.log_socket)
     requests.start()
@@ -47,7 +47,7 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log(f"agent: running for {home}")
+    log(f"running for {home}")
     last = 0.0
     while not stopping:
         supervisor.tick()
@@ -59,7 +59,7 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
                 if not housekeeping(store, router, engine):
                     break
             except HeadwayError as exc:
-                log(f"agent: {exc.message}")
+                log(f"{exc.message}")
         time.sleep(0.1)
     if not store.apps():
         router.stop()
@@ -71,7 +71,7 @@ def run_agent(home: Path, *, log: Callable[[str], None] = print) -> None:
 class MetricsServer:
     """Serves /metrics where the [observe] settings say, moving when they change."""
 
-    def __init__(self, store: Store, requests: RequestLog, log: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, requests: RequestLog, log: Progress) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(HeadwayCollector(store.home, requests))
         self.log = log
@@ -92,9 +92,9 @@ class MetricsServer:
         if where:
             try:
                 self.server, _ = start_http_server(where[1], where[0], registry=self.registry)
-                self.log(f"agent: metrics at http://{where[0]}:{where[1]}/metrics")
+                self.log(f"metrics at http://{where[0]}:{where[1]}/metrics")
             except OSError as exc:
-                self.log(f"agent: cannot serve metrics on {where[0]}:{where[1]}: {exc.strerror}")
+                self.log(f"cannot serve metrics on {where[0]}:{where[1]}: {exc.strerror}")
 
 
 def housekeeping(store: Store, router: HAProxy, engine: Engine) -> bool:

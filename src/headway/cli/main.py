@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,10 +22,17 @@ json_option = click.option("--json", "as_json", is_flag=True, help="machine-read
 @click.option("--env", "env", default="production", show_default=True,
               help="environment: its own releases, instances and [env.NAME] overrides")
 @click.option("--app", "app", default=None, help="app name, when there is no headway.toml here")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="HEADWAY_LOG_FORMAT", show_default=True,
+              help="progress and agent logs: text, or JSON lines with app, release and step")
 @click.version_option(package_name="headway")
 @click.pass_context
-def cli(click_ctx: click.Context, config: Path, env: str, app: str | None) -> None:
+def cli(click_ctx: click.Context, config: Path, env: str, app: str | None,
+        log_format: str) -> None:
     """Ship a web app to production from one headway.toml."""
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", env):
+        raise ConfigError(f"--env {env!r}: lowercase letters, digits and dashes, e.g. staging")
+    output.use_log_format(log_format)
     click_ctx.obj = output.Context(config=config, env=env, app_name=app)
 
 
@@ -82,10 +89,15 @@ def releases(ctx: output.Context, as_json: bool) -> None:
 
 @cli.command()
 @json_option
+@click.option("-w", "--watch", is_flag=True, help="refresh every --interval until Ctrl-C")
+@click.option("--interval", default=1.0, show_default=True, help="seconds between refreshes")
 @pass_ctx
-def status(ctx: output.Context, as_json: bool) -> None:
-    """Instances, their health and the share of traffic each receives."""
-    output.status(ctx.status(), as_json)
+def status(ctx: output.Context, as_json: bool, watch: bool, interval: float) -> None:
+    """Instances, their health, traffic share, and live requests per release."""
+    if watch:
+        output.watch_status(ctx, interval)
+    else:
+        output.status(ctx.status(), as_json)
 
 
 @cli.command()
@@ -174,7 +186,7 @@ def agent() -> None:
     from headway.agent.main import run_agent
     from headway.store import home_dir
 
-    run_agent(home_dir(), log=lambda m: click.echo(f"{time.strftime('%H:%M:%S')} {m}"))
+    run_agent(home_dir(), log=output.agent_log)
 
 
 def main() -> None:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from headway.errors import ConfigError, DeployFailed, HeadwayError, NotFound
 
@@ -133,8 +135,30 @@ class Context:
             HAProxy(store.home).stop()
 
 
-def progress(message: str) -> None:
-    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+_JSON_LOGS = False
+
+
+def use_log_format(name: str) -> None:
+    """json: progress and agent logs as JSON lines; the agent this CLI starts inherits it."""
+    global _JSON_LOGS
+    _JSON_LOGS = name == "json"
+    os.environ["HEADWAY_LOG_FORMAT"] = name
+
+
+def progress(message: str, /, **fields: object) -> None:
+    if _JSON_LOGS:
+        line = {"ts": round(time.time(), 3), "level": "info", "message": message, **fields}
+        print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+    else:
+        err.print(Text(time.strftime("%H:%M:%S"), style="dim"), Text(message))
+
+
+def agent_log(message: str, /, **fields: object) -> None:
+    if _JSON_LOGS:
+        print(json.dumps({"ts": round(time.time(), 3), "source": "agent", "message": message,
+                          **fields}, default=str), flush=True)
+    else:
+        print(f"{time.strftime('%H:%M:%S')} agent: {message}", flush=True)
 
 
 def outcome(result: Any) -> None:
@@ -154,24 +178,42 @@ def plan(spec: Any, env: str, steps: list[Any]) -> None:
 def table(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
-        return
+    else:
+        out.print(_table(rows, columns))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> Table:
     t = Table(*columns, box=None, header_style="bold")
     for row in rows:
         t.add_row(*(_cell(k, row.get(k)) for k in columns))
-    out.print(t)
+    return t
 
 
 def status(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(data, indent=2))
-        return
-    out.print(f"[bold]{data['app']}[/bold] ({data['env']}): release {data['active_release']} "
-              f"live, router {data['router']}")
-    table(data["instances"], False, ["id", "release", "process", "port", "state", "pid",
-                                     "restarts", "router", "health", "traffic"])
+    else:
+        out.print(_status(data))
+
+
+def watch_status(ctx: Context, interval: float) -> None:
+    """`status --watch`: the same view, refreshed until Ctrl-C."""
+    with Live(_status(ctx.status()), console=out, auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(_status(ctx.status()), refresh=True)
+
+
+def _status(data: dict[str, Any]) -> Group:
+    parts: list[Any] = [
+        Text.assemble((data["app"], "bold"), f" ({data['env']}): release "
+                      f"{data['active_release']} live, router {data['router']}"),
+        _table(data["instances"], ["id", "release", "process", "port", "state", "pid",
+                                   "restarts", "router", "health", "traffic"])]
     if data["traffic"]:
-        out.print(f"\nrequests in the last {LIVE_WINDOW}s, by release:")
-        table(data["traffic"], False, ["release", "requests", "rps", "error_rate", "p99_ms"])
+        parts += [Text(f"\nrequests in the last {LIVE_WINDOW}s, by release:"),
+                  _table(data["traffic"], ["release", "requests", "rps", "error_rate", "p99_ms"])]
+    return Group(*parts)
 
 
 def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,

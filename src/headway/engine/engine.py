@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from headway.engine import analysis, routing
 from headway.errors import DeployFailed, HeadwayError, NotFound
@@ -20,6 +21,16 @@ from headway.runtime import artifact
 from headway.runtime.process import ProcessRuntime
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store
+
+
+class Progress(Protocol):
+    """Where the engine reports progress: a message, and fields for structured logs."""
+
+    def __call__(self, message: str, /, **fields: object) -> None: ...
+
+
+def _quiet(message: str, /, **fields: object) -> None:
+    pass
 
 
 @dataclass
@@ -44,7 +55,7 @@ def release_spec(release: Release) -> Spec:
 
 class Engine:
     def __init__(self, store: Store, router: Router, runtime: ProcessRuntime, *,
-                 progress: Callable[[str], None] = lambda _: None,
+                 progress: Progress = _quiet,
                  ensure_agent: Callable[[], None] = lambda: None) -> None:
         self.store, self.router, self.runtime = store, router, runtime
         self.progress, self.ensure_agent = progress, ensure_agent
@@ -75,7 +86,8 @@ class Engine:
             self._route_app(spec, env)
             root = self.store.home / "apps" / app / env / "releases"
             release = self.store.add_release(app, env, digest=digest, root=root, spec=config)
-            self.progress(f"release {release.number}: building from {source}")
+            self.progress(f"release {release.number}: building from {source}", app=app, env=env,
+                          release=release.number, step="build")
             try:
                 self.runtime.prepare(source, files, release)
             except HeadwayError as exc:
@@ -109,7 +121,8 @@ class Engine:
         switched = 0.0
         for step in steps:
             self.store.journal(deploy, step.kind, "begin")
-            self.progress(step.describe())
+            self.progress(step.describe(), app=release.app, env=release.env,
+                          release=release.number, step=step.kind)
             if step.kind == "start":
                 for _ in range(step.count):
                     inst = self.runtime.new_instance(release, step.process,
@@ -158,7 +171,8 @@ class Engine:
     def _judge(self, w: analysis.Watch, limits: AnalysisSpec) -> None:
         self.store.event(w.app, w.env, "analysis.started", f"{w.label}: judging release "
                          f"{w.canary} against {w.stable}", release=w.canary)
-        verdict = analysis.watch(self.store, w, limits, progress=self.progress)
+        verdict = analysis.watch(self.store, w, limits, progress=lambda m: self.progress(
+            m, app=w.app, env=w.env, release=w.canary, step="judge"))
         self.store.event(w.app, w.env, "analysis.passed", f"{w.label}: {verdict.reason} "
                          f"{json.dumps(verdict.figures)}", release=w.canary)
 
@@ -175,7 +189,8 @@ class Engine:
                                              strategy="switch")
             warm = bool(self._live(target))
             self.progress(f"rolling back to release {target.number}"
-                          + (" (warm: traffic switch)" if warm else " (cold: restarting it)"))
+                          + (" (warm: traffic switch)" if warm else " (cold: restarting it)"),
+                          app=app, env=env, release=target.number, step="rollback")
             try:
                 self._converge(target, keep_warm=number(active))
             except BaseException as exc:
@@ -215,7 +230,8 @@ class Engine:
             forward = (new is not None and any(i.release == new.number for i in live)
                        and not any(old and i.release == old.number for i in live))
             self.progress(f"an interrupted {dead['kind']} of release {dead['release']} was found:"
-                          + (" finishing it" if forward else " undoing it"))
+                          + (" finishing it" if forward else " undoing it"), app=app, env=env,
+                          release=dead["release"], step="recover")
             if forward and new:
                 self._converge(new, keep_warm=number(old))
                 self._activate(new, old, warm=True)
@@ -238,7 +254,8 @@ class Engine:
         why = exc.message if isinstance(exc, HeadwayError) else type(exc).__name__
         self.progress(f"failed: {why}; "
                       + (f"returning traffic to release {previous.number}" if previous else
-                         "stopping its instances"))
+                         "stopping its instances"), app=release.app, env=release.env,
+                      release=release.number, step="undo")
         if previous:
             self._converge(previous, keep_warm=None, discard=release.number)
         else:

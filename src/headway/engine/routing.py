@@ -42,7 +42,8 @@ def configure(store: Store, router: Router, *, pending: dict[str, Any] | None = 
     port = observe.get("router_metrics_port")
     exporter = (observe["metrics_address"], port) if port else None
     with store.lock("router", "router configuration", wait=30):
-        router.configure(backends(store, pending=pending), exporter=exporter)
+        router.configure(backends(store, pending=pending), exporter=exporter,
+                         request_log=observe.get("request_log", True))
         if pending:
             store.upsert_app(**pending)
 

@@ -34,10 +34,11 @@ class ServerState:
 
 
 class Router(Protocol):
-    def configure(self, backends: list[Backend], *,
-                  exporter: tuple[str, int] | None = None) -> None:
+    def configure(self, backends: list[Backend], *, exporter: tuple[str, int] | None = None,
+                  request_log: bool = True) -> None:
         """Make the router serve exactly these backends (a reload when their set changes),
-        and its own Prometheus exporter at `exporter` (address, port) if given."""
+        its own Prometheus exporter at `exporter` (address, port) if given, and log each
+        request to the agent unless `request_log` is off."""
 
     def apply(self, commands: list[str]) -> None:
         """Run runtime-API commands in one exchange; raise RouterError if any is refused."""

@@ -12,8 +12,8 @@ class FakeRouter:
         self.commands: list[list[str]] = []
         self.state: dict[str, dict[str, str]] = {}
 
-    def configure(self, backends: list[Backend], *,
-                  exporter: tuple[str, int] | None = None) -> None:
+    def configure(self, backends: list[Backend], *, exporter: tuple[str, int] | None = None,
+                  request_log: bool = True) -> None:
         self.backends = backends
         self.state = {b.name: {s[0]: s[2] for s in b.servers} for b in backends}
 

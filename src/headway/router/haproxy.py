@@ -22,13 +22,13 @@ from headway.runner import run
 _OK = {"", "New server registered.", "Server deleted."}
 
 
-def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Path,
+def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Path | None,
                   exporter: tuple[str, int] | None = None) -> str:
     lines = [
         "# Written by Headway from its state; edits are overwritten.",
         "global",
         f"  stats socket {admin_socket} mode 600 level admin",
-        f"  log {log_socket} len 1024 format raw local0",
+        *([f"  log {log_socket} len 1024 format raw local0"] if log_socket else []),
         "  maxconn 8000",
         "  hard-stop-after 60s",
         "defaults",
@@ -85,9 +85,10 @@ class HAProxy:
         self.binary = binary or os.environ.get("HEADWAY_HAPROXY", "haproxy")
 
     # Router protocol -------------------------------------------------------------------------
-    def configure(self, backends: list[Backend], *,
-                  exporter: tuple[str, int] | None = None) -> None:
-        text = render_config(backends, admin_socket=self.admin, log_socket=self.log_socket,
+    def configure(self, backends: list[Backend], *, exporter: tuple[str, int] | None = None,
+                  request_log: bool = True) -> None:
+        text = render_config(backends, admin_socket=self.admin,
+                             log_socket=self.log_socket if request_log else None,
                              exporter=exporter)
         if self.running() and self.cfg.exists() and self.cfg.read_text() == text:
             return

@@ -141,6 +141,8 @@ class ObserveSpec(Model):
     metrics_address: str = Field("127.0.0.1", description="address of Headway's /metrics")
     router_metrics_port: int = Field(9581, ge=0, le=65535,
                                      description="HAProxy's own exporter at /metrics; 0 = off")
+    request_log: bool = Field(True, description="per-request log to the agent (metrics, canary "
+                              "judge); off only to measure its cost")
 
 
 class Spec(Model):
