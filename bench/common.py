@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,3 +80,45 @@ def machine() -> dict[str, object]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
             "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False
                                       ).stdout.split("\n")[0], "date": time.strftime("%Y-%m-%d")}
+
+
+class TimedLoad:
+    """GETs from a few threads, each answer recorded as (time, version, status); `rps` caps
+    the total rate (0: as fast as they go). Loopback only, stopped by the caller or at 300 s."""
+
+    def __init__(self, url: str, *, threads: int = 4, rps: float = 0) -> None:
+        import threading
+
+        self.url, self.rps = url, rps
+        self.answers: list[tuple[float, str, int]] = []
+        self.stop = threading.Event()
+        self.workers = [threading.Thread(target=self._run, args=(threads,), daemon=True)
+                        for _ in range(threads)]
+
+    def __enter__(self) -> Self:
+        for w in self.workers:
+            w.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for w in self.workers:
+            w.join(timeout=10)
+
+    def _run(self, threads: int) -> None:
+        import httpx
+
+        gap = threads / self.rps if self.rps else 0.0
+        deadline = time.monotonic() + 300
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    resp = client.get(self.url)
+                    version = resp.json().get("version", "?")
+                    self.answers.append((time.time(), version, resp.status_code))
+                except (httpx.HTTPError, ValueError):
+                    self.answers.append((time.time(), "?", 0))
+                if gap:
+                    time.sleep(max(0.0, gap - (time.monotonic() - started)))

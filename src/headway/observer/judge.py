@@ -6,7 +6,8 @@ Errors (5xx share) and latency are each checked two ways, one-sided at `confiden
   than 1% of its requests are slower than max_p99 (the same as "p99 > max_p99");
 - relative to stable: a two-proportion z-test on error rates (beyond max_error_increase), and
   a Mann-Whitney U test on the binned latencies, counted only when the canary's p99 is also
-  max_latency_ratio times stable's (so a tiny, significant difference does not fail a release).
+  max_latency_ratio times stable's and max_p99_increase above it: with few requests p99 is
+  the slowest one, and a single 20 ms outlier beside a 3 ms stable must not fail a release.
 It fails as soon as a breach is significant, passes once min_requests are seen with no breach,
 and otherwise waits: too little traffic is never a failure."""
 
@@ -24,6 +25,7 @@ class Limits:
     max_p99: float = 0.5
     max_error_increase: float = 0.01
     max_latency_ratio: float = 1.5
+    max_p99_increase: float = 0.1
     confidence: float = 0.99
     min_requests: int = 50
 
@@ -58,7 +60,8 @@ def judge(canary: Counts, stable: Counts | None, limits: Limits) -> Verdict:
         p99_c, p99_s = quantile(canary.hist, 0.99), quantile(stable.hist, 0.99)
         slower = mann_whitney_z(canary.hist, stable.hist)
         if (slower > _z(alpha) and p99_c is not None and p99_s is not None
-                and p99_c > limits.max_latency_ratio * p99_s):
+                and p99_c > limits.max_latency_ratio * p99_s
+                and p99_c - p99_s > limits.max_p99_increase):
             return Verdict("fail", f"slower than stable: p99 {p99_c * 1000:.0f} ms vs "
                                    f"{p99_s * 1000:.0f} ms (Mann-Whitney z={slower:.1f})", figures)
     enough = n >= limits.min_requests and (stable is None or stable.total >= limits.min_requests)

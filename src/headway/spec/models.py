@@ -90,6 +90,8 @@ class AnalysisSpec(Model):
     max_error_increase: float = Field(0.01, ge=0, le=1,
                                       description="5xx share allowed above the stable release's")
     max_latency_ratio: float = Field(1.5, ge=1, description="p99 allowed, as a multiple of stable's")
+    max_p99_increase: Duration = Field(0.1, description="p99 allowed above stable's: slower "
+                                       "fails only past both this and the ratio")
     confidence: float = Field(0.99, gt=0.5, lt=1, description="how sure a failure must be")
     min_requests: int = Field(50, ge=1, description="requests needed (each side) to pass a step")
 
