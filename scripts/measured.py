@@ -20,48 +20,48 @@ def table() -> str:
     a, b, c = ca["a_errors_5_percent"], ca["b_200ms_slower"], ca["c_good_canary_20_rps"]
     m = zd["machine"]
     rows = [
-        ("`zero_downtime`", f"wrk load during {zd['deploys']} deploys (blue-green and rolling "
+        ("`zero_downtime`", (f"wrk load during {zd['deploys']} deploys (blue-green and rolling "
          f"alternating), {zd['failed_deploys_refused']} refused broken releases, "
-         f"{zd['rollbacks']} rollbacks",
-         f"**{int(zd['requests']):,} requests, {int(zd['failed_requests'])} failed** (non-2xx "
+         f"{zd['rollbacks']} rollbacks"),
+         (f"**{int(zd['requests']):,} requests, {int(zd['failed_requests'])} failed** (non-2xx "
          f"{int(zd['non_2xx'])}, socket errors {zd['socket_errors']}, timeouts "
          f"{zd['timeouts']}); switch median {zd['switch_ms_median']:.0f} ms, max "
-         f"{zd['switch_ms_max']} ms", "0 failed of ≥ 100,000"),
-        ("`rollback_latency`", "`headway rollback` start → every answer from the target "
-         "release, 10 runs",
-         f"median **{rl['to_all_traffic_on_target_s']['median']:.2f} s**, max "
+         f"{zd['switch_ms_max']} ms"), "0 failed of ≥ 100,000"),
+        ("`rollback_latency`", ("`headway rollback` start → every answer from the target "
+         "release, 10 runs"),
+         (f"median **{rl['to_all_traffic_on_target_s']['median']:.2f} s**, max "
          f"{rl['to_all_traffic_on_target_s']['max']:.2f} s; "
-         f"{rl['failed_requests_during_rollbacks']} failed requests", "< 1 s median"),
-        ("`router_overhead`", "direct to one instance vs through HAProxy, 2 connections "
-         "(app not saturated)",
-         f"p99 {c2['direct']['p99_ms']:.2f} → {c2['router']['p99_ms']:.2f} ms "
-         f"(**{c2['added_p99_ms']:+.2f} ms**); throughput {c2['throughput_ratio']:.2f}",
+         f"{rl['failed_requests_during_rollbacks']} failed requests"), "< 1 s median"),
+        ("`router_overhead`", ("direct to one instance vs through HAProxy, 2 connections "
+         "(app not saturated)"),
+         (f"p99 {c2['direct']['p99_ms']:.2f} → {c2['router']['p99_ms']:.2f} ms "
+         f"(**{c2['added_p99_ms']:+.2f} ms**); throughput {c2['throughput_ratio']:.2f}"),
          "added p99 < 2 ms"),
         ("`router_overhead`", "same, 16 connections (app saturated)",
-         f"throughput **{c16['throughput_ratio']:.2f}** of direct ({c16['router']['rps']:.0f} "
-         f"vs {c16['direct']['rps']:.0f} req/s); p99 {c16['added_p99_ms']:+.2f} ms",
+         (f"throughput **{c16['throughput_ratio']:.2f}** of direct ({c16['router']['rps']:.0f} "
+         f"vs {c16['direct']['rps']:.0f} req/s); p99 {c16['added_p99_ms']:+.2f} ms"),
          "≥ 0.9 of direct"),
         ("`canary` (a)", "canary answering 500 to 5% of requests, under load",
-         f"weight at 0 **{a['seconds_first_bad_to_weight_0']:.2f} s** after its first bad "
-         f"answer; **{a['failed_share']:.2%}** of {a['requests']:,} requests failed",
+         (f"weight at 0 **{a['seconds_first_bad_to_weight_0']:.2f} s** after its first bad "
+         f"answer; **{a['failed_share']:.2%}** of {a['requests']:,} requests failed"),
          "< 5 s, < 0.5%"),
         ("`canary` (b)", "canary 200 ms slower, under load",
          f"aborted **{b['seconds_first_bad_to_weight_0']:.2f} s** after its first answer",
          "seconds"),
-        ("`canary` (c)", "good canary at 20 req/s in all: the real deploy, then the judge on "
-         "100 bootstrap windows of its recorded samples",
-         f"deploy exit {c['deploy_exit']}; judge: {c['decisions']['pass']} pass, "
-         f"{c['decisions']['wait']} wait, **{c['decisions']['fail']} fail**",
+        ("`canary` (c)", ("good canary at 20 req/s in all: the real deploy, then the judge on "
+         "100 bootstrap windows of its recorded samples"),
+         (f"deploy exit {c['deploy_exit']}; judge: {c['decisions']['pass']} pass, "
+         f"{c['decisions']['wait']} wait, **{c['decisions']['fail']} fail**"),
          "promoted, 0 of 100 failed"),
         ("`ingestion`", "router throughput with the per-request log vs without, alternating",
-         f"ratio **{ing['throughput_ratio']:.2f}** ({', '.join(f'{x:.0f}' for x in ing['rps_with_log'])}"
-         f" vs {', '.join(f'{x:.0f}' for x in ing['rps_without_log'])} req/s)", "≥ 0.95"),
+         (f"ratio **{ing['throughput_ratio']:.2f}** ({', '.join(f'{x:.0f}' for x in ing['rps_with_log'])}"
+         f" vs {', '.join(f'{x:.0f}' for x in ing['rps_without_log'])} req/s)"), "≥ 0.95"),
     ]
-    lines = [f"On this project's development machine: {m['cpus']} cores, 24 GiB, Debian 12, "
+    lines = [(f"On this project's development machine: {m['cpus']} cores, 24 GiB, Debian 12, "
              f"Python {m['python']}, {m['haproxy'].split(' - ')[0]}, {m['date']}. Load is wrk "
              "or the benches' Python load generator on loopback against the bundled example "
              "(FastAPI on uvicorn, one process per instance): load, router and app share the "
-             "same 2 cores.", "",
+             "same 2 cores."), "",
              "| benchmark | what | result | target |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(lines)
