@@ -48,8 +48,13 @@ def cli_reference() -> str:
     ctx = click.Context(cli, info_name="headway")
     out = ["| command | what it does | options |", "|---|---|---|"]
     assert isinstance(cli, click.Group)
-    for name in sorted(cli.commands):
-        cmd = cli.commands[name]
+    commands = []
+    for name, cmd in sorted(cli.commands.items()):
+        if isinstance(cmd, click.Group):
+            commands += [(f"{name} {sub}", cmd.commands[sub]) for sub in sorted(cmd.commands)]
+        else:
+            commands.append((name, cmd))
+    for name, cmd in commands:
         args = " ".join(f"[{p.name.upper()}]" for p in cmd.params
                         if isinstance(p, click.Argument) and p.name)
         opts = ", ".join(f"`{'/'.join(p.opts)}`" for p in cmd.params

@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 
 from headway.cli import output
+from headway.cli.secrets import secrets
 from headway.errors import ConfigError, HeadwayError
 
 pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
-json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+json_option = output.json_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -187,6 +188,9 @@ def agent() -> None:
     from headway.store import home_dir
 
     run_agent(home_dir(), log=output.agent_log)
+
+
+cli.add_command(secrets)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -25,6 +26,7 @@ err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 LIVE_WINDOW = 10  # seconds of request log behind the live figures
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
 from headway.runtime import artifact
 from headway.runtime.process import ProcessRuntime
+from headway.secrets import secrets_state
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store
 
@@ -76,7 +77,8 @@ class Engine:
             self.recover(app, env)
             files = artifact.snapshot_files(source)
             config = json.dumps({"spec": spec.model_dump(mode="json"),
-                                 "env": spec.environment(env)}, sort_keys=True)
+                                 "env": spec.environment(env),
+                                 "secrets": secrets_state(self.store, app, env)}, sort_keys=True)
             digest = artifact.digest(source, files, config)
             active = self.active(app, env)
             if active and active.digest == digest and not force:

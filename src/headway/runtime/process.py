@@ -4,6 +4,7 @@ is a snapshot folder with a `.venv` link to its shared, content-keyed virtualenv
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -52,10 +53,12 @@ class ProcessRuntime:
         if port:
             env["PORT"] = str(port)
         log = self.store.home / "apps" / release.app / release.env / "logs" / f"{inst_id}.log"
+        pinned = json.loads(release.spec).get("secrets", {}).get("version", 0)
         return Instance(id=inst_id, app=release.app, env=release.env, release=release.number,
                         process=process, port=port, argv=expand(spec.command, env),
                         cwd=str(app_dir), env_vars=env, log=str(log),
-                        stop_timeout=spec.stop_timeout, desired="running", state="pending")
+                        stop_timeout=spec.stop_timeout, desired="running", state="pending",
+                        secrets=pinned)
 
     def start(self, inst: Instance) -> None:
         Path(inst.log).parent.mkdir(parents=True, exist_ok=True)

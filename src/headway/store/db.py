@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS releases(app TEXT, env TEXT, number INT, status TEXT,
 CREATE TABLE IF NOT EXISTS instances(id TEXT PRIMARY KEY, app TEXT, env TEXT, release INT,
   process TEXT, port INT, argv TEXT, cwd TEXT, env_vars TEXT, log TEXT, stop_timeout REAL,
   desired TEXT, state TEXT, pid INT, pid_start INT, restarts INT DEFAULT 0, started REAL,
-  exit_code INT, next_start REAL, routed TEXT DEFAULT 'none', weight INT DEFAULT 0);
+  exit_code INT, next_start REAL, routed TEXT DEFAULT 'none', weight INT DEFAULT 0,
+  secrets INT DEFAULT 0);
 CREATE TABLE IF NOT EXISTS deploys(id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT, env TEXT,
   release INT, previous INT, kind TEXT, strategy TEXT, status TEXT, pid INT, pid_start INT,
   started REAL, finished REAL, message TEXT);
@@ -38,6 +39,8 @@ CREATE TABLE IF NOT EXISTS locks(name TEXT PRIMARY KEY, pid INT, pid_start INT, 
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, app TEXT,
   env TEXT, release INT, kind TEXT, message TEXT);
 CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS secrets(app TEXT, env TEXT, name TEXT, version INT, nonce BLOB,
+  ciphertext BLOB, PRIMARY KEY(app, env, version));
 CREATE TABLE IF NOT EXISTS samples(app TEXT, env TEXT, release INT, second INT, c2 INT, c3 INT,
   c4 INT, c5 INT, hist TEXT, seconds_sum REAL, PRIMARY KEY(app, env, release, second));
 """
@@ -90,6 +93,7 @@ class Instance:
     next_start: float | None = None
     routed: str = "none"  # none | ready | drain | maint
     weight: int = 0
+    secrets: int = 0  # the secrets version injected at start (0: none)
 
 
 _JSON = {"argv", "env_vars"}

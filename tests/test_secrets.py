@@ -1,0 +1,97 @@
+"""Secrets: encrypted at rest, injected into instances, and absent from everything else:
+the whole $HEADWAY_HOME (database included), logs, events, --json output and the process
+table. A change of secret makes a new release. Real processes and HAProxy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets as random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from headway.secrets import Secret
+from tests.conftest import App
+
+WORKER = ("import hashlib, os, time\n"
+          "print('token sha256', hashlib.sha256(os.environ['API_TOKEN'].encode()).hexdigest(),"
+          " flush=True)\n"
+          "time.sleep(3600)\n")
+
+
+def set_secret(app: App, name: str, value: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "headway", "secrets", "set", name],
+                          input=value, cwd=app.dir, env=app.env(), capture_output=True,
+                          text=True, check=True)
+
+
+def test_secret_type_never_prints_itself() -> None:
+    s = Secret("hunter2")
+    assert "hunter2" not in f"{s} {s!r} {[s]} {s:>20}"
+    assert s.reveal() == "hunter2"
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(s)
+
+
+def test_secrets_reach_the_app_and_leak_nowhere(app: App) -> None:
+    token = f"tok-{random.token_hex(16)}"
+    (app.dir / "worker.py").write_text(WORKER)
+    app.configure(processes__worker='command = "python3 worker.py"',
+                  processes__worker__health='path = ""\ninterval = "200ms"')
+    said = set_secret(app, "API_TOKEN", token)
+    assert token not in said.stdout + said.stderr
+    outputs = [app.run("deploy"), app.run("status", "--json"), app.run("releases", "--json"),
+               app.run("events", "--json"), app.run("secrets", "list", "--json")]
+    assert json.loads(outputs[-1].stdout) == ["API_TOKEN"]
+    time.sleep(1)
+    logs = app.run("logs", "--process", "worker", "--json").stdout
+    assert hashlib.sha256(token.encode()).hexdigest() in logs  # the app got the value
+    outputs.append(app.run("logs"))
+    for out in outputs:
+        assert token not in out.stdout + out.stderr
+    for path in app.home.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            assert token.encode() not in path.read_bytes(), path
+    table = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
+                           check=True).stdout
+    assert token not in table
+    assert (app.home / "master.key").stat().st_mode & 0o777 == 0o600
+    assert app.run("secrets", "export").stdout.strip() == f"API_TOKEN={token}"
+
+
+def test_a_changed_secret_makes_a_new_release_and_rotation_keeps_values(app: App) -> None:
+    set_secret(app, "API_TOKEN", "one")
+    app.run("deploy")
+    assert "nothing to do" in app.run("deploy").stdout
+    set_secret(app, "API_TOKEN", "two")
+    assert "release 2 is live" in app.run("deploy").stdout
+    old_key = (app.home / "master.key").read_bytes()
+    assert "re-encrypted" in app.run("secrets", "rotate-key").stdout
+    assert (app.home / "master.key").read_bytes() != old_key
+    assert app.run("secrets", "export").stdout.strip() == "API_TOKEN=two"
+    app.run("secrets", "unset", "API_TOKEN")
+    assert json.loads(app.run("secrets", "list", "--json").stdout) == []
+    empty = subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "X"], input="",
+                           cwd=app.dir, env=app.env(), capture_output=True, text=True,
+                           check=False)
+    assert empty.returncode == 2 and "empty value" in empty.stderr
+
+
+def test_a_wrong_master_key_is_a_clear_error(app: App, tmp_path: Path) -> None:
+    set_secret(app, "API_TOKEN", "one")
+    env = dict(app.env(), HEADWAY_MASTER_KEY="bm90IGEga2V5")
+    bad = subprocess.run([sys.executable, "-m", "headway", "secrets", "export"], cwd=app.dir,
+                         env=env, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "HEADWAY_MASTER_KEY: not the base64 of 32 bytes" in bad.stderr
+    other = dict(app.env(), HEADWAY_MASTER_KEY="A" * 43 + "=")
+    wrong = subprocess.run([sys.executable, "-m", "headway", "secrets", "export"], cwd=app.dir,
+                           env=other, capture_output=True, text=True, check=False)
+    assert wrong.returncode == 2 and "does not decrypt with this master key" in wrong.stderr
+    assert os.path.exists(app.home / "master.key")
