@@ -95,3 +95,21 @@ def test_a_wrong_master_key_is_a_clear_error(app: App, tmp_path: Path) -> None:
                            env=other, capture_output=True, text=True, check=False)
     assert wrong.returncode == 2 and "does not decrypt with this master key" in wrong.stderr
     assert os.path.exists(app.home / "master.key")
+
+
+def test_config_show_masks_secrets_and_check_names_missing_ones(app: App) -> None:
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('runtime = "process"',
+                                             'runtime = "process"\nsecrets = ["API_TOKEN"]'))
+    app.configure(env='LOG = "info"\n[env.staging]\nLOG = "debug"')
+    for command in (("config", "check"), ("deploy",)):
+        missing = app.run(*command, check=False)
+        assert missing.returncode == 2
+        assert "app.secrets: API_TOKEN not set for --env production" in missing.stderr
+    assert not (app.home / "router").exists()  # the deploy was refused before anything ran
+    set_secret(app, "API_TOKEN", "s3cr3t-value")
+    assert "valid for --env production" in app.run("config", "check").stdout
+    shown = json.loads(app.run("--env", "staging", "config", "show", "--json").stdout)
+    assert shown["env"] == {"LOG": "debug"} and shown["secrets"] == {"API_TOKEN": "[MISSING]"}
+    shown = app.run("config", "show")
+    assert "API_TOKEN = \"[REDACTED]\"" in shown.stdout and "s3cr3t-value" not in shown.stdout

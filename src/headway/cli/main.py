@@ -44,6 +44,7 @@ def cli(click_ctx: click.Context, config: Path, env: str, app: str | None,
 def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
     """Build a release of the app and put it live with zero downtime."""
     spec = ctx.spec()
+    ctx.effective_config()  # refuses before anything runs if a required secret is missing
     engine = ctx.engine()
     if dry_run:
         output.plan(spec, ctx.env, engine.plan(spec, ctx.env))
@@ -179,6 +180,28 @@ def monitoring(ctx: output.Context, out: Path, interval: str) -> None:
     for name, text in files.items():
         (out / name).write_text(text)
         click.echo(f"wrote {out / name}")
+
+
+@cli.group()
+def config() -> None:
+    """The effective config of an environment."""
+
+
+@config.command()
+@json_option
+@pass_ctx
+def show(ctx: output.Context, as_json: bool) -> None:
+    """headway.toml as it applies to --env: variables merged, secrets masked."""
+    output.show_config(ctx.effective_config(strict=False), as_json)
+
+
+@config.command()
+@pass_ctx
+def check(ctx: output.Context) -> None:
+    """Validate headway.toml for --env: keys, types, and that required secrets are set."""
+    data = ctx.effective_config()
+    click.echo(f"{ctx.config}: valid for --env {ctx.env} ({len(data['env'])} variables, "
+               f"{len(data['secrets'])} secrets)")
 
 
 @cli.command()

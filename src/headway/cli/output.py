@@ -59,6 +59,26 @@ class Context:
                               hint="run it in the app folder, or pass -c PATH or --app NAME")
         return str(self.spec().app.name)
 
+    def effective_config(self, *, strict: bool = True) -> dict[str, Any]:
+        """The spec for this environment. Required secrets that are not set raise ConfigError
+        (strict) or show as [MISSING]."""
+        from headway.secrets import Vault, load_key
+
+        spec = self.spec()
+        store = self.store()
+        has = store.q("SELECT 1 FROM secrets WHERE app=? AND env=? LIMIT 1", spec.app.name,
+                      self.env)
+        names = Vault(store, load_key(store.home)).names(spec.app.name, self.env) if has else []
+        missing = [n for n in spec.app.secrets if n not in names]
+        if missing and strict:
+            raise ConfigError(f"{self.config}: app.secrets: {', '.join(missing)} not set for "
+                              f"--env {self.env}",
+                              hint=f"headway --env {self.env} secrets set {missing[0]}")
+        data: dict[str, Any] = spec.model_dump(mode="json", exclude={"env"})
+        return data | {"environment": self.env, "env": spec.environment(self.env),
+                       "secrets": dict.fromkeys(names, "[REDACTED]")
+                       | dict.fromkeys(missing, "[MISSING]")}
+
     def store(self) -> Any:
         from headway.store import Store, home_dir
 
@@ -168,6 +188,19 @@ def outcome(result: Any) -> None:
     if result.switch_seconds is not None and result.changed:
         extra += f" (traffic switched in {result.switch_seconds * 1000:.0f} ms)"
     out.print(f"[bold]{result.app}[/bold] ({result.env}): {result.message}{extra}")
+
+
+def show_config(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for section, body in data.items():
+        if isinstance(body, dict):
+            out.print(f"[bold]\\[{section}][/bold]")
+            for key, value in body.items():
+                out.print(f"  {key} = {json.dumps(value)}", markup=False)
+        else:
+            out.print(f"{section} = {json.dumps(body)}", markup=False)
 
 
 def plan(spec: Any, env: str, steps: list[Any]) -> None:

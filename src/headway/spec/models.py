@@ -80,6 +80,8 @@ class AppSpec(Model):
         "auto", description="where instances run; auto = podman/docker when one works, else process"
     )
     path: str = Field(".", description="app folder, relative to headway.toml")
+    secrets: list[str] = Field(default_factory=list,
+                               description="secret names that must be set before a deploy")
 
 
 class AnalysisSpec(Model):
