@@ -18,13 +18,15 @@ from headway.spec.models import (
     HealthSpec,
     ObserveSpec,
     ProcessSpec,
+    ReleaseSpec,
     RouterSpec,
 )
 
 SECTIONS = [("[app]", AppSpec), ("[processes.NAME]", ProcessSpec),
             ("[processes.NAME.health]", HealthSpec), ("[deploy]", DeploySpec),
             ("[deploy.canary]", CanarySpec), ("[deploy.canary.analysis]", AnalysisSpec),
-            ("[router]", RouterSpec), ("[observe]", ObserveSpec)]
+            ("[router]", RouterSpec), ("[observe]", ObserveSpec),
+            ("[release]", ReleaseSpec)]
 
 
 def config_reference() -> str:

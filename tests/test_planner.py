@@ -63,6 +63,9 @@ def kinds(steps) -> list[str]:
 analysis = "30s"\n'''), running("o1"), [
         "start:web:1:", "wait_healthy:web::", "switch:web::o1", "wait_drained:::o1",
         "park:::o1", "analyze:web::o1", "activate:::"]),
+    (spec("blue-green", extra='[release]\ncommand = "migrate"\n'), running("o1"), [
+        "release:::", "start:web:2:", "wait_healthy:web::", "switch:web::o1",
+        "wait_drained:::o1", "park:::o1", "activate:::"]),
     (spec("rolling", replicas=1), running("o1", "o2"), [
         "start:web.1:1:", "wait_healthy:web.1::", "switch:web.1::o1", "wait_drained:::o1",
         "stop:::o1", "switch:::o2", "wait_drained:::o2", "stop:::o2", "activate:::"]),

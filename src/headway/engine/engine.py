@@ -6,6 +6,7 @@ Never prints: progress goes to a callback the CLI supplies."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from headway.observer.health import wait_healthy
 from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
 from headway.runtime import artifact
-from headway.runtime.process import ProcessRuntime
-from headway.secrets import secrets_state
+from headway.runtime.process import ProcessRuntime, expand, release_env
+from headway.secrets import Vault, load_key, secrets_state
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store
 
@@ -125,7 +126,9 @@ class Engine:
             self.store.journal(deploy, step.kind, "begin")
             self.progress(step.describe(), app=release.app, env=release.env,
                           release=release.number, step=step.kind)
-            if step.kind == "start":
+            if step.kind == "release":
+                self._release_phase(spec, release, env_vars)
+            elif step.kind == "start":
                 for _ in range(step.count):
                     inst = self.runtime.new_instance(release, step.process,
                                                      spec.processes[step.process], env_vars)
@@ -169,6 +172,37 @@ class Engine:
                 self._discard(self._get(list(step.old)))
             self.store.journal(deploy, step.kind, "done")
         return switched
+
+    def _release_phase(self, spec: Spec, release: Release, env_vars: dict[str, str]) -> None:
+        """The release command, once, in the new release's folder and environment."""
+        assert spec.release.command
+        env = release_env(release, env_vars)
+        pinned = json.loads(release.spec)["secrets"].get("version", 0)
+        if pinned:
+            vault = Vault(self.store, load_key(self.store.home, create=False))
+            env |= {k: v.reveal() for k, v in vault.values(release.app, release.env,
+                                                            pinned).items()}
+        log = self.store.home / "apps" / release.app / release.env / "logs" / \
+            f"release-{release.number}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as out:
+            try:
+                code = subprocess.run(expand(spec.release.command, env), cwd=release.path,
+                                      env=env, stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, timeout=spec.release.timeout,
+                                      check=False).returncode
+            except FileNotFoundError as exc:
+                out.write(f"headway: {exc.strerror}: {exc.filename}\n".encode())
+                code = 127
+            except subprocess.TimeoutExpired:
+                code = -1
+        self.store.event(release.app, release.env, "release.command",
+                         f"`{spec.release.command}` exited {code}", release=release.number)
+        if code != 0:
+            tail = "".join(log.read_text(errors="replace").splitlines(True)[-20:])
+            why = "timed out" if code == -1 else f"exited {code}"
+            raise DeployFailed(f"release command `{spec.release.command}` {why}; no traffic "
+                               "moved", log_tail=tail, hint=f"full output: {log}")
 
     def _judge(self, w: analysis.Watch, limits: AnalysisSpec) -> None:
         self.store.event(w.app, w.env, "analysis.started", f"{w.label}: judging release "

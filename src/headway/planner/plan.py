@@ -12,8 +12,8 @@ from headway.store import Instance
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # start | wait_healthy | canary | switch | analyze | wait_drained | park | stop
-    #            | activate
+    kind: str  # release | start | wait_healthy | canary | switch | analyze | wait_drained | park
+    #            | stop | activate
     group: str = ""
     process: str = ""
     count: int = 0
@@ -23,6 +23,7 @@ class Step:
     def describe(self) -> str:
         old = ", ".join(self.old) or "none"
         return {
+            "release": "run the release command (before any traffic moves)",
             "start": f"start {self.count} × {self.process} of the new release ({self.group})",
             "wait_healthy": f"wait until {', '.join(self.groups)} are healthy",
             "canary": f"send {self.count}% of requests to {', '.join(self.groups)} and judge it",
@@ -61,7 +62,7 @@ def plan_deploy(spec: Spec, running: list[Instance]) -> list[Step]:
     if old_workers:
         steps.append(Step("stop", old=old_workers))
     steps.append(Step("activate"))
-    return steps
+    return [Step("release"), *steps] if spec.release.command else steps
 
 
 def _rolling_web(replicas: int, old: list[str], surge: int) -> list[Step]:

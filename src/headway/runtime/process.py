@@ -27,6 +27,18 @@ def expand(command: str, env: dict[str, str]) -> list[str]:
             for word in shlex.split(command)]
 
 
+def release_env(release: Release, env: dict[str, str]) -> dict[str, str]:
+    """A release's environment (no secrets): its variables, Headway's, and its virtualenv."""
+    venv_bin = Path(release.path) / ".venv" / "bin"
+    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env = dict(env, HEADWAY_APP=release.app, HEADWAY_ENV=release.env,
+               HEADWAY_RELEASE=str(release.number),
+               PATH=f"{venv_bin}:{path}" if venv_bin.exists() else path)
+    if venv_bin.exists():
+        env["VIRTUAL_ENV"] = str(venv_bin.parent)
+    return env
+
+
 class ProcessRuntime:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -43,13 +55,7 @@ class ProcessRuntime:
         inst_id = f"{process}-r{release.number}-{secrets.token_hex(3)}"
         port = self._free_port() if process == "web" else 0
         app_dir = Path(release.path)
-        venv_bin = app_dir / ".venv" / "bin"
-        path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env = dict(env, HEADWAY_APP=release.app, HEADWAY_ENV=release.env,
-                   HEADWAY_RELEASE=str(release.number), HEADWAY_INSTANCE=inst_id,
-                   PATH=f"{venv_bin}:{path}" if venv_bin.exists() else path)
-        if venv_bin.exists():
-            env["VIRTUAL_ENV"] = str(app_dir / ".venv")
+        env = release_env(release, env) | {"HEADWAY_INSTANCE": inst_id}
         if port:
             env["PORT"] = str(port)
         log = self.store.home / "apps" / release.app / release.env / "logs" / f"{inst_id}.log"

@@ -149,6 +149,14 @@ class ObserveSpec(Model):
                               "judge); off only to measure its cost")
 
 
+class ReleaseSpec(Model):
+    """The release phase: a command (migrations) run once per deploy, before traffic moves."""
+
+    command: str | None = Field(None, description="e.g. \"alembic upgrade head\"; gets the "
+                                "new release's code, [env] and secrets")
+    timeout: Duration = Field(600.0, description="the deploy fails if it runs longer")
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -157,6 +165,7 @@ class Spec(Model):
     deploy: DeploySpec = Field(DeploySpec())  # frozen: sharing the default is safe
     router: RouterSpec = Field(RouterSpec())
     observe: ObserveSpec = Field(ObserveSpec())
+    release: ReleaseSpec = Field(ReleaseSpec())
     env: dict[str, EnvValue | dict[str, EnvValue]] = Field(
         default_factory=dict,
         description="variables for every process; [env.<environment>] tables override them",
