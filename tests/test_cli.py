@@ -167,3 +167,18 @@ def test_json_logs_carry_app_release_and_step(app: App) -> None:
     assert json.loads(agent[0])["source"] == "agent"  # the agent it started logs JSON too
     bad = app.run("--env", "Prod_1", "status", check=False)
     assert bad.returncode == 2 and "--env 'Prod_1'" in bad.stderr
+
+
+def test_old_release_folders_are_pruned_and_say_so(app: App) -> None:
+    app.configure(deploy="keep_releases = 2")
+    for n in range(1, 5):
+        app.set_version(f"v{n}")
+        app.run("deploy")
+    rels = {r["number"]: r["status"] for r in json.loads(app.run("releases", "--json").stdout)}
+    assert rels == {4: "active", 3: "previous", 2: "pruned", 1: "pruned"}
+    folders = sorted(p.name for p in (app.home / "apps/hello/production/releases").iterdir())
+    assert folders == ["3", "4"]
+    refused = app.run("rollback", "1", check=False)
+    assert refused.returncode == 7 and "its files were deleted" in refused.stderr
+    app.run("rollback")  # the warm previous release is still there
+    assert app.version() == "v3"

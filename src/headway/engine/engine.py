@@ -6,6 +6,7 @@ Never prints: progress goes to a callback the CLI supplies."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -244,9 +245,13 @@ class Engine:
                          to: int | None) -> Release:
         if to is not None:
             target = self.store.release(app, env, to)
-            if target is None or target.status in {"building", "failed"}:
-                raise NotFound(f"release {to} of {app} ({env}) cannot be rolled back to: "
-                               + ("it does not exist" if target is None else f"it {target.status}"),
+            why = ("it does not exist" if target is None
+                   else "its files were deleted ([deploy] keep_releases)"
+                   if target.status == "pruned"
+                   else f"it {target.status}" if target.status in {"building", "failed"}
+                   else None)
+            if target is None or why:
+                raise NotFound(f"release {to} of {app} ({env}) cannot be rolled back to: {why}",
                                hint="`headway releases` lists them")
             if active and target.number == active.number:
                 raise NotFound(f"release {to} is already live")
@@ -358,6 +363,14 @@ class Engine:
                                        warm_until=now + spec.deploy.keep_previous)
             else:
                 self.retire(rel)
+        self._prune(app, env, keep=spec.deploy.keep_releases)
+
+    def _prune(self, app: str, env: str, *, keep: int) -> None:
+        """Delete the folders of retired and failed releases beyond the newest `keep`."""
+        for rel in self.store.releases(app, env)[keep:]:
+            if rel.status in {"retired", "failed"} and not self._live(rel):
+                shutil.rmtree(rel.path, ignore_errors=True)
+                self.store.set_release(app, env, rel.number, status="pruned")
 
     def retire(self, release: Release) -> None:
         """Stop a release's instances; it stays available for a (cold) rollback."""

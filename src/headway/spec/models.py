@@ -124,6 +124,8 @@ class DeploySpec(Model):
     drain_timeout: Duration = Field(30.0, description="longest wait for in-flight requests")
     keep_previous: Duration = Field(600.0, description="keep the previous release warm this long")
     max_surge: int = Field(1, ge=1, le=64, description="rolling: instances replaced per batch")
+    keep_releases: int = Field(10, ge=2, le=1000, description="release folders kept for "
+                               "rollback; older retired and failed ones are deleted")
     analysis: Duration = Field(0.0, description="blue-green: judge the new release this long "
                                "after the switch and switch back on a breach; 0 = off")
     canary: CanarySpec = Field(CanarySpec(), description="canary steps and judge")
