@@ -18,13 +18,19 @@ from headway.store import Store
 CANARY = '\n[deploy.canary]\nsteps = [10, 50, 100]\npause = "{pause}"\nmax_wait = "{wait}"\n'
 
 
-def bad_canary(fault: str, port: int) -> dict[str, object]:
+def canary_app(port: int, *, pause: str, wait: str) -> BenchApp:
+    """The example with canary deploys, v1 live and v2 written, ready to deploy."""
     app = BenchApp(port)
+    app.set('strategy = "blue-green"', 'strategy = "canary"')
+    app.set("[router]", CANARY.format(pause=pause, wait=wait) + "\n[router]")
+    app.headway("deploy")
+    app.write("VERSION", "v2\n")
+    return app
+
+
+def bad_canary(fault: str, port: int) -> dict[str, object]:
+    app = canary_app(port, pause="60s", wait="60s")
     try:
-        app.set('strategy = "blue-green"', 'strategy = "canary"')
-        app.set("[router]", CANARY.format(pause="60s", wait="60s") + "\n[router]")
-        app.headway("deploy")
-        app.write("VERSION", "v2\n")
         app.write("FAULTS", fault)
         with TimedLoad(app.url) as load:
             result = app.headway("deploy", check=False)
@@ -46,12 +52,8 @@ def bad_canary(fault: str, port: int) -> dict[str, object]:
 
 
 def low_traffic(port: int) -> dict[str, object]:
-    app = BenchApp(port)
+    app = canary_app(port, pause="15s", wait="20s")
     try:
-        app.set('strategy = "blue-green"', 'strategy = "canary"')
-        app.set("[router]", CANARY.format(pause="15s", wait="20s") + "\n[router]")
-        app.headway("deploy")
-        app.write("VERSION", "v2\n")
         with TimedLoad(app.url, threads=2, rps=20):
             result = app.headway("deploy", check=False)
         store = Store(app.tmp / "home")

@@ -56,6 +56,15 @@ class App:
                                 env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
+    def deploy_until(self, progress: str) -> subprocess.Popen[str]:
+        """Start `headway deploy` and return once its progress prints `progress`."""
+        deploy = self.popen("deploy")
+        assert deploy.stdout is not None
+        for line in deploy.stdout:
+            if progress in line:
+                return deploy
+        raise AssertionError(f"the deploy ended without printing {progress!r}")
+
     def version(self) -> str:
         return str(httpx.get(self.url, timeout=5).json()["version"])
 

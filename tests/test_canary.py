@@ -69,10 +69,7 @@ def test_manual_canary_waits_for_promote_or_abort(app: App) -> None:
     app.run("deploy")
     for command, version, code in (("promote", "v2", 0), ("abort", "v2", 4)):
         app.set_version("v3" if command == "abort" else "v2")
-        deploy = app.popen("deploy")
-        for line in deploy.stdout:  # type: ignore[union-attr]
-            if "paused: `headway promote`" in line:
-                break
+        deploy = app.deploy_until("paused: `headway promote`")
         assert app.run(command).returncode == 0
         deploy.wait(timeout=60)
         assert deploy.returncode == code

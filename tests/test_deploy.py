@@ -108,10 +108,7 @@ def test_killed_deploy_is_recovered_by_the_next_command(app: App) -> None:
     app.use_strategy("rolling")
     app.set_version("v2")
     with Load(app.url) as load:
-        cli = app.popen("deploy")
-        for line in cli.stdout:  # type: ignore[union-attr]
-            if "wait until web.1 are healthy" in line:
-                break
+        cli = app.deploy_until("wait until web.1 are healthy")
         cli.send_signal(signal.SIGKILL)
         cli.wait()
         time.sleep(0.5)

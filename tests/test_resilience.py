@@ -37,10 +37,7 @@ def test_deploy_killed_after_the_switch_is_finished_not_undone(app: App) -> None
     slow.start()  # keeps the old release draining, so the kill lands mid-drain
     time.sleep(0.3)
     with Load(app.url) as load:
-        cli = app.popen("deploy")
-        for line in cli.stdout:  # type: ignore[union-attr]
-            if "wait for in-flight requests" in line:
-                break
+        cli = app.deploy_until("wait for in-flight requests")
         cli.send_signal(signal.SIGKILL)
         cli.wait()
         assert app.version() == "v2"
