@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from headway.errors import HeadwayError
-from headway.secrets import Vault, load_key
+from headway.secrets import reveal_env
 from headway.store import Instance, Store, pid_alive, proc_start_time
 
 MAX_BACKOFF = 30.0
@@ -49,7 +49,8 @@ class Supervisor:
     def _spawn(self, inst: Instance, now: float) -> None:
         _log(inst, f"starting: {' '.join(inst.argv)}")
         try:
-            env = inst.env_vars | self._secrets(inst)
+            # decrypted here, at the last moment, into the child's environment only
+            env = inst.env_vars | reveal_env(self.store, inst.app, inst.env, inst.secrets)
         except HeadwayError as exc:
             _log(inst, f"cannot read its secrets: {exc.message}")
             self.store.set_instance(inst.id, state="failed", exit_code=126)
@@ -66,13 +67,6 @@ class Supervisor:
         self.children[proc.pid] = proc
         self.store.set_instance(inst.id, pid=proc.pid, pid_start=proc_start_time(proc.pid),
                                 state="running", started=now)
-
-    def _secrets(self, inst: Instance) -> dict[str, str]:
-        """Decrypted here, at the last moment, into the child's environment only."""
-        if not inst.secrets:
-            return {}
-        vault = Vault(self.store, load_key(self.store.home, create=False))
-        return {k: v.reveal() for k, v in vault.values(inst.app, inst.env, inst.secrets).items()}
 
     def _stop(self, inst: Instance, alive: bool, now: float) -> None:
         if not alive:

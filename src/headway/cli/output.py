@@ -34,6 +34,7 @@ class Context:
     config: Path = Path("headway.toml")
     env: str = "production"
     app_name: str | None = None
+    _store: Any = None
 
     def spec(self) -> Any:
         from headway.spec import load_spec
@@ -80,9 +81,12 @@ class Context:
                        | dict.fromkeys(missing, "[MISSING]")}
 
     def store(self) -> Any:
+        """One store connection for the whole command."""
         from headway.store import Store, home_dir
 
-        return Store(home_dir())
+        if self._store is None:
+            self._store = Store(home_dir())
+        return self._store
 
     def recovered_store(self) -> Any:
         """The store, after finishing or undoing a deploy of this app whose command died."""
@@ -167,18 +171,21 @@ def use_log_format(name: str) -> None:
     os.environ["HEADWAY_LOG_FORMAT"] = name
 
 
+def _json_line(message: str, fields: dict[str, object], **base: object) -> str:
+    return json.dumps({"ts": round(time.time(), 3), **base, "message": message, **fields},
+                      default=str)
+
+
 def progress(message: str, /, **fields: object) -> None:
     if _JSON_LOGS:
-        line = {"ts": round(time.time(), 3), "level": "info", "message": message, **fields}
-        print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+        print(_json_line(message, fields, level="info"), file=sys.stderr, flush=True)
     else:
         err.print(Text(time.strftime("%H:%M:%S"), style="dim"), Text(message))
 
 
 def agent_log(message: str, /, **fields: object) -> None:
     if _JSON_LOGS:
-        print(json.dumps({"ts": round(time.time(), 3), "source": "agent", "message": message,
-                          **fields}, default=str), flush=True)
+        print(_json_line(message, fields, source="agent"), flush=True)
     else:
         print(f"{time.strftime('%H:%M:%S')} agent: {message}", flush=True)
 

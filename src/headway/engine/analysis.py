@@ -38,9 +38,13 @@ def watch(store: Store, w: Watch, analysis: AnalysisSpec, *,
           progress: Callable[[str], None]) -> Verdict:
     limits = Limits(**analysis.model_dump())
     reported = 0.0
+    start, end = w.stable_window or (w.since, float("inf"))
     while True:
-        canary = by_release(store.samples(w.app, w.env, since=int(w.since))).get(w.canary, Counts())
-        stable = _stable(store, w)
+        rows = store.samples(w.app, w.env, since=int(min(start, w.since)))
+        canary = by_release([r for r in rows if r["second"] >= int(w.since)]).get(w.canary,
+                                                                                 Counts())
+        stable = by_release([r for r in rows if int(start) <= r["second"] < end]).get(
+            w.stable, Counts())
         verdict = judge(canary, stable, limits)
         signal = store.get(signal_key(w.app, w.env))
         if signal:
@@ -64,12 +68,6 @@ def watch(store: Store, w: Watch, analysis: AnalysisSpec, *,
             wait = "; paused: `headway promote` or `headway abort`" if w.manual else ""
             progress(f"{w.label}: {verdict.decision} — {_show(verdict)}{wait}")
         time.sleep(0.25)
-
-
-def _stable(store: Store, w: Watch) -> Counts:
-    start, end = w.stable_window or (w.since, float("inf"))
-    rows = [r for r in store.samples(w.app, w.env, since=int(start)) if r["second"] < end]
-    return by_release(rows).get(w.stable, Counts())
 
 
 def _show(verdict: Verdict) -> str:

@@ -21,7 +21,7 @@ from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
 from headway.runtime import artifact
 from headway.runtime.process import ProcessRuntime, expand, release_env
-from headway.secrets import Vault, load_key, secrets_state
+from headway.secrets import reveal_env, secrets_state
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store
 
@@ -139,19 +139,14 @@ class Engine:
                 insts = self._get([i for g in step.groups for i in groups.get(g, [])])
                 self._wait_healthy(insts, health, spec.deploy.timeout)
             elif step.kind == "switch":
-                new = self._get([i for g in step.groups for i in groups.get(g, [])])
-                routing.add(self.store, self.router, new,
-                            check_interval=spec.processes["web"].health.interval)
+                new = self._routed(step, groups, spec)
                 t0 = time.monotonic()
-                routing.switch(self.store, self.router, enable=self._get([i.id for i in new]),
+                routing.switch(self.store, self.router, enable=new,
                                drain=self._get(list(step.old)))
                 switched = max(switched, time.monotonic() - t0)
             elif step.kind == "canary":
-                new = self._get([i for g in step.groups for i in groups.get(g, [])])
-                routing.add(self.store, self.router, new,
-                            check_interval=spec.processes["web"].health.interval)
                 old = self._get(list(step.old))
-                routing.split(self.store, self.router, canary=self._get([i.id for i in new]),
+                routing.split(self.store, self.router, canary=self._routed(step, groups, spec),
                               stable=old, share=step.count)
                 self._judge(analysis.Watch(
                     release.app, release.env, release.number, old[0].release,
@@ -174,15 +169,19 @@ class Engine:
             self.store.journal(deploy, step.kind, "done")
         return switched
 
+    def _routed(self, step: Step, groups: dict[str, list[str]], spec: Spec) -> list[Instance]:
+        """The step's new instances, added to the router (in maintenance), as stored now."""
+        ids = [i for g in step.groups for i in groups.get(g, [])]
+        routing.add(self.store, self.router, self._get(ids),
+                    check_interval=spec.processes["web"].health.interval)
+        return self._get(ids)
+
     def _release_phase(self, spec: Spec, release: Release, env_vars: dict[str, str]) -> None:
         """The release command, once, in the new release's folder and environment."""
         assert spec.release.command
-        env = release_env(release, env_vars)
         pinned = json.loads(release.spec)["secrets"].get("version", 0)
-        if pinned:
-            vault = Vault(self.store, load_key(self.store.home, create=False))
-            env |= {k: v.reveal() for k, v in vault.values(release.app, release.env,
-                                                            pinned).items()}
+        env = release_env(release, env_vars) | reveal_env(self.store, release.app, release.env,
+                                                         pinned)
         log = self.store.home / "apps" / release.app / release.env / "logs" / \
             f"release-{release.number}.log"
         log.parent.mkdir(parents=True, exist_ok=True)

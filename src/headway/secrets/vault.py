@@ -163,3 +163,11 @@ def secrets_state(store: Store, app: str, env: str) -> dict[str, object]:
         return {"version": 0}
     vault = Vault(store, load_key(store.home, create=False))
     return {"version": version, "fingerprint": vault.fingerprint(app, env)}
+
+
+def reveal_env(store: Store, app: str, env: str, version: int) -> dict[str, str]:
+    """The secrets pinned at `version`, in clear, for a child process's environment only."""
+    if not version:
+        return {}
+    vault = Vault(store, load_key(store.home, create=False))
+    return {k: v.reveal() for k, v in vault.values(app, env, version).items()}
