@@ -1,12 +1,14 @@
-"""The agent's loop: supervise instances every 100 ms; once a second keep HAProxy up, retire
-warm releases whose keep_previous ran out, and finish deploys whose command died. Exits (and
-stops HAProxy) when no app is left on the host."""
+"""The agent's loop: supervise instances every 100 ms; once a second keep HAProxy and the
+accessories up, retire warm releases whose keep_previous ran out, and finish deploys whose
+command died; scheduled backups run in a thread of their own. Exits (and stops HAProxy) when
+no app is left on the host."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -14,6 +16,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from headway.accessories import backups, manage
 from headway.agent.supervisor import Supervisor
 from headway.engine import Engine, routing
 from headway.engine.engine import Progress
@@ -49,6 +52,7 @@ def run_agent(home: Path, *, log: Progress) -> None:
     signal.signal(signal.SIGINT, stop)
     log(f"running for {home}")
     last = 0.0
+    threading.Thread(target=backup_loop, args=(home, log), daemon=True).start()
     while not stopping:
         supervisor.tick()
         store.add_samples(sample_rows(requests.take_seconds(before=int(time.time()))))
@@ -58,6 +62,7 @@ def run_agent(home: Path, *, log: Progress) -> None:
             try:
                 if not housekeeping(store, router, engine):
                     break
+                manage.supervise(store, log)
             except HeadwayError as exc:
                 log(f"{exc.message}")
         time.sleep(0.1)
@@ -66,6 +71,17 @@ def run_agent(home: Path, *, log: Progress) -> None:
     requests.close()
     metrics.follow(None)
     log("agent: stopped")
+
+
+def backup_loop(home: Path, log: Progress) -> None:
+    """Scheduled backups, off the supervisor's loop: one can take minutes."""
+    store = Store(home)
+    while True:
+        try:
+            backups.scheduled(store, log)
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+            log(f"scheduled backups: {exc}")
+        time.sleep(5)
 
 
 class MetricsServer:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from headway.cli import output
+from headway.cli.data import accessory, backup
 from headway.cli.secrets import secrets
 from headway.errors import ConfigError, HeadwayError
 
@@ -214,6 +215,8 @@ def agent() -> None:
 
 
 cli.add_command(secrets)
+cli.add_command(accessory)
+cli.add_command(backup)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from headway.accessories import backups, manage
 from headway.engine import analysis, routing
 from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.observer.health import wait_healthy
@@ -77,6 +78,7 @@ class Engine:
         with self.store.lock(f"app:{app}:{env}", f"headway deploy {app} --env {env}",
                              wait=2):
             self.recover(app, env)
+            manage.ensure(self.store, spec, env, self.progress)
             files = artifact.snapshot_files(source)
             config = json.dumps({"spec": spec.model_dump(mode="json"),
                                  "env": spec.environment(env),
@@ -177,8 +179,15 @@ class Engine:
         return self._get(ids)
 
     def _release_phase(self, spec: Spec, release: Release, env_vars: dict[str, str]) -> None:
-        """The release command, once, in the new release's folder and environment."""
+        """The release command, once, in the new release's folder and environment, after a
+        backup of the accessories it may change."""
         assert spec.release.command
+        taken = backups.before_release(self.store, release.app, release.env,
+                                       spec.pre_release_backups(), release.number)
+        for b in taken:
+            self.progress(f"backup {b.id} of {b.accessory} taken ({b.size} bytes)",
+                          app=release.app, env=release.env, release=release.number,
+                          step="backup")
         pinned = json.loads(release.spec)["secrets"].get("version", 0)
         env = release_env(release, env_vars) | reveal_env(self.store, release.app, release.env,
                                                          pinned)
@@ -201,8 +210,10 @@ class Engine:
         if code != 0:
             tail = "".join(log.read_text(errors="replace").splitlines(True)[-20:])
             why = "timed out" if code == -1 else f"exited {code}"
+            saved = "".join(f"\nthe data before it is backup {b.id}; to put it back: "
+                            f"{b.restore_command()}" for b in taken)
             raise DeployFailed(f"release command `{spec.release.command}` {why}; no traffic "
-                               "moved", log_tail=tail, hint=f"full output: {log}")
+                               f"moved{saved}", log_tail=tail, hint=f"full output: {log}")
 
     def _judge(self, w: analysis.Watch, limits: AnalysisSpec) -> None:
         self.store.event(w.app, w.env, "analysis.started", f"{w.label}: judging release "
@@ -224,6 +235,8 @@ class Engine:
                                              previous=number(active), kind="rollback",
                                              strategy="switch")
             warm = bool(self._live(target))
+            if active:
+                self._warn_schema(target, active)
             self.progress(f"rolling back to release {target.number}"
                           + (" (warm: traffic switch)" if warm else " (cold: restarting it)"),
                           app=app, env=env, release=target.number, step="rollback")
@@ -260,6 +273,18 @@ class Engine:
                 return rel
         raise NotFound(f"{app} ({env}) has no earlier good release to roll back to")
 
+    def _warn_schema(self, target: Release, active: Release) -> None:
+        """Rolling back code does not roll back data: say so, and which backup holds it."""
+        changed = backups.schema_changes(self.store, target.app, target.env, target.number,
+                                         active.number)
+        if changed:
+            first = changed[0]
+            self.progress(f"warning: the database is not rolled back. Release {first.release} "
+                          f"ran its release command (migrations) after release {target.number}; "
+                          f"the data from before it is backup {first.id}. If release "
+                          f"{target.number} needs the older schema: {first.restore_command()}",
+                          app=target.app, env=target.env, release=target.number, step="warning")
+
     def recover(self, app: str, env: str) -> None:
         """Finish or undo deploys whose command died. Caller holds the app lock."""
         for dead in self.store.interrupted_deploys(app, env):
@@ -291,7 +316,8 @@ class Engine:
 
     def _undo(self, deploy: int, release: Release, previous: Release | None,
               exc: BaseException) -> None:
-        why = exc.message if isinstance(exc, HeadwayError) else type(exc).__name__
+        why = exc.message.splitlines()[0] if isinstance(exc, HeadwayError) \
+            else type(exc).__name__
         self.progress(f"failed: {why}; "
                       + (f"returning traffic to release {previous.number}" if previous else
                          "stopping its instances"), app=release.app, env=release.env,
@@ -392,6 +418,8 @@ class Engine:
                 self.runtime.stop(inst.id)
             self._wait_gone([i.id for i in insts], timeout=max([i.stop_timeout for i in insts],
                                                                default=0) + 5)
+            for acc in manage.load(self.store, app, env):
+                manage.stop(self.store, acc)
             self.store.delete_app(app, env)
             self.store.event(app, env, "destroyed", f"{app} ({env}) removed from this host")
 

@@ -39,6 +39,21 @@ def release_env(release: Release, env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def free_port(store: Store) -> int:
+    """A loopback port no instance or accessory has and nothing listens on."""
+    used = store.used_ports()
+    for port in PORTS:
+        if port in used:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port in 20000-29999")
+
+
 class ProcessRuntime:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -53,7 +68,7 @@ class ProcessRuntime:
     def new_instance(self, release: Release, process: str, spec: ProcessSpec,
                      env: dict[str, str]) -> Instance:
         inst_id = f"{process}-r{release.number}-{secrets.token_hex(3)}"
-        port = self._free_port() if process == "web" else 0
+        port = free_port(self.store) if process == "web" else 0
         app_dir = Path(release.path)
         env = release_env(release, env) | {"HEADWAY_INSTANCE": inst_id}
         if port:
@@ -84,15 +99,3 @@ class ProcessRuntime:
         except OSError:
             return ""
 
-    def _free_port(self) -> int:
-        used = self.store.used_ports()
-        for port in PORTS:
-            if port in used:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-        raise RuntimeError("no free port in 20000-29999")

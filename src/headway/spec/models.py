@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 NAME = r"^[a-z][a-z0-9-]{0,39}$"
 
 
@@ -157,6 +157,40 @@ class ReleaseSpec(Model):
     command: str | None = Field(None, description="e.g. \"alembic upgrade head\"; gets the "
                                 "new release's code, [env] and secrets")
     timeout: Duration = Field(600.0, description="the deploy fails if it runs longer")
+    backup: list[str] | None = Field(None, description="accessories backed up before the "
+                                     "command; default: every postgres accessory")
+
+
+class AccessorySpec(Model):
+    """A PostgreSQL or Redis server the app uses, run by Headway next to it."""
+
+    type: Literal["postgres", "redis"] = Field(description="postgres | redis")
+    version: str | None = Field(None, description="major version, e.g. \"15\"; checked "
+                                "against the installed server")
+    database: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                                 description="postgres: database name (default: app name)")
+    user: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                             description="postgres: role the app connects as (default: app name)")
+    port: int = Field(0, ge=0, le=65535, description="loopback port; 0 = a free one, kept")
+    url_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="variable "
+                                "with its URL (default DATABASE_URL / REDIS_URL), a secret")
+    path: str | None = Field(None, description="data folder (default: under $HEADWAY_HOME)")
+
+    @property
+    def env_name(self) -> str:
+        return self.url_env or ("DATABASE_URL" if self.type == "postgres" else "REDIS_URL")
+
+
+class BackupsSpec(Model):
+    """Backups of the accessories: where, how often, how many are kept."""
+
+    path: str | None = Field(None, description="folder (default: $HEADWAY_HOME/backups)")
+    schedule: Duration | None = Field(None, description="the agent backs up every accessory "
+                                      "this often, e.g. \"24h\"; unset = only on demand")
+    keep_last: int = Field(7, ge=1, description="newest backups always kept")
+    keep_daily: int = Field(7, ge=0, description="days for which the newest backup is kept")
+    keep_weekly: int = Field(4, ge=0, description="weeks for which the newest backup is kept")
+    copy_to: str | None = Field(None, description="second folder every backup is copied to")
 
 
 class Spec(Model):
@@ -168,6 +202,9 @@ class Spec(Model):
     router: RouterSpec = Field(RouterSpec())
     observe: ObserveSpec = Field(ObserveSpec())
     release: ReleaseSpec = Field(ReleaseSpec())
+    accessories: dict[str, AccessorySpec] = Field(default_factory=dict,
+                                                  description="databases and caches, by name")
+    backups: BackupsSpec = Field(BackupsSpec())
     env: dict[str, EnvValue | dict[str, EnvValue]] = Field(
         default_factory=dict,
         description="variables for every process; [env.<environment>] tables override them",
@@ -190,7 +227,26 @@ class Spec(Model):
         for key in self.env:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ValueError(f"env.{key}: not a valid variable or environment name")
+        seen: dict[str, str] = {}
+        for name, acc in self.accessories.items():
+            if not re.match(NAME, name):
+                raise ValueError(f"accessories.{name}: lowercase letters, digits, dashes")
+            if acc.type == "redis" and (acc.database or acc.user):
+                raise ValueError(f"accessories.{name}: database and user are postgres keys")
+            if acc.env_name in seen:
+                raise ValueError(f"accessories.{name}.url_env: {acc.env_name} is already the URL "
+                                 f"of accessories.{seen[acc.env_name]}; set url_env")
+            seen[acc.env_name] = name
+        for name in self.release.backup or []:
+            if name not in self.accessories:
+                raise ValueError(f"release.backup: no accessory {name!r} "
+                                 f"(declared: {', '.join(self.accessories) or 'none'})")
         return self
+
+    def pre_release_backups(self) -> list[str]:
+        if self.release.backup is not None:
+            return self.release.backup
+        return [n for n, a in self.accessories.items() if a.type == "postgres"]
 
     def environment(self, name: str) -> dict[str, str]:
         """The effective variables for one environment: [env] overridden by [env.<name>]."""

@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL,
 CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS secrets(app TEXT, env TEXT, name TEXT, version INT, nonce BLOB,
   ciphertext BLOB, PRIMARY KEY(app, env, version));
+CREATE TABLE IF NOT EXISTS accessories(app TEXT, env TEXT, name TEXT, type TEXT, port INT,
+  data TEXT, spec TEXT, created REAL, PRIMARY KEY(app, env, name));
+CREATE TABLE IF NOT EXISTS backups(id TEXT PRIMARY KEY, app TEXT, env TEXT, accessory TEXT,
+  type TEXT, path TEXT, size INT, sha256 TEXT, created REAL, release INT, reason TEXT,
+  verified REAL, details TEXT, copy TEXT);
 CREATE TABLE IF NOT EXISTS samples(app TEXT, env TEXT, release INT, second INT, c2 INT, c3 INT,
   c4 INT, c5 INT, hist TEXT, seconds_sum REAL, PRIMARY KEY(app, env, release, second));
 """
@@ -202,7 +207,8 @@ class Store:
         self.db.execute("DELETE FROM instances WHERE id=?", (inst_id,))
 
     def used_ports(self) -> set[int]:
-        return {r[0] for r in self.q("SELECT port FROM instances")}
+        return {r[0] for r in self.q("SELECT port FROM instances UNION SELECT port FROM "
+                                     "accessories")}
 
     # deploys and journal --------------------------------------------------------------------
     def begin_deploy(self, app: str, env: str, *, release: int, previous: int | None,

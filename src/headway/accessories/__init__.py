@@ -1,0 +1,2 @@
+"""Accessories: the PostgreSQL and Redis servers an app uses, run next to it, and their
+backups."""

@@ -1,0 +1,171 @@
+"""Accessories of an app and environment: created and started by a deploy before the app
+(never restarted by one), kept running by the agent, listed by `headway accessory status`.
+Each has a row in the store (its port, folder and spec) and its URL, password included, in
+the secret store under `url_env`, so it reaches the app like any secret and nowhere else."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from headway.accessories.servers import DRIVERS, Accessory
+from headway.errors import ConfigError, LockedError, NotFound
+from headway.runtime.process import free_port
+from headway.secrets import Secret, Vault, load_key
+from headway.spec.models import AccessorySpec, BackupsSpec, Spec
+from headway.store import Store, pid_alive
+
+_FIXED = ("type", "database", "user", "path")
+
+
+def backups_key(app: str, env: str) -> str:
+    return f"backups:{app}:{env}"
+
+
+def lock_name(acc: Accessory) -> str:
+    return f"accessory:{acc.app}:{acc.env}:{acc.name}"
+
+
+def load(store: Store, app: str, env: str, name: str | None = None) -> list[Accessory]:
+    rows = store.q("SELECT * FROM accessories WHERE app=? AND env=? ORDER BY created", app, env)
+    out = [Accessory(r["app"], r["env"], r["name"], AccessorySpec.model_validate_json(r["spec"]),
+                     r["port"], Path(r["data"])) for r in rows]
+    if name is None:
+        return out
+    found = [a for a in out if a.name == name]
+    if not found:
+        raise NotFound(f"{app} ({env}) has no accessory {name!r}",
+                       hint=f"its accessories: {', '.join(a.name for a in out) or 'none'}")
+    return found
+
+
+def everything(store: Store) -> list[Accessory]:
+    return [a for row in store.q("SELECT DISTINCT app, env FROM accessories")
+            for a in load(store, row["app"], row["env"])]
+
+
+def password(store: Store, acc: Accessory) -> Secret:
+    vault = Vault(store, load_key(store.home, create=False))
+    url = vault.values(acc.app, acc.env).get(acc.spec.env_name)
+    if url is None:
+        raise NotFound(f"secret {acc.spec.env_name} of {acc.app} ({acc.env}) is gone; "
+                       f"{acc.label} cannot be reached", hint="it holds the accessory's password; "
+                       "restore it with `headway secrets set`")
+    return Secret(urllib.parse.unquote(urllib.parse.urlsplit(url.reveal()).password or ""))
+
+
+def alive(acc: Accessory) -> bool:
+    return pid_alive(DRIVERS[acc.spec.type].pid(acc))
+
+
+def start(store: Store, acc: Accessory) -> None:
+    store.put(f"stopped:{lock_name(acc)}", None)
+    DRIVERS[acc.spec.type].start(acc, password(store, acc))
+
+
+def ensure(store: Store, spec: Spec, env: str, progress: Any) -> None:
+    """Create what is missing, start what is stopped; leave running ones alone."""
+    app = spec.app.name
+    store.put(backups_key(app, env), spec.backups.model_dump_json())
+    known = {a.name: a for a in load(store, app, env)}
+    for name, want in spec.accessories.items():
+        acc = known.get(name)
+        if acc is None:
+            _create(store, app, env, name, want, progress)
+            continue
+        for key in _FIXED:
+            if getattr(acc.spec, key) != getattr(want, key):
+                raise ConfigError(f"accessories.{name}.{key}: cannot change from "
+                                  f"{getattr(acc.spec, key)!r} to {getattr(want, key)!r}; "
+                                  f"its data is in {acc.data}",
+                                  hint="declare a new accessory and move the data with "
+                                  "`headway backup` / `restore --into`")
+        if want.port and want.port != acc.port:
+            raise ConfigError(f"accessories.{name}.port: it runs on {acc.port}; a port cannot "
+                              "change once the app has its URL")
+        if not alive(acc):
+            progress(f"starting {acc.label}", app=app, env=env, step="accessory")
+            with store.lock(lock_name(acc), f"start {acc.label}", wait=30):
+                if not alive(acc):
+                    start(store, acc)
+            store.event(app, env, "accessory.started", f"{name} started")
+
+
+def _create(store: Store, app: str, env: str, name: str, want: AccessorySpec,
+            progress: Any) -> None:
+    vault = Vault(store, load_key(store.home))
+    if want.env_name in vault.names(app, env):
+        raise ConfigError(f"accessories.{name}: secret {want.env_name} is already set for "
+                          f"{app} ({env})", hint=f"set accessories.{name}.url_env to another "
+                          f"name, or `headway secrets unset {want.env_name}`")
+    port = want.port or free_port(store)
+    if want.port and want.port in store.used_ports():
+        raise ConfigError(f"accessories.{name}.port: {want.port} is already used on this host")
+    base = store.home / "apps" / app / env / "accessories" / name
+    acc = Accessory(app, env, name, want, port, base)
+    driver = DRIVERS[want.type]
+    progress(f"creating {acc.label}: {want.type} {driver.version(acc)} on 127.0.0.1:{port}",
+             app=app, env=env, step="accessory")
+    word = Secret(secrets.token_urlsafe(24))
+    with store.lock(lock_name(acc), f"create {acc.label}", wait=30):
+        driver.init(acc, word)
+        vault.set(app, env, want.env_name, Secret(driver.url(acc, word)))
+        store.db.execute("INSERT INTO accessories VALUES(?,?,?,?,?,?,?,?)",
+                         (app, env, name, want.type, port, str(base),
+                          want.model_dump_json(), time.time()))
+    store.event(app, env, "accessory.created", f"{name}: {want.type} on 127.0.0.1:{port}, "
+                f"URL in secret {want.env_name}")
+
+
+def supervise(store: Store, log: Any) -> None:
+    """The agent's round: start any accessory that died, unless a command is working on it."""
+    for acc in everything(store):
+        if alive(acc) or store.get(f"stopped:{lock_name(acc)}"):
+            continue
+        try:
+            with store.lock(lock_name(acc), "agent: restart"):
+                if not alive(acc):
+                    start(store, acc)
+                    store.event(acc.app, acc.env, "accessory.restarted",
+                                f"{acc.name} was not running; started again")
+                    log(f"{acc.label} was not running; started again")
+        except LockedError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - keep supervising the others
+            log(f"{acc.label} would not start: {exc}")
+
+
+def stop(store: Store, acc: Accessory) -> None:
+    """Stop it and keep it stopped (until `restart` or a deploy starts it)."""
+    with store.lock(lock_name(acc), f"stop {acc.label}", wait=30):
+        store.put(f"stopped:{lock_name(acc)}", "1")
+        DRIVERS[acc.spec.type].stop(acc, password(store, acc))
+
+
+def restart(store: Store, acc: Accessory) -> None:
+    with store.lock(lock_name(acc), f"restart {acc.label}", wait=30):
+        DRIVERS[acc.spec.type].stop(acc, password(store, acc))
+        start(store, acc)
+    store.event(acc.app, acc.env, "accessory.restarted", f"{acc.name} restarted by command")
+
+
+def status(store: Store, app: str, env: str, spec: Spec | None) -> list[dict[str, Any]]:
+    rows = []
+    for acc in load(store, app, env):
+        size = sum(f.stat().st_size for f in acc.data.rglob("*") if f.is_file()) \
+            if acc.data.exists() else 0
+        rows.append({"name": acc.name, "type": acc.spec.type,
+                     "state": "running" if alive(acc) else "stopped",
+                     "pid": DRIVERS[acc.spec.type].pid(acc) if alive(acc) else None,
+                     "address": f"127.0.0.1:{acc.port}", "url_env": acc.spec.env_name,
+                     "data": str(acc.data), "data_mb": round(size / 2**20, 1),
+                     "in_config": spec is None or acc.name in spec.accessories})
+    return rows
+
+
+def backups_spec(store: Store, app: str, env: str) -> BackupsSpec:
+    raw = store.get(backups_key(app, env))
+    return BackupsSpec.model_validate_json(raw) if raw else BackupsSpec()

@@ -1,0 +1,219 @@
+"""Accessories and backups against real PostgreSQL 15 and Redis 7 servers that Headway itself
+starts under the test's $HEADWAY_HOME, driven from the CLI: migrations with a backup first,
+a failed migration restored from the backup it names, backup / verify / restore round trips,
+retention, a backup killed half-way, and the accessories' passwords leaking nowhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import App
+
+MIGRATE = '''import os, subprocess, sys, urllib.parse
+from pathlib import Path
+url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+env = dict(os.environ, PGHOST=url.hostname, PGPORT=str(url.port), PGUSER=url.username,
+           PGPASSWORD=urllib.parse.unquote(url.password), PGDATABASE=url.path[1:])
+def psql(*args):
+    return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", *args], env=env,
+                          capture_output=True, text=True)
+psql("-c", "CREATE TABLE IF NOT EXISTS schema_migrations(name text PRIMARY KEY)")
+done = set(psql("-c", "SELECT name FROM schema_migrations").stdout.split())
+for f in sorted(Path("migrations").glob("*.sql")):
+    if f.stem not in done:
+        run = psql("-f", str(f))
+        if run.returncode:
+            sys.exit(f"migration {f.stem} failed: {run.stderr.strip()}")
+        psql("-c", f"INSERT INTO schema_migrations VALUES ('{f.stem}')")
+        print("applied", f.stem, flush=True)
+'''
+
+WORKER = '''import os, socket, time, urllib.parse
+url = urllib.parse.urlsplit(os.environ["REDIS_URL"])
+conn = socket.create_connection((url.hostname, url.port))
+def cmd(*words):
+    conn.sendall(f"*{len(words)}\\r\\n".encode()
+                 + b"".join(f"${len(w)}\\r\\n{w}\\r\\n".encode() for w in words))
+    return conn.recv(100)
+print(cmd("AUTH", urllib.parse.unquote(url.password)), cmd("INCR", "worker_starts"), flush=True)
+time.sleep(3600)
+'''
+
+
+def with_accessories(app: App, *, migrate: bool = False) -> None:
+    app.configure(accessories__db='type = "postgres"\nversion = "15"',
+                  accessories__cache='type = "redis"')
+    if migrate:
+        (app.dir / "migrate.py").write_text(MIGRATE)
+        (app.dir / "migrations").mkdir()
+        (app.dir / "migrations" / "001_users.sql").write_text(
+            "CREATE TABLE users(id int PRIMARY KEY, name text);\n")
+        app.configure(release='command = "python3 migrate.py"')
+
+
+def sql(app: App, query: str) -> str:
+    return app.run("accessory", "psql", "db", "--", "-X", "-At", "-v", "ON_ERROR_STOP=1",
+                   "-c", query).stdout.strip()
+
+
+def redis(app: App, *words: str) -> str:
+    return app.run("accessory", "redis-cli", "cache", *words).stdout.strip()
+
+
+def test_migration_backs_up_first_and_a_failed_one_is_restored_from_the_named_backup(
+        app: App) -> None:
+    with_accessories(app, migrate=True)
+    (app.dir / "worker.py").write_text(WORKER)
+    app.configure(processes__worker='command = "python3 worker.py"',
+                  processes__worker__health='path = ""\ninterval = "200ms"')
+    first = app.run("deploy")
+    assert "creating accessory db (postgres)" in first.stderr
+    assert "applied 001_users" in (app.home / "apps/hello/production/logs/release-1.log").read_text()
+    sql(app, "INSERT INTO users SELECT g, 'user ' || g FROM generate_series(1, 300) g")
+    before = sql(app, "SELECT * FROM users ORDER BY id")
+
+    app.set_version("v2")
+    (app.dir / "migrations" / "002_email.sql").write_text(  # damages data, then fails
+        "DELETE FROM users WHERE id > 10;\nALTER TABLE users ADD COLUMN email text;\n"
+        "SELECT 1 / 0;\n")
+    failed = app.run("deploy", check=False)
+    assert failed.returncode == 4, failed.stderr
+    assert "no traffic moved" in failed.stderr and "division by zero" in failed.stderr
+    assert app.version() == "v1"
+    assert sql(app, "SELECT count(*) FROM users") == "10"
+    named = next(line for line in failed.stderr.splitlines() if "to put it back:" in line)
+    command = named.split("to put it back: ")[1].split()
+    assert command[:6] == ["headway", "--env", "production", "backup", "restore", "db"]
+    restored = app.run(*command[1:], "--yes")
+    assert "restored" in restored.stdout
+    assert sql(app, "SELECT * FROM users ORDER BY id") == before  # every row, as it was
+    assert sql(app, "SELECT name FROM schema_migrations") == "001_users"
+    listed = json.loads(app.run("backup", "list", "db", "--json").stdout)
+    assert any(b["release"] == 2 and b["reason"] == "before release 2" for b in listed)
+
+    (app.dir / "migrations" / "002_email.sql").write_text(
+        "ALTER TABLE users ADD COLUMN email text;\n")
+    assert "release 3 is live" in app.run("deploy").stdout
+    assert sql(app, "SELECT name FROM schema_migrations ORDER BY 1") == "001_users\n002_email"
+    assert sql(app, "SELECT count(*) FROM users") == "300"
+    back = app.run("rollback", "1")
+    back.stdout += back.stderr
+    assert "the database is not rolled back" in back.stdout
+    assert "Release 3 ran its release command" in back.stdout
+    assert "headway --env production backup restore db db-" in back.stdout
+    assert int(redis(app, "GET", "worker_starts")) >= 1  # REDIS_URL reached the worker
+
+    # the accessories' passwords: only in the encrypted store and the instances' environment
+    urls = dict(line.split("=", 1) for line in app.run("secrets", "export").stdout.split())
+    words = [urllib.parse.urlsplit(urls[k]).password for k in ("DATABASE_URL", "REDIS_URL")]
+    shown = [app.run(*c).stdout for c in (("status", "--json"), ("events", "--json"),
+                                          ("accessory", "status", "--json"),
+                                          ("backup", "list", "--json"), ("logs",),
+                                          ("accessory", "logs", "db"),
+                                          ("config", "show", "--json"))]
+    table = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
+                           check=True).stdout
+    for word in words:
+        assert word and len(word) >= 24
+        assert not any(word in text for text in [*shown, table, first.stderr, failed.stderr])
+        for path in app.home.rglob("*"):
+            if path.is_file() and not path.is_socket():
+                assert word.encode() not in path.read_bytes(), path
+
+
+def test_backup_verify_restore_round_trip_and_retention(app: App) -> None:
+    with_accessories(app)
+    app.configure(backups='keep_last = 2\nkeep_daily = 0\nkeep_weekly = 0')
+    app.run("deploy")
+    status = json.loads(app.run("accessory", "status", "--json").stdout)
+    assert {(a["name"], a["state"]) for a in status} == {("db", "running"), ("cache", "running")}
+    sql(app, "CREATE TABLE items(id int, body text); INSERT INTO items SELECT g, md5(g::text) "
+             "FROM generate_series(1, 5000) g")
+    for n in range(40):
+        redis(app, "SET", f"key:{n}", str(n))
+    made = json.loads(app.run("backup", "create", "--json").stdout)
+    assert {b["accessory"] for b in made} == {"db", "cache"}
+    db_backup = next(b for b in made if b["accessory"] == "db")
+
+    verified = json.loads(app.run("backup", "verify", "db", "--json").stdout)[0]
+    assert verified["details"] == {"tables": {"public.items": 5000}}
+    verified = json.loads(app.run("backup", "verify", "cache", "--json").stdout)[0]
+    assert verified["details"] == {"keys": {"db0": 40}}
+
+    sql(app, "DELETE FROM items WHERE id > 100")
+    redis(app, "FLUSHALL")
+    app.run("backup", "restore", "db", db_backup["id"], "--into", "items_copy", "--yes")
+    assert app.run("accessory", "psql", "db", "--", "-At", "-d", "items_copy", "-c",
+                   "SELECT count(*) FROM items").stdout.strip() == "5000"
+    assert sql(app, "SELECT count(*) FROM items") == "100"  # --into left the live one alone
+    app.run("backup", "restore", "db", "--yes")
+    app.run("backup", "restore", "cache", "--yes")
+    assert sql(app, "SELECT count(*), sum(length(body)) FROM items") == "5000|160000"
+    assert redis(app, "DBSIZE") == "40" and redis(app, "GET", "key:7") == "7"
+    redis(app, "SET", "after", "restore")
+    app.run("accessory", "restart", "cache")
+    assert redis(app, "GET", "after") == "restore"  # the append-only file was rebuilt
+
+    for _ in range(2):
+        app.run("backup", "create", "db")
+    kept = json.loads(app.run("backup", "list", "db", "--json").stdout)
+    pruned = app.run("backup", "prune", "db").stdout  # keep_last = 2
+    assert f"deleted by the retention policy: 1\n  {db_backup['id']}" in pruned
+    after = json.loads(app.run("backup", "list", "db", "--json").stdout)
+    assert [b["id"] for b in after] == [b["id"] for b in kept[:2]]
+    assert not Path(db_backup["path"]).exists()
+
+    newest = Path(after[0]["path"])
+    newest.write_bytes(newest.read_bytes()[:-10] + b"0123456789")
+    broken = app.run("backup", "verify", "db", after[0]["id"], check=False)
+    assert broken.returncode != 0 and "recorded checksum" in broken.stderr
+
+
+def test_a_backup_killed_half_way_leaves_the_earlier_ones_intact(app: App) -> None:
+    with_accessories(app)
+    app.run("deploy")
+    sql(app, "CREATE TABLE blobs AS SELECT g AS id, repeat(md5(g::text), 40) AS body "
+             "FROM generate_series(1, 150000) g")
+    good = json.loads(app.run("backup", "create", "db", "--json").stdout)[0]
+    folder = Path(good["path"]).parent
+    sql(app, "INSERT INTO blobs SELECT g, repeat(md5(random()::text), 40) "
+             "FROM generate_series(150001, 400000) g")
+    cli = app.popen("backup", "create", "db")
+    deadline = time.monotonic() + 30
+    while not any(p.stat().st_size > 0 for p in folder.glob(".*.partial")):
+        assert time.monotonic() < deadline and cli.poll() is None, "no partial file seen"
+        time.sleep(0.01)
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    listed = json.loads(app.run("backup", "list", "db", "--json").stdout)
+    assert [b["id"] for b in listed] == [good["id"]]
+    assert json.loads(app.run("backup", "verify", "db", "--json").stdout)[0]["details"] == \
+        {"tables": {"public.blobs": 150000}}
+    app.run("backup", "create", "db")  # the next backup works and clears the leftover
+    assert not list(folder.glob(".*.partial"))
+    assert len(json.loads(app.run("backup", "list", "db", "--json").stdout)) == 2
+
+
+def test_accessory_config_errors_name_the_key(app: App) -> None:
+    app.configure(accessories__db='type = "postgres"\nversion = "9"')
+    bad = app.run("deploy", check=False)
+    assert bad.returncode == 2 and "PostgreSQL 9 is not installed" in bad.stderr
+    assert not (app.home / "router").exists()
+    app.configure(accessories__db='version = "15"', release='backup = ["nope"]')
+    bad = app.run("config", "check", check=False)
+    assert bad.returncode == 2 and "release.backup: no accessory 'nope'" in bad.stderr
+
+
+@pytest.fixture(autouse=True)
+def _servers_installed() -> None:
+    for tool in ("/usr/bin/redis-server", "/usr/lib/postgresql/15/bin/postgres"):
+        if not Path(tool).exists():
+            pytest.fail(f"{tool} is not installed: run scripts/setup.sh")
