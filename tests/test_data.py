@@ -217,3 +217,34 @@ def _servers_installed() -> None:
     for tool in ("/usr/bin/redis-server", "/usr/lib/postgresql/15/bin/postgres"):
         if not Path(tool).exists():
             pytest.fail(f"{tool} is not installed: run scripts/setup.sh")
+
+
+def test_scheduled_backups_with_copies_and_secrets_from_outside(
+        app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_accessories(app)
+    offsite, cert = tmp_path / "offsite", tmp_path / "cert.pem"
+    app.configure(backups=f'schedule = "1s"\ncopy_to = "{offsite}"',
+                  secrets=f'API_TOKEN = "env:HW_TEST_TOKEN"\nCERT = "file:{cert}"')
+    cert.write_text("cert-one\n")
+    missing = app.run("deploy", check=False)
+    assert missing.returncode == 2
+    assert "secrets.API_TOKEN = 'env:HW_TEST_TOKEN': environment variable HW_TEST_TOKEN is " \
+           "not set" in missing.stderr
+    monkeypatch.setenv("HW_TEST_TOKEN", "token-one")
+    app.run("deploy")
+    exported = app.run("secrets", "export").stdout
+    assert "API_TOKEN=token-one" in exported and "CERT=cert-one" in exported
+    assert "nothing to do" in app.run("deploy").stdout
+    cert.write_text("cert-two\n")
+    assert "release 2 is live" in app.run("deploy").stdout  # a changed source: a new release
+
+    deadline = time.monotonic() + 30
+    while {b["accessory"] for b in json.loads(app.run("backup", "list", "--json").stdout)
+           if b["reason"] == "scheduled"} != {"db", "cache"}:
+        assert time.monotonic() < deadline, "the agent took no scheduled backup"
+        time.sleep(0.5)
+    db = next(b for b in json.loads(app.run("backup", "list", "db", "--json").stdout))
+    assert Path(db["copy"]).read_bytes() == Path(db["path"]).read_bytes()
+    assert Path(db["copy"]).is_relative_to(offsite)
+    Path(db["path"]).unlink()  # the first copy is lost: the second one still restores
+    assert "checksum ok" in app.run("backup", "verify", "db", db["id"]).stdout

@@ -70,7 +70,7 @@ class Context:
         has = store.q("SELECT 1 FROM secrets WHERE app=? AND env=? LIMIT 1", spec.app.name,
                       self.env)
         names = Vault(store, load_key(store.home)).names(spec.app.name, self.env) if has else []
-        missing = [n for n in spec.app.secrets if n not in names]
+        missing = [n for n in spec.app.secrets if n not in names and n not in spec.secrets]
         if missing and strict:
             raise ConfigError(f"{self.config}: app.secrets: {', '.join(missing)} not set for "
                               f"--env {self.env}",
@@ -78,6 +78,7 @@ class Context:
         data: dict[str, Any] = spec.model_dump(mode="json", exclude={"env"})
         return data | {"environment": self.env, "env": spec.environment(self.env),
                        "secrets": dict.fromkeys(names, "[REDACTED]")
+                       | {n: f"[REDACTED, from {ref}]" for n, ref in spec.secrets.items()}
                        | dict.fromkeys(missing, "[MISSING]")}
 
     def store(self) -> Any:

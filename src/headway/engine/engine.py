@@ -22,7 +22,7 @@ from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
 from headway.runtime import artifact
 from headway.runtime.process import ProcessRuntime, expand, release_env
-from headway.secrets import reveal_env, secrets_state
+from headway.secrets import reveal_env, secrets_state, sources
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store
 
@@ -79,6 +79,9 @@ class Engine:
                              wait=2):
             self.recover(app, env)
             manage.ensure(self.store, spec, env, self.progress)
+            for name in sources.sync(self.store, app, env, spec.secrets):
+                self.progress(f"secret {name} changed at its source {spec.secrets[name]}",
+                              app=app, env=env, step="secrets")
             files = artifact.snapshot_files(source)
             config = json.dumps({"spec": spec.model_dump(mode="json"),
                                  "env": spec.environment(env),

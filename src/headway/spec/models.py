@@ -205,6 +205,9 @@ class Spec(Model):
     accessories: dict[str, AccessorySpec] = Field(default_factory=dict,
                                                   description="databases and caches, by name")
     backups: BackupsSpec = Field(BackupsSpec())
+    secrets: dict[str, Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*:.+")]] = Field(
+        default_factory=dict, description="secrets read at each deploy from outside: "
+        "NAME = \"env:VAR\" or \"file:/path\"")
     env: dict[str, EnvValue | dict[str, EnvValue]] = Field(
         default_factory=dict,
         description="variables for every process; [env.<environment>] tables override them",
@@ -227,6 +230,9 @@ class Spec(Model):
         for key in self.env:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ValueError(f"env.{key}: not a valid variable or environment name")
+        for key in self.secrets:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"secrets.{key}: not a valid variable name")
         seen: dict[str, str] = {}
         for name, acc in self.accessories.items():
             if not re.match(NAME, name):
