@@ -4,6 +4,7 @@ printed), so the figures in the README are the ones a run produced."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +16,8 @@ def load(name: str) -> dict:  # type: ignore[type-arg]
 
 def table() -> str:
     zd, rl, ro = load("zero_downtime"), load("rollback_latency"), load("router_overhead")
-    ca, ing = load("canary"), load("ingestion")
+    ca, ing, bk = load("canary"), load("ingestion"), load("backup")
+    dep = bk["deploy_s"]
     c2, c16 = ro["connections_2"], ro["connections_16"]
     a, b, c = ca["a_errors_5_percent"], ca["b_200ms_slower"], ca["c_good_canary_20_rps"]
     m = zd["machine"]
@@ -56,6 +58,23 @@ def table() -> str:
         ("`ingestion`", "router throughput with the per-request log vs without, alternating",
          (f"ratio **{ing['throughput_ratio']:.2f}** ({', '.join(f'{x:.0f}' for x in ing['rps_with_log'])}"
          f" vs {', '.join(f'{x:.0f}' for x in ing['rps_without_log'])} req/s)"), "≥ 0.95"),
+        ("`backup`", (f"`headway backup create` vs `pg_dump -Fc` by hand, PostgreSQL database "
+         f"of {bk['database_bytes'] / 1e9:.2f} GB ({bk['rows']:,} rows), 2 runs each, "
+         "alternating"),
+         (f"ratio **{bk['backup_s']['ratio']:.2f}** (median "
+         f"{statistics.median(bk['backup_s']['headway']):.1f} vs "
+         f"{statistics.median(bk['backup_s']['by_hand']):.1f} s); "
+         f"{bk['backup_bytes'] / 1e6:.0f} MB, same as by hand"), "≤ 1.1"),
+        ("`backup`", "`headway backup restore --into` vs `pg_restore` by hand, same dump",
+         (f"ratio **{bk['restore_s']['ratio']:.2f}** (median "
+         f"{statistics.median(bk['restore_s']['headway']):.1f} vs "
+         f"{statistics.median(bk['restore_s']['by_hand']):.1f} s)"), "≤ 1.1"),
+        ("`backup`", ("deploy with a no-op release command vs without (median of 3 forced "
+         "deploys each; with and without its backup of a small database)"),
+         (f"{dep['no_release_command']:.2f} s without; "
+         f"**{dep['added_by_release_command_s']:+.2f} s** with the command, "
+         f"{dep['added_with_backup_s']:+.2f} s with command and backup (differences within "
+         "run-to-run noise)"), "small"),
     ]
     lines = [(f"On this project's development machine: {m['cpus']} cores, 24 GiB, Debian 12, "
              f"Python {m['python']}, {m['haproxy'].split(' - ')[0]}, {m['date']}. Load is wrk "

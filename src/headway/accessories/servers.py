@@ -191,12 +191,12 @@ class Postgres:
                 user = pwd.getpwnam("postgres")
                 os.chown(path, user.pw_uid, user.pw_gid)
 
-    def _tool(self, acc: Accessory, tool: str) -> list[str]:
+    def tool(self, acc: Accessory, tool: str) -> list[str]:
         return [self.bin(tool, acc.spec.version), "-h", str(acc.sockets), "-p",
                 str(acc.port), "-U", acc.user]
 
     def _sql(self, acc: Accessory, sql: str, *, database: str = "postgres") -> str:
-        return run([*self._tool(acc, "psql"), "-d", database, "-X", "-q", "-A", "-t",
+        return run([*self.tool(acc, "psql"), "-d", database, "-X", "-q", "-A", "-t",
                     "-v", "ON_ERROR_STOP=1"], stdin=sql, what=acc.label)
 
     def init(self, acc: Accessory, password: Secret) -> None:
@@ -236,11 +236,11 @@ class Postgres:
                 f"{acc.database}")
 
     def dump_argv(self, acc: Accessory, password: Secret) -> tuple[list[str], dict[str, str]]:
-        return [*self._tool(acc, "pg_dump"), "-Fc", "-d", acc.database], {}
+        return [*self.tool(acc, "pg_dump"), "-Fc", "-d", acc.database], {}
 
     def shell_argv(self, acc: Accessory, password: Secret,
                    args: list[str]) -> tuple[list[str], dict[str, str]]:
-        return [*self._tool(acc, "psql"), "-d", acc.database, *args], {}
+        return [*self.tool(acc, "psql"), "-d", acc.database, *args], {}
 
     def restore(self, acc: Accessory, password: Secret, dump: Path, *,
                 into: str | None) -> str:
@@ -255,7 +255,7 @@ class Postgres:
             self._sql(acc, f"DROP DATABASE {_ident(target)}")
         self._sql(acc, f"CREATE DATABASE {_ident(target)} OWNER {_ident(acc.user)}")
         try:
-            run([*self._tool(acc, "pg_restore"), "--no-owner", "--exit-on-error", "-d", target,
+            run([*self.tool(acc, "pg_restore"), "--no-owner", "--exit-on-error", "-d", target,
                  str(dump)], what=f"{acc.label}: pg_restore", timeout=6 * 3600)
         except RuntimeFailure:
             self._sql(acc, f"DROP DATABASE IF EXISTS {_ident(target)}")
@@ -285,7 +285,7 @@ class Postgres:
                         "start"], acc), what="verify: start a scratch server")
         try:
             self._sql(acc, "CREATE DATABASE verify")
-            run([*self._tool(acc, "pg_restore"), "--no-owner", "--exit-on-error", "-d",
+            run([*self.tool(acc, "pg_restore"), "--no-owner", "--exit-on-error", "-d",
                  "verify", str(dump)], what="verify: pg_restore", timeout=6 * 3600)
             out = self._sql(acc, "SELECT format('%I.%I', table_schema, table_name), "
                             "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c "
