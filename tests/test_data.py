@@ -134,7 +134,7 @@ def test_backup_verify_restore_round_trip_and_retention(app: App) -> None:
     app.configure(backups='keep_last = 2\nkeep_daily = 0\nkeep_weekly = 0')
     app.run("deploy")
     status = json.loads(app.run("accessory", "status", "--json").stdout)
-    assert {(a["name"], a["state"]) for a in status} == {("db", "running"), ("cache", "running")}
+    assert {(a["name"], a["state"]) for a in status} == {("db", "healthy"), ("cache", "healthy")}
     sql(app, "CREATE TABLE items(id int, body text); INSERT INTO items SELECT g, md5(g::text) "
              "FROM generate_series(1, 5000) g")
     for n in range(40):
@@ -248,3 +248,25 @@ def test_scheduled_backups_with_copies_and_secrets_from_outside(
     assert Path(db["copy"]).is_relative_to(offsite)
     Path(db["path"]).unlink()  # the first copy is lost: the second one still restores
     assert "checksum ok" in app.run("backup", "verify", "db", db["id"]).stdout
+
+
+def test_the_agent_restarts_a_killed_accessory_and_nothing_is_lost(app: App) -> None:
+    with_accessories(app)
+    app.run("deploy")
+    redis(app, "SET", "order:1", "paid")
+    sql(app, "CREATE TABLE orders AS SELECT 1 AS id")
+    for name in ("cache", "db"):
+        (row,) = [a for a in json.loads(app.run("accessory", "status", "--json").stdout)
+                  if a["name"] == name]
+        os.kill(row["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            (now,) = [a for a in json.loads(app.run("accessory", "status", "--json").stdout)
+                      if a["name"] == name]
+            if now["state"] == "healthy" and now["pid"] != row["pid"]:
+                break
+            assert time.monotonic() < deadline, f"{name} was not restarted: {now}"
+            time.sleep(0.3)
+    assert redis(app, "GET", "order:1") == "paid"
+    assert sql(app, "SELECT count(*) FROM orders") == "1"
+    assert "accessory.restarted" in app.run("events").stdout

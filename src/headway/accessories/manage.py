@@ -157,9 +157,11 @@ def status(store: Store, app: str, env: str, spec: Spec | None) -> list[dict[str
     for acc in load(store, app, env):
         size = sum(f.stat().st_size for f in acc.data.rglob("*") if f.is_file()) \
             if acc.data.exists() else 0
-        rows.append({"name": acc.name, "type": acc.spec.type,
-                     "state": "running" if alive(acc) else "stopped",
-                     "pid": DRIVERS[acc.spec.type].pid(acc) if alive(acc) else None,
+        driver, running = DRIVERS[acc.spec.type], alive(acc)
+        state = "stopped" if not running else "healthy" \
+            if driver.healthy(acc, password(store, acc)) else "not answering"
+        rows.append({"name": acc.name, "type": acc.spec.type, "state": state,
+                     "pid": driver.pid(acc) if running else None,
                      "address": f"127.0.0.1:{acc.port}", "url_env": acc.spec.env_name,
                      "data": str(acc.data), "data_mb": round(size / 2**20, 1),
                      "in_config": spec is None or acc.name in spec.accessories})

@@ -109,6 +109,7 @@ class Driver(Protocol):
     def start(self, acc: Accessory, password: Secret, *, persist: bool = True) -> None: ...
     def stop(self, acc: Accessory, password: Secret) -> None: ...
     def pid(self, acc: Accessory) -> int | None: ...
+    def healthy(self, acc: Accessory, password: Secret) -> bool: ...
     def url(self, acc: Accessory, password: Secret) -> str: ...
     def dump_argv(self, acc: Accessory, password: Secret) -> tuple[list[str], dict[str, str]]: ...
     def shell_argv(self, acc: Accessory, password: Secret,
@@ -231,6 +232,13 @@ class Postgres:
     def pid(self, acc: Accessory) -> int | None:
         return read_pid(acc.data / "postmaster.pid")
 
+    def healthy(self, acc: Accessory, password: Secret) -> bool:
+        try:
+            run([*self.tool(acc, "pg_isready"), "-d", acc.database], what=acc.label, timeout=5)
+        except RuntimeFailure:
+            return False
+        return True
+
     def url(self, acc: Accessory, password: Secret) -> str:
         return (f"postgresql://{acc.user}:{password.reveal()}@127.0.0.1:{acc.port}/"
                 f"{acc.database}")
@@ -329,13 +337,13 @@ class Redis:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         run(["redis-server", "-"], stdin=self._config(acc, password, persist=persist),
             what=f"{acc.label}: start")
-        wait_for(lambda: self._ping(acc, password), what=acc.label)
+        wait_for(lambda: self.healthy(acc, password), what=acc.label)
 
     def _cli(self, acc: Accessory, password: Secret, *args: str) -> str:
         return run(["redis-cli", "-p", str(acc.port), *args], what=acc.label,
                    env={"REDISCLI_AUTH": password.reveal()})
 
-    def _ping(self, acc: Accessory, password: Secret) -> bool:
+    def healthy(self, acc: Accessory, password: Secret) -> bool:
         try:
             return self._cli(acc, password, "PING").strip() == "PONG"
         except RuntimeFailure:

@@ -137,6 +137,9 @@ def destroy(ctx: output.Context, yes: bool) -> None:
     ctx.engine().destroy(app, ctx.env)
     ctx.after_destroy()
     click.echo(f"{app} ({ctx.env}) destroyed")
+    if ctx.store().q("SELECT 1 FROM accessories WHERE app=? AND env=?", app, ctx.env):
+        click.echo("its accessories are stopped; their data and backups are kept "
+                   "(the next deploy starts them again)")
 
 
 @cli.command()
