@@ -49,9 +49,10 @@ def test_missing_haproxy_binary_names_the_fix(app: App) -> None:
 
 def test_unsupported_runtime_is_refused_before_anything_runs(app: App) -> None:
     toml = app.dir / "headway.toml"
-    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"'))
+    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "kubernetes"'))
     result = app.run("deploy", check=False)
-    assert result.returncode == 2 and "app.runtime: 'podman'" in result.stderr
+    assert result.returncode == 2 and 'app.runtime: "kubernetes" is not available' in result.stderr
+    assert not (app.home / "router").exists()
 
 
 def test_two_apps_share_one_router_by_host_header(app: App, tmp_path: Path) -> None:

@@ -52,5 +52,5 @@ def up(response: Response) -> dict[str, str]:
 
 if __name__ == "__main__":
     # uvicorn stops accepting on SIGTERM and finishes in-flight requests first.
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), access_log=False,
-                timeout_graceful_shutdown=10, log_level="warning")
+    uvicorn.run(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]),
+                access_log=False, timeout_graceful_shutdown=10, log_level="warning")

@@ -72,6 +72,9 @@ class Supervisor:
         if not alive:
             if inst.pid:
                 self._reap(inst.pid)
+            if inst.argv[1:2] == ["run"] and "--rm" in inst.argv:  # a container: SIGKILL of
+                subprocess.run([inst.argv[0], "rm", "-f", "-t", "0", "--ignore", inst.id],
+                               capture_output=True, check=False)  # `podman run` leaves it
             if inst.desired == "removed":
                 self.store.delete_instance(inst.id)
             elif inst.state != "stopped":

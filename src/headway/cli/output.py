@@ -40,10 +40,10 @@ class Context:
         from headway.spec import load_spec
 
         spec = load_spec(self.config)
-        if spec.app.runtime not in {"auto", "process"}:
-            raise ConfigError(f"{self.config}: app.runtime: {spec.app.runtime!r} is not "
-                              "available in this version of Headway",
-                              hint='use runtime = "process" (or "auto")')
+        if spec.app.runtime == "kubernetes":
+            raise ConfigError(f"{self.config}: app.runtime: \"kubernetes\" is not available "
+                              "in this version of Headway",
+                              hint='use runtime = "podman", "docker", "process" or "auto"')
         return spec
 
     def source(self, spec: Any) -> Path:

@@ -20,7 +20,7 @@ from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.observer.health import wait_healthy
 from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
-from headway.runtime import artifact
+from headway.runtime import artifact, container
 from headway.runtime.process import ProcessRuntime, expand, release_env
 from headway.secrets import reveal_env, secrets_state, sources
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
@@ -84,6 +84,7 @@ class Engine:
                               app=app, env=env, step="secrets")
             files = artifact.snapshot_files(source)
             config = json.dumps({"spec": spec.model_dump(mode="json"),
+                                 "runtime": container.resolve(spec.app.runtime, spec.build),
                                  "env": spec.environment(env),
                                  "secrets": secrets_state(self.store, app, env)}, sort_keys=True)
             digest = artifact.digest(source, files, config)
@@ -98,7 +99,7 @@ class Engine:
             self.progress(f"release {release.number}: building from {source}", app=app, env=env,
                           release=release.number, step="build")
             try:
-                self.runtime.prepare(source, files, release)
+                self._runtime(release).prepare(source, files, release)
             except HeadwayError as exc:
                 self._fail(release, f"build failed: {exc.message}")
                 raise
@@ -136,7 +137,7 @@ class Engine:
                 self._release_phase(spec, release, env_vars)
             elif step.kind == "start":
                 for _ in range(step.count):
-                    inst = self.runtime.new_instance(release, step.process,
+                    inst = self._runtime(release).new_instance(release, step.process,
                                                      spec.processes[step.process], env_vars)
                     self.runtime.start(inst)
                     groups.setdefault(step.group, []).append(inst.id)
@@ -357,7 +358,7 @@ class Engine:
         for name, proc in spec.processes.items():
             have = sum(1 for i in warm if i.process == name)
             for _ in range(proc.replicas - have):
-                inst = self.runtime.new_instance(target, name, proc, env_vars)
+                inst = self._runtime(target).new_instance(target, name, proc, env_vars)
                 self.runtime.start(inst)
                 fresh.append(inst)
         if fresh:
@@ -397,6 +398,7 @@ class Engine:
         """Delete the folders of retired and failed releases beyond the newest `keep`."""
         for rel in self.store.releases(app, env)[keep:]:
             if rel.status in {"retired", "failed"} and not self._live(rel):
+                self._runtime(rel).forget(rel)
                 shutil.rmtree(rel.path, ignore_errors=True)
                 self.store.set_release(app, env, rel.number, status="pruned")
 
@@ -445,6 +447,12 @@ class Engine:
             routing.configure(self.store, self.router, pending=row)
         self.ensure_agent()  # after the app is recorded: an agent with no app exits
         routing.sync_from_router(self.store, self.router, spec.app.name, env)
+
+    def _runtime(self, release: Release) -> ProcessRuntime:
+        """Where the release's instances run: this host's processes, or its container engine."""
+        binary = json.loads(release.spec).get("runtime", "process")
+        return self.runtime if binary == "process" else \
+            container.ContainerRuntime(self.store, binary)
 
     def _live(self, release: Release) -> list[Instance]:
         return [i for i in self.store.instances(release.app, release.env, release=release.number)

@@ -31,7 +31,7 @@ def release_env(release: Release, env: dict[str, str]) -> dict[str, str]:
     """A release's environment (no secrets): its variables, Headway's, and its virtualenv."""
     venv_bin = Path(release.path) / ".venv" / "bin"
     path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env = dict(env, HEADWAY_APP=release.app, HEADWAY_ENV=release.env,
+    env = dict({"HOST": "127.0.0.1"} | env, HEADWAY_APP=release.app, HEADWAY_ENV=release.env,
                HEADWAY_RELEASE=str(release.number),
                PATH=f"{venv_bin}:{path}" if venv_bin.exists() else path)
     if venv_bin.exists():
@@ -80,6 +80,9 @@ class ProcessRuntime:
                         cwd=str(app_dir), env_vars=env, log=str(log),
                         stop_timeout=spec.stop_timeout, desired="running", state="pending",
                         secrets=pinned)
+
+    def forget(self, release: Release) -> None:
+        """A release's files are about to be deleted: nothing else to clean up here."""
 
     def start(self, inst: Instance) -> None:
         Path(inst.log).parent.mkdir(parents=True, exist_ok=True)

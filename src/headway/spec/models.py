@@ -63,6 +63,11 @@ class ProcessSpec(Model):
     replicas: int = Field(1, ge=0, le=64, description="how many instances run")
     stop_timeout: Duration = Field(10.0, description="SIGTERM, then SIGKILL after this long")
     health: HealthSpec = Field(HealthSpec(), description="health check")
+    memory: str | None = Field(None, pattern=r"^\d+[kmg]?$", description="containers: memory "
+                               "limit, e.g. \"512m\"")
+    cpus: float | None = Field(None, gt=0, description="containers: CPU limit, e.g. 0.5")
+    read_only: bool = Field(False, description="containers: read-only root filesystem "
+                            "(/tmp stays writable)")
 
     @field_validator("command")
     @classmethod
@@ -193,6 +198,30 @@ class BackupsSpec(Model):
     copy_to: str | None = Field(None, description="second folder every backup is copied to")
 
 
+class BuildSpec(Model):
+    """Container images (podman and docker runtimes, `headway build`)."""
+
+    engine: Literal["auto", "podman", "docker"] = Field("auto", description="what builds "
+                                                        "and runs images")
+    base_image: str | None = Field(None, description="overrides the detected official base, "
+                                   "e.g. \"python:3.12-slim\"")
+    platforms: list[str] = Field(default_factory=list, description="e.g. [\"linux/amd64\", "
+                                 "\"linux/arm64\"]; default: the host's")
+
+
+class RegistrySpec(Model):
+    """Where images are pushed and pulled (any OCI registry)."""
+
+    server: str | None = Field(None, description="e.g. \"registry.example.com\" or "
+                               "\"127.0.0.1:5000\"; unset = images stay on this host")
+    repository: str | None = Field(None, description="image name in it (default: the app name)")
+    username: str | None = Field(None, description="login name, if the registry wants one")
+    password_secret: str = Field("REGISTRY_PASSWORD", description="secret holding the password")
+    password_env: str = Field("HEADWAY_REGISTRY_PASSWORD",
+                              description="else this environment variable")
+    tls_verify: bool = Field(True, description="false for a plain-HTTP registry on loopback")
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -205,6 +234,8 @@ class Spec(Model):
     accessories: dict[str, AccessorySpec] = Field(default_factory=dict,
                                                   description="databases and caches, by name")
     backups: BackupsSpec = Field(BackupsSpec())
+    build: BuildSpec = Field(BuildSpec())
+    registry: RegistrySpec = Field(RegistrySpec())
     secrets: dict[str, Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*:.+")]] = Field(
         default_factory=dict, description="secrets read at each deploy from outside: "
         "NAME = \"env:VAR\" or \"file:/path\"")

@@ -1,0 +1,156 @@
+"""Image builds with podman or docker: a build context (a release snapshot) gets the generated
+Containerfile and .containerignore unless the app has its own; the image is tagged and
+labelled from git; pushes log in with the password on stdin. Every command is an argv list."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from headway.builder import containerfile
+from headway.builder.detect import Detected, detect
+from headway.errors import ConfigError, RuntimeFailure
+from headway.secrets import Secret
+from headway.spec.models import BuildSpec, RegistrySpec
+
+
+def engine_binary(choice: str = "auto") -> str:
+    """podman or docker, whichever answers (docker's client alone does not count)."""
+    names = ["podman", "docker"] if choice == "auto" else [choice]
+    for name in names:
+        path = shutil.which(name)
+        if path and subprocess.run([path, "info"], capture_output=True, timeout=30,
+                                   check=False).returncode == 0:
+            return path
+    raise RuntimeFailure(f"no container engine works here (tried {', '.join(names)})",
+                         hint='install podman, or use runtime = "process"')
+
+
+@dataclass
+class Built:
+    image: str  # the image id
+    names: list[str]
+    seconds: float
+
+
+def git_facts(source: Path) -> dict[str, str]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(source), *args], capture_output=True,
+                              text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {"revision": git("rev-parse", "HEAD"), "source": git("remote", "get-url", "origin"),
+            "version": git("describe", "--tags", "--always", "--dirty")}
+
+
+def prepare_context(source: Path, context: Path, spec: BuildSpec) -> Detected:
+    """Write the generated Containerfile and .containerignore into `context` (a copy of the
+    app), unless the app brings its own Containerfile/Dockerfile."""
+    found = detect(source)
+    if found.containerfile:
+        return found
+    (context / "Containerfile").write_text(
+        containerfile.render(found, base=spec.base_image, source=context))
+    (context / ".containerignore").write_text(containerfile.ignore_file([]))
+    return found
+
+
+def build(binary: str, context: Path, found: Detected, *, repo: str, tags: list[str],
+          title: str, source: Path, platforms: list[str], log: Path) -> Built:
+    facts = git_facts(source)
+    labels = {"org.opencontainers.image.title": title,
+              "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                time.gmtime()),
+              "org.opencontainers.image.revision": facts["revision"],
+              "org.opencontainers.image.source": facts["source"],
+              "org.opencontainers.image.version": facts["version"] or tags[0]}
+    names = [f"{repo}:{t}" for t in tags]
+    file = found.containerfile or "Containerfile"
+    argv = [binary, "build", "-f", str(context / file), "--layers"]
+    for key, value in labels.items():
+        if value:
+            argv += ["--label", f"{key}={value}"]
+    for name in names:
+        argv += ["-t", name]
+    if platforms:
+        argv += ["--platform", ",".join(platforms)]
+    argv.append(str(context))
+    started = time.monotonic()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, check=False).returncode
+    if code != 0:
+        raise RuntimeFailure(f"image build failed: {_failing_step(log)}",
+                             hint=f"last lines of the build:\n{_tail(log, 15)}\nfull log: {log}")
+    image = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", names[0]],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return Built(image, names, time.monotonic() - started)
+
+
+def _tail(log: Path, lines: int) -> str:
+    with open(log, errors="replace") as f:
+        return "".join(deque(f, maxlen=lines)).rstrip()
+
+
+def _failing_step(log: Path) -> str:
+    steps = [line.strip() for line in log.read_text(errors="replace").splitlines()
+             if line.startswith(("STEP ", "Step "))]
+    return steps[-1] if steps else "see its output"
+
+
+def login(binary: str, registry: RegistrySpec, password: Secret | None) -> None:
+    if not registry.username:
+        return
+    if password is None:
+        raise ConfigError(f"registry.username is set but no password: set the secret "
+                          f"{registry.password_secret} or ${registry.password_env}")
+    argv = [binary, "login", "--username", registry.username, "--password-stdin"]
+    if not registry.tls_verify:
+        argv.append("--tls-verify=false")
+    done = subprocess.run([*argv, registry.server], input=password.reveal(), text=True,
+                          capture_output=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeFailure(f"registry {registry.server}: login failed",
+                             hint=done.stderr.strip()[-500:])
+
+
+def push(binary: str, names: list[str], registry: RegistrySpec) -> None:
+    for name in names:
+        argv = [binary, "push", name]
+        if not registry.tls_verify:
+            argv.insert(2, "--tls-verify=false")
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            raise RuntimeFailure(f"push of {name} to {registry.server} failed",
+                                 hint=done.stderr.strip()[-800:])
+
+
+def reachable(registry: RegistrySpec) -> None:
+    """Fail early, before anything is stopped, when the registry does not answer."""
+    import httpx
+
+    scheme = "https" if registry.tls_verify else "http"
+    try:
+        httpx.get(f"{scheme}://{registry.server}/v2/", timeout=5)
+    except httpx.HTTPError as exc:
+        raise RuntimeFailure(f"registry.server {registry.server} is unreachable: {exc}",
+                             hint="nothing was built or stopped") from None
+
+
+def password(registry: RegistrySpec, secrets: dict[str, Secret]) -> Secret | None:
+    if registry.password_secret in secrets:
+        return secrets[registry.password_secret]
+    value = os.environ.get(registry.password_env)
+    return Secret(value) if value else None
+
+
+def remove(binary: str, names: list[str]) -> None:
+    """Untag (and delete when no tag is left); an image in use stays."""
+    if names:
+        subprocess.run([binary, "rmi", *names], capture_output=True, check=False)
