@@ -18,6 +18,7 @@ from headway.store import Instance, Store
 SPEC = '''
 [app]
 name = "shop"
+runtime = "process"
 [processes.web]
 command = "serve"
 replicas = 2
