@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,3 +152,25 @@ def _kill_leftovers(home: Path) -> None:
             os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
         except (ProcessLookupError, ValueError, IndexError):
             pass
+
+
+def wait_for(predicate, what: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def agent_pid(app: App) -> int:
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{proc}/cmdline").read_bytes()
+            env = Path(f"/proc/{proc}/environ").read_bytes()
+        except OSError:
+            continue
+        if b"headway\0agent" in cmd and f"HEADWAY_HOME={app.home}".encode() in env:
+            return int(proc)
+    raise AssertionError("no agent running")
+

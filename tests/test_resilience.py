@@ -8,24 +8,16 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
 from headway.agent.control import agent_running
-from tests.conftest import App
+from tests.conftest import App, agent_pid, wait_for
 from tests.load import Load
 
 
 def status(app: App) -> dict:
     return json.loads(app.run("status", "--json").stdout)
-
-
-def wait_for(predicate, what: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_deploy_killed_after_the_switch_is_finished_not_undone(app: App) -> None:
@@ -72,15 +64,15 @@ def test_in_flight_requests_finish_across_a_deploy(app: App) -> None:
 def test_killed_agent_is_restarted_and_adopts_running_instances(app: App) -> None:
     app.run("deploy")
     before = {i["id"]: i["pid"] for i in status(app)["instances"]}
-    agent_pid = _agent_pid(app)
+    old_agent = agent_pid(app)
     with Load(app.url) as load:
-        os.kill(agent_pid, signal.SIGKILL)
+        os.kill(old_agent, signal.SIGKILL)
         wait_for(lambda: not agent_running(app.home), "the agent to die")
         time.sleep(0.5)
         app.set_version("v2")
         app.run("deploy")  # starts a new agent
     assert load.failed == 0, (load.codes, load.errors)
-    assert _agent_pid(app) != agent_pid
+    assert agent_pid(app) != old_agent
     # the old release's instances were adopted: still running, and parked warm
     now = {i["id"]: i for i in status(app)["instances"]}
     assert all(now[i]["pid"] == pid for i, pid in before.items())
@@ -118,17 +110,3 @@ def test_command_that_does_not_exist_fails_the_deploy_clearly(app: App) -> None:
     assert result.returncode == 4
     assert "exited with code 127" in result.stderr
     assert "cannot start no-such-server" in result.stderr
-
-
-def _agent_pid(app: App) -> int:
-    for proc in os.listdir("/proc"):
-        if not proc.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{proc}/cmdline").read_bytes()
-            env = Path(f"/proc/{proc}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"headway\0agent" in cmd and f"HEADWAY_HOME={app.home}".encode() in env:
-            return int(proc)
-    raise AssertionError("no agent running")

@@ -99,9 +99,11 @@ def _tail(log: Path, lines: int) -> str:
 
 
 def _failing_step(log: Path) -> str:
-    steps = [line.strip() for line in log.read_text(errors="replace").splitlines()
-             if line.startswith(("STEP ", "Step "))]
-    return steps[-1] if steps else "see its output"
+    """podman's own "building at STEP ..." line, else the last step it started."""
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]
+    steps = [line.strip() for line in lines if line.startswith(("STEP ", "Step "))]
+    return errors[-1] if errors else steps[-1] if steps else "see its output"
 
 
 def login(binary: str, registry: RegistrySpec, password: Secret | None) -> None:

@@ -144,18 +144,77 @@ def destroy(ctx: output.Context, yes: bool) -> None:
 
 @cli.command()
 @click.option("--path", type=click.Path(path_type=Path), default=Path("."), show_default=True)
-@click.option("--force", is_flag=True, help="overwrite an existing headway.toml")
+@click.option("--force", is_flag=True, help="overwrite existing files")
 @click.option("--port", default=8080, show_default=True, help="router port to write")
-def init(path: Path, force: bool, port: int) -> None:
+@click.option("--containerfile", is_flag=True,
+              help="also write the Containerfile and .containerignore Headway would generate")
+def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
     """Detect the app in PATH and write a commented headway.toml."""
+    from headway.builder import containerfile as gen
     from headway.builder.detect import detect, render_toml
 
-    target = path / "headway.toml"
-    if target.exists() and not force:
-        raise ConfigError(f"{target} exists", hint="pass --force to overwrite it")
     found = detect(path)
-    target.write_text(render_toml(found, port=port))
-    click.echo(f"wrote {target}: {found.explain}")
+    files = {"headway.toml": render_toml(found, port=port)}
+    if containerfile:
+        if found.containerfile:
+            raise ConfigError(f"{path / found.containerfile} exists: it is used as is")
+        files |= {"Containerfile": gen.render(found, source=path),
+                  ".containerignore": gen.ignore_file([])}
+    for name, text in files.items():
+        if (path / name).exists() and not force:
+            raise ConfigError(f"{path / name} exists", hint="pass --force to overwrite it")
+    for name, text in files.items():
+        (path / name).write_text(text)
+        click.echo(f"wrote {path / name}")
+    click.echo("\n".join(f"  {reason}" for reason in found.reasons))
+
+
+@cli.command()
+@click.option("--push", is_flag=True, help="push the image to [registry] server")
+@click.option("--explain", is_flag=True, help="say what was detected and why; build nothing")
+@pass_ctx
+def build(ctx: output.Context, push: bool, explain: bool) -> None:
+    """Build the app's container image (tags: git sha, latest) without deploying it."""
+    import tempfile
+
+    from headway.builder import image
+    from headway.builder.containerfile import render
+    from headway.builder.detect import detect
+    from headway.runtime import artifact
+    from headway.runtime.container import repository
+
+    spec = ctx.spec()
+    source = ctx.source(spec)
+    found = detect(source)
+    if explain:
+        click.echo("\n".join([*found.reasons, "", f"{found.containerfile} (used as is)"
+                              if found.containerfile else render(found, base=spec.build.base_image)]))
+        return
+    if push and not spec.registry.server:
+        raise ConfigError(f"{ctx.config}: --push needs [registry] server")
+    binary = image.engine_binary(spec.build.engine)
+    if push:
+        image.reachable(spec.registry)
+    with tempfile.TemporaryDirectory(prefix="headway-build-") as tmp:
+        context = Path(tmp) / "context"
+        artifact.materialize(source, artifact.snapshot_files(source), context)
+        image.prepare_context(source, context, spec.build)
+        revision = image.git_facts(source)["revision"][:12]
+        built = image.build(binary, context, found, repo=repository(spec),
+                            tags=[*([revision] if revision else []), "latest"],
+                            title=spec.app.name, source=source,
+                            platforms=spec.build.platforms, log=Path(tmp) / "build.log")
+    if push:
+        from headway.secrets import Vault, load_key
+
+        store = ctx.store()
+        names = store.q("SELECT 1 FROM secrets WHERE app=? AND env=?", spec.app.name, ctx.env)
+        secrets = Vault(store, load_key(store.home)).values(spec.app.name, ctx.env) \
+            if names else {}
+        image.login(binary, spec.registry, image.password(spec.registry, secrets))
+        image.push(binary, built.names, spec.registry)
+    click.echo(f"built {', '.join(built.names)} ({built.image[:12]}) in {built.seconds:.1f}s"
+               + (" and pushed" if push else ""))
 
 
 @cli.group()

@@ -10,6 +10,7 @@ entrypoint exports them before it execs the command."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import subprocess
 from pathlib import Path
@@ -19,14 +20,13 @@ from headway.builder.containerfile import PORT
 from headway.errors import ConfigError, RuntimeFailure
 from headway.runtime.artifact import materialize
 from headway.runtime.process import ProcessRuntime, expand
-from headway.secrets import Secret, reveal_env
+from headway.secrets import Secret, load_key, reveal_env
 from headway.spec.models import BuildSpec, ProcessSpec, Spec
 from headway.store import Instance, Release, Store
 
-SECRETS_DIR = "/run/secrets/headway"
-EXPORT_SECRETS = json.dumps([
-    "/bin/sh", "-c", (f'for f in {SECRETS_DIR}/*; do [ -f "$f" ] && '
-    'export "${f##*/}=$(cat "$f")"; done; exec "$@"'), "headway-secrets"])
+EXPORT_SECRETS = json.dumps([  # podman mounts each at /run/secrets/headway-NAME
+    "/bin/sh", "-c", ('for f in /run/secrets/headway-*; do [ -f "$f" ] && n="${f##*/}" && '
+                      'export "${n#headway-}=$(cat "$f")"; done; exec "$@"'), "headway-secrets"])
 IMAGE_FILE = ".headway-image"
 
 
@@ -94,13 +94,13 @@ class ContainerRuntime(ProcessRuntime):
             argv += ["--memory", spec.memory]
         if spec.cpus:
             argv += ["--cpus", str(spec.cpus)]
-        if spec.read_only:
-            argv += ["--read-only"]
+        if spec.read_only:  # /tmp, /run stay writable; secrets need a place to be mounted
+            argv += ["--read-only", "--tmpfs", "/run/secrets"]
         for key, value in sorted(inside.items()):
             argv += ["-e", f"{key}={value}"]
         names = self._secrets(release, inst.secrets)
         for name, engine_name in names.items():
-            argv += ["--secret", f"{engine_name},target={SECRETS_DIR}/{name}"]
+            argv += ["--secret", f"{engine_name},target=headway-{name}"]
         if names:
             argv += ["--entrypoint", EXPORT_SECRETS]
         inst.argv = [*argv, built["id"], *expand(spec.command, inside)]
@@ -108,11 +108,14 @@ class ContainerRuntime(ProcessRuntime):
         return inst
 
     def _secrets(self, release: Release, version: int) -> dict[str, str]:
-        """The pinned secrets as engine secrets (created once per version); name -> engine's."""
+        """The pinned secrets as engine secrets, named by a keyed hash of the value (so a new
+        value is a new engine secret, and the name reveals nothing); name -> engine's name."""
         values = reveal_env(self.store, release.app, release.env, version)
+        key = load_key(self.store.home, create=False) if values else b""
         out = {}
         for name, value in values.items():
-            engine_name = f"headway-{release.app}-{release.env}-v{version}-{name}"
+            mac = hmac.new(key, f"{name}\0{value}".encode(), "sha256").hexdigest()[:16]
+            engine_name = f"headway-{release.app}-{release.env}-{name}-{mac}"
             exists = subprocess.run([self.binary, "secret", "inspect", engine_name],
                                     capture_output=True, check=False).returncode == 0
             if not exists:

@@ -1,0 +1,205 @@
+"""The podman runtime, end to end from the CLI with real podman, HAProxy and a real OCI
+registry (Debian's docker-registry) on loopback. Base images are stand-ins made by
+tests/images.py, since nothing can be pulled here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets as random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headway.agent.control import agent_running
+from tests import images
+from tests.conftest import ROOT, App, agent_pid, free_port, wait_for
+from tests.load import Load
+
+WORKER = ("import hashlib, os, time\n"
+          "print('token sha256', hashlib.sha256(os.environ['API_TOKEN'].encode()).hexdigest(),"
+          " flush=True)\n"
+          "time.sleep(3600)\n")
+
+
+@pytest.fixture(scope="session")
+def base_images() -> None:
+    if not shutil.which("podman"):
+        pytest.fail("podman is not installed: run scripts/setup.sh")
+    images.ensure()
+
+
+@pytest.fixture
+def podman_app(app: App, base_images: None) -> Iterator[App]:
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"'))
+    yield app
+    _remove_containers(app)
+
+
+def _remove_containers(app: App) -> None:
+    app.run("destroy", "--yes", check=False, timeout=60)
+    ids = podman("ps", "-aq", "--filter", "label=headway.app=hello").split()
+    if ids:
+        podman("rm", "-f", "-t", "0", *ids)
+
+
+def podman(*args: str) -> str:
+    return subprocess.run(["podman", *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def containers(app: App) -> list[dict]:  # type: ignore[type-arg]
+    insts = json.loads(app.run("status", "--json").stdout)["instances"]
+    return [json.loads(podman("inspect", i["id"]))[0] for i in insts]
+
+
+def test_container_deploys_switch_refuse_and_roll_back_without_a_failed_request(
+        podman_app: App) -> None:
+    app = podman_app
+    first = app.run("deploy")
+    assert "release 1 is live" in first.stdout
+    for box in containers(app):
+        labels = box["Config"]["Labels"]
+        assert labels["headway.app"] == "hello" and labels["headway.release"] == "1"
+        assert labels["org.opencontainers.image.title"] == "hello"
+        assert box["HostConfig"]["CapDrop"]
+        assert box["HostConfig"]["PortBindings"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
+        assert podman("exec", box["Id"], "id", "-u").strip() == "10001"
+    with Load(app.url) as load:
+        app.set_version("v2")
+        assert "release 2 is live" in app.run("deploy").stdout
+        app.set_version("v3", broken="crash")
+        refused = app.run("deploy", check=False)
+        assert refused.returncode == 4 and "refusing to start" in refused.stderr
+        app.set_version("v3")
+        back = app.run("rollback")
+        assert "release 1 is live again" in back.stdout
+        time.sleep(1)
+    assert load.failed == 0, (load.codes, load.errors)
+    assert load.versions["v2"] > 0 and app.version() == "v1"
+    tags = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/headway/hello")
+    assert {"localhost/headway/hello:production-1", "localhost/headway/hello:latest"} <= \
+        set(tags.split())
+
+
+def test_secrets_reach_the_container_and_nothing_shows_them(podman_app: App) -> None:
+    app = podman_app
+    token = f"tok-{random.token_hex(16)}"
+    (app.dir / "worker.py").write_text(WORKER)
+    app.configure(processes__worker='command = "python3 worker.py"\nread_only = true\n'
+                                    'memory = "256m"',
+                  processes__worker__health='path = ""\ninterval = "200ms"')
+    subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "API_TOKEN"],
+                   input=token, cwd=app.dir, env=app.env(), check=True, capture_output=True,
+                   text=True)
+    app.run("deploy")
+    time.sleep(2)
+    logs = app.run("logs", "--process", "worker").stdout
+    assert hashlib.sha256(token.encode()).hexdigest() in logs
+    worker = next(b for b in containers(app) if b["Config"]["Labels"]["headway.process"] ==
+                  "worker")
+    assert worker["HostConfig"]["ReadonlyRootfs"] is True
+    assert worker["HostConfig"]["Memory"] == 256 * 2**20
+    for box in containers(app):
+        assert token not in json.dumps(box)
+    assert token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
+                                       check=True).stdout
+    for path in app.home.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_killed_agent_and_killed_podman_run_lose_no_request(podman_app: App) -> None:
+    app = podman_app
+    app.run("deploy")
+    with Load(app.url) as load:
+        victim = json.loads(app.run("status", "--json").stdout)["instances"][0]
+        os.kill(victim["pid"], signal.SIGKILL)  # `podman run` dies; its container lives on
+        time.sleep(3)
+        os.kill(agent_pid(app), signal.SIGKILL)
+        wait_for(lambda: not agent_running(app.home), "the agent to die")
+        app.set_version("v2")
+        assert "release 2 is live" in app.run("deploy").stdout
+        time.sleep(1)
+    assert load.failed == 0, (load.codes, load.errors)
+    assert app.version() == "v2"
+    running = podman("ps", "--format", "{{.Names}}", "--filter", "label=headway.app=hello")
+    instances = {i["id"] for i in json.loads(app.run("status", "--json").stdout)["instances"]}
+    assert set(running.split()) == instances  # one container per instance: no orphan
+
+
+def test_a_failing_containerfile_shows_its_step_and_changes_nothing(podman_app: App) -> None:
+    app = podman_app
+    (app.dir / "Containerfile").write_text(
+        "FROM docker.io/library/python:3.11-slim\nRUN echo compiling && exit 3\n")
+    failed = app.run("deploy", check=False)
+    assert failed.returncode == 6
+    assert 'image build failed: building at STEP "RUN echo compiling && exit 3"' in failed.stderr
+    assert "compiling" in failed.stderr
+    assert json.loads(app.run("releases", "--json").stdout)[0]["status"] == "failed"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/reg\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "docker-registry did not start"
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    proc.kill()
+
+
+def test_build_pushes_to_a_registry_and_explains_what_it_detected(
+        podman_app: App, registry: str) -> None:
+    app = podman_app
+    explained = app.run("build", "--explain").stdout
+    assert "Python 3.11 from .python-version" in explained
+    assert 'CMD ["python3", "app.py"]' in explained and "USER 10001" in explained
+    app.configure(registry=f'server = "{registry}"\ntls_verify = false')
+    built = app.run("build", "--push")
+    assert "and pushed" in built.stdout
+    tags = httpx.get(f"http://{registry}/v2/hello/tags/list", timeout=5).json()["tags"]
+    assert "latest" in tags
+    podman("rmi", f"{registry}/hello:latest")
+    podman("pull", "--tls-verify=false", f"{registry}/hello:latest")
+
+    app.configure(registry=f'server = "127.0.0.1:{free_port()}"')
+    unreachable = app.run("build", "--push", check=False)
+    assert unreachable.returncode == 6 and "is unreachable" in unreachable.stderr
+
+
+def test_the_node_example_deploys_in_a_container(app: App, base_images: None) -> None:
+    node = app.dir.parent / "node-hello"
+    shutil.copytree(ROOT / "examples" / "node-hello", node)
+    toml = (node / "headway.toml").read_text().replace("port = 18081", f"port = {app.port}")
+    (node / "headway.toml").write_text(toml + '\n[processes.web.health]\ninterval = "200ms"\n'
+                                       f'\n[observe]\nmetrics_port = {app.metrics_port}\n'
+                                       f"router_metrics_port = {app.router_metrics_port}\n")
+    node_app = App(node, app.home, app.port)
+    try:
+        assert "release 1 is live" in node_app.run("deploy").stdout
+        assert httpx.get(app.url, timeout=5).json() == {"app": "node-hello", "version": "v1"}
+        box = containers(node_app)[0]
+        assert podman("exec", box["Id"], "id", "-un").strip() == "node"
+        assert "NODE_ENV=production" in box["Config"]["Env"]
+    finally:
+        node_app.run("destroy", "--yes", check=False, timeout=60)
