@@ -17,13 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class BenchApp:
-    def __init__(self, port: int, *, replicas: int = 2) -> None:
+    def __init__(self, port: int, *, replicas: int = 2, runtime: str = "process") -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="headway-bench-"))
         self.dir = self.tmp / "hello"
         shutil.copytree(ROOT / "examples" / "hello", self.dir)
         toml = (self.dir / "headway.toml").read_text()
         toml = toml.replace("port = 18080", f'port = {port}\naddress = "127.0.0.1"')
         toml = toml.replace("replicas = 2", f"replicas = {replicas}")
+        toml = toml.replace('runtime = "process"', f'runtime = "{runtime}"')
         toml = toml.replace('path = "/up"', 'path = "/up"\ninterval = "200ms"')
         toml += f"\n[observe]\nmetrics_port = {port + 1}\nrouter_metrics_port = {port + 2}\n"
         (self.dir / "headway.toml").write_text(toml)

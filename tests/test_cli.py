@@ -140,13 +140,18 @@ def test_init_detects_a_fastapi_app_and_writes_a_deployable_file(tmp_path: Path)
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     text = (folder / "headway.toml").read_text()
-    assert 'command = "uvicorn main:app --host 127.0.0.1 --port $PORT"' in text
+    assert 'command = "uvicorn main:app --host $HOST --port $PORT"' in text
     from headway.spec import load_spec
 
     assert load_spec(folder / "headway.toml").app.name == "api"
     again = subprocess.run([sys.executable, "-m", "headway", "init", "--path", str(folder)],
                            capture_output=True, text=True, check=False)
     assert again.returncode == 2 and "--force" in again.stderr
+    subprocess.run([sys.executable, "-m", "headway", "init", "--path", str(folder), "--force",
+                    "--containerfile"], capture_output=True, text=True, check=True)
+    containerfile = (folder / "Containerfile").read_text()
+    assert 'CMD ["uvicorn", "main:app", "--host", "0.0.0.0", "--port", "8080"]' in containerfile
+    assert "USER 10001" in containerfile and ".env" in (folder / ".containerignore").read_text()
 
 
 def test_init_on_the_bundled_example_keeps_its_own_entrypoint(tmp_path: Path) -> None:

@@ -152,7 +152,11 @@ def password(registry: RegistrySpec, secrets: dict[str, Secret]) -> Secret | Non
     return Secret(value) if value else None
 
 
-def remove(binary: str, names: list[str]) -> None:
-    """Untag (and delete when no tag is left); an image in use stays."""
-    if names:
-        subprocess.run([binary, "rmi", *names], capture_output=True, check=False)
+def remove(binary: str, names: list[str], *, only: str) -> None:
+    """Untag the names that still point at image `only` (deleted when no tag is left; an
+    image in use stays)."""
+    for name in names:
+        found = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", name],
+                               capture_output=True, text=True, check=False).stdout.strip()
+        if found == only:
+            subprocess.run([binary, "rmi", name], capture_output=True, check=False)

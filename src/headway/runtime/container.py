@@ -125,7 +125,9 @@ class ContainerRuntime(ProcessRuntime):
         return out
 
     def forget(self, release: Release) -> None:
-        """A pruned release: untag its image (deleted when no other tag holds it)."""
+        """A pruned release: untag its image where a tag still names it (`latest` or a git sha
+        may have moved on to a newer one); the image goes with its last tag."""
         path = Path(release.path) / IMAGE_FILE
         if path.exists():
-            image.remove(self.binary, json.loads(path.read_text())["names"][:1])
+            built = json.loads(path.read_text())
+            image.remove(self.binary, built["names"], only=built["id"])
