@@ -18,6 +18,7 @@ def table() -> str:
     zd, rl, ro = load("zero_downtime"), load("rollback_latency"), load("router_overhead")
     ca, ing, bk = load("canary"), load("ingestion"), load("backup")
     dep = bk["deploy_s"]
+    im, zp = load("images"), load("zero_downtime_podman")
     c2, c16 = ro["connections_2"], ro["connections_16"]
     a, b, c = ca["a_errors_5_percent"], ca["b_200ms_slower"], ca["c_good_canary_20_rps"]
     m = zd["machine"]
@@ -75,7 +76,22 @@ def table() -> str:
          f"**{dep['added_by_release_command_s']:+.2f} s** with the command, "
          f"{dep['added_with_backup_s']:+.2f} s with command and backup (differences within "
          "run-to-run noise)"), "small"),
+        ("`zero_downtime --runtime podman`", (f"the same with containers: {zp['deploys']} "
+         f"deploys, {zp['failed_deploys_refused']} refused broken releases, "
+         f"{zp['rollbacks']} rollbacks"),
+         (f"**{int(zp['requests']):,} requests, {int(zp['failed_requests'])} failed**; switch "
+         f"median {zp['switch_ms_median']:.0f} ms"), "0 failed"),
     ]
+    for example, label in (("hello", "Python (FastAPI)"), ("node-hello", "Node (Express)")):
+        r = im[example]
+        rows.append((f"`images` {label}", ("generated image vs a naive single-stage "
+                     "`FROM <same base>` + `COPY . .` + install, same run; bases are the "
+                     "debootstrap stand-ins of tests/images.py"),
+                     (f"adds **{r['generated_added_bytes'] / 1e6:.1f} MB** to the base vs "
+                      f"{r['naive_added_bytes'] / 1e6:.1f} MB naive ({r['generated_bytes'] / 1e6:.0f}"
+                      f" vs {r['naive_bytes'] / 1e6:.0f} MB in all); cold build "
+                      f"{r['cold_build_s']:.1f} s; **rebuild after a code change "
+                      f"{r['rebuild_after_code_change_s']:.1f} s**"), "smaller; rebuild < 5 s"))
     lines = [(f"On this project's development machine: {m['cpus']} cores, 24 GiB, Debian 12, "
              f"Python {m['python']}, {m['haproxy'].split(' - ')[0]}, {m['date']}. Load is wrk "
              "or the benches' Python load generator on loopback against the bundled example "

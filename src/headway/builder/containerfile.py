@@ -76,6 +76,8 @@ RUN python -m venv /venv
 WORKDIR /src
 {install[0]}
 {install[1]}
+# the app runs from /venv; the installer itself has no business in the final image
+RUN /venv/bin/python -m pip uninstall -y -q pip setuptools wheel 2>/dev/null || true
 
 FROM {image}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home \\
