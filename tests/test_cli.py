@@ -52,7 +52,11 @@ def test_unsupported_runtime_is_refused_before_anything_runs(app: App) -> None:
     toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "kubernetes"'))
     result = app.run("deploy", check=False)
     assert result.returncode == 2 and 'app.runtime: "kubernetes" is not available' in result.stderr
+    toml.write_text(toml.read_text().replace('runtime = "kubernetes"', 'runtime = "docker"'))
+    result = app.run("deploy", check=False)
+    assert result.returncode == 2 and '"docker" is not supported yet' in result.stderr
     assert not (app.home / "router").exists()
+    assert app.run("releases", "--json").stdout.strip() == "[]"
 
 
 def test_two_apps_share_one_router_by_host_header(app: App, tmp_path: Path) -> None:

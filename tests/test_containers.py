@@ -4,6 +4,7 @@ tests/images.py, since nothing can be pulled here."""
 
 from __future__ import annotations
 
+import crypt
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from tests import images
 from tests.conftest import ROOT, App, agent_pid, free_port, wait_for
 from tests.load import Load
 
+REGISTRY_PASSWORD = f"reg-{random.token_hex(8)}"
 WORKER = ("import hashlib, os, time\n"
           "print('token sha256', hashlib.sha256(os.environ['API_TOKEN'].encode()).hexdigest(),"
           " flush=True)\n"
@@ -151,9 +153,12 @@ def test_a_failing_containerfile_shows_its_step_and_changes_nothing(podman_app: 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    config = tmp_path / "registry.yml"
+    config, users = tmp_path / "registry.yml", tmp_path / "htpasswd"
+    salt = crypt.mksalt(crypt.METHOD_BLOWFISH)
+    users.write_text(f"ci:{crypt.crypt(REGISTRY_PASSWORD, salt)}\n")
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/reg\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
+                      f"http:\n  addr: 127.0.0.1:{port}\n"
+                      f"auth:\n  htpasswd:\n    realm: test\n    path: {users}\n")
     proc = subprocess.Popen(["docker-registry", "serve", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
@@ -174,10 +179,16 @@ def test_build_pushes_to_a_registry_and_explains_what_it_detected(
     explained = app.run("build", "--explain").stdout
     assert "Python 3.11 from .python-version" in explained
     assert 'CMD ["python3", "app.py"]' in explained and "USER 10001" in explained
-    app.configure(registry=f'server = "{registry}"\ntls_verify = false')
+    app.configure(registry=f'server = "{registry}"\ntls_verify = false\nusername = "ci"')
+    refused = app.run("build", "--push", check=False)
+    assert refused.returncode == 2 and "no password" in refused.stderr
+    subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "REGISTRY_PASSWORD"],
+                   input=REGISTRY_PASSWORD, cwd=app.dir, env=app.env(), check=True,
+                   capture_output=True, text=True)
     built = app.run("build", "--push")
     assert "and pushed" in built.stdout
-    tags = httpx.get(f"http://{registry}/v2/hello/tags/list", timeout=5).json()["tags"]
+    tags = httpx.get(f"http://{registry}/v2/hello/tags/list", timeout=5,
+                     auth=("ci", REGISTRY_PASSWORD)).json()["tags"]
     assert "latest" in tags
     podman("rmi", f"{registry}/hello:latest")
     podman("pull", "--tls-verify=false", f"{registry}/hello:latest")

@@ -59,6 +59,8 @@ class ContainerRuntime(ProcessRuntime):
         spec = Spec.model_validate(json.loads(release.spec)["spec"])
         dest = Path(release.path)
         materialize(source, files, dest)
+        if spec.registry.server:
+            image.reachable(spec.registry)
         found = image.prepare_context(source, dest, spec.build)
         revision = image.git_facts(source)["revision"][:12]
         tags = [f"{release.env}-{release.number}", *([revision] if revision else []), "latest"]

@@ -82,7 +82,8 @@ class AppSpec(Model):
 
     name: str = Field(pattern=NAME, description="app name: lowercase letters, digits, dashes")
     runtime: Literal["auto", "process", "podman", "docker", "kubernetes"] = Field(
-        "auto", description="where instances run; auto = podman/docker when one works, else process"
+        "auto", description="where instances run; auto = podman when it works, else process "
+        "(docker and kubernetes: not yet)"
     )
     path: str = Field(".", description="app folder, relative to headway.toml")
     secrets: list[str] = Field(default_factory=list,
@@ -202,7 +203,7 @@ class BuildSpec(Model):
     """Container images (podman and docker runtimes, `headway build`)."""
 
     engine: Literal["auto", "podman", "docker"] = Field("auto", description="what builds "
-                                                        "and runs images")
+                                                        "and runs images (docker: not yet)")
     base_image: str | None = Field(None, description="overrides the detected official base, "
                                    "e.g. \"python:3.12-slim\"")
     platforms: list[str] = Field(default_factory=list, description="e.g. [\"linux/amd64\", "
