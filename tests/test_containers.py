@@ -118,6 +118,8 @@ def test_secrets_reach_the_container_and_nothing_shows_them(podman_app: App) -> 
     for path in app.home.rglob("*"):
         if path.is_file() and not path.is_socket():
             assert token.encode() not in path.read_bytes(), path
+    app.run("destroy", "--yes")
+    assert "headway-hello-production-" not in podman("secret", "ls", "--format", "{{.Name}}")
 
 
 def test_killed_agent_and_killed_podman_run_lose_no_request(podman_app: App) -> None:

@@ -425,6 +425,7 @@ class Engine:
                                                                default=0) + 5)
             for acc in manage.load(self.store, app, env):
                 manage.stop(self.store, acc)
+            container.remove_secrets(app, env)
             self.store.delete_app(app, env)
             self.store.event(app, env, "destroyed", f"{app} ({env}) removed from this host")
 

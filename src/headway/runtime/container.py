@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -133,3 +134,15 @@ class ContainerRuntime(ProcessRuntime):
         if path.exists():
             built = json.loads(path.read_text())
             image.remove(self.binary, built["names"], only=built["id"])
+
+
+def remove_secrets(app: str, env: str) -> None:
+    """The engine secrets of an app's environment, when it is destroyed."""
+    binary = shutil.which("podman")
+    if not binary:
+        return
+    names = subprocess.run([binary, "secret", "ls", "--format", "{{.Name}}"],
+                           capture_output=True, text=True, check=False).stdout.split()
+    mine = [n for n in names if n.startswith(f"headway-{app}-{env}-")]
+    if mine:
+        subprocess.run([binary, "secret", "rm", *mine], capture_output=True, check=False)
