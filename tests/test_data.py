@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import App
+from tests.conftest import App, free_port
 
 MIGRATE = '''import os, subprocess, sys, urllib.parse
 from pathlib import Path
@@ -270,3 +270,27 @@ def test_the_agent_restarts_a_killed_accessory_and_nothing_is_lost(app: App) -> 
     assert redis(app, "GET", "order:1") == "paid"
     assert sql(app, "SELECT count(*) FROM orders") == "1"
     assert "accessory.restarted" in app.run("events").stdout
+
+
+def test_each_environment_has_its_own_accessories_and_secrets(app: App) -> None:
+    with_accessories(app)
+    app.configure(env='[env.staging]\nLOG = "debug"')
+    app.run("deploy")
+    staging_port = free_port()
+    toml = app.dir / "headway.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace(f"port = {app.port}", f"port = {staging_port}"))
+    app.run("--env", "staging", "deploy")
+    toml.write_text(text)
+    app.run("--env", "staging", "accessory", "psql", "db", "--", "-c",
+            "CREATE TABLE only_in_staging(id int)")
+    tables = sql(app, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_staging'")
+    assert tables == "0"  # production's database is another server
+    prod, staging = (json.loads(app.run(*env, "accessory", "status", "--json").stdout)
+                     for env in ((), ("--env", "staging")))
+    assert {a["address"] for a in prod}.isdisjoint(a["address"] for a in staging)
+    urls = [app.run(*env, "secrets", "export").stdout for env in ((), ("--env", "staging"))]
+    assert urls[0] != urls[1]
+    app.run("--env", "staging", "destroy", "--yes")
+    assert [a["state"] for a in json.loads(app.run("accessory", "status", "--json").stdout)] \
+        == ["healthy", "healthy"]  # destroying staging left production's running
