@@ -133,6 +133,7 @@ def test_backup_verify_restore_round_trip_and_retention(app: App) -> None:
     with_accessories(app)
     app.configure(backups='keep_last = 2\nkeep_daily = 0\nkeep_weekly = 0')
     app.run("deploy")
+    assert "accessories:" in app.run("status").stdout
     status = json.loads(app.run("accessory", "status", "--json").stdout)
     assert {(a["name"], a["state"]) for a in status} == {("db", "healthy"), ("cache", "healthy")}
     sql(app, "CREATE TABLE items(id int, body text); INSERT INTO items SELECT g, md5(g::text) "
@@ -140,6 +141,8 @@ def test_backup_verify_restore_round_trip_and_retention(app: App) -> None:
     for n in range(40):
         redis(app, "SET", f"key:{n}", str(n))
     made = json.loads(app.run("backup", "create", "--json").stdout)
+    shown = json.loads(app.run("status", "--json").stdout)["accessories"]
+    assert all(a["last_backup"] for a in shown)
     assert {b["accessory"] for b in made} == {"db", "cache"}
     db_backup = next(b for b in made if b["accessory"] == "db")
 

@@ -128,9 +128,15 @@ class Context:
             if i.id in live and live[i.id].admin != "maint" else None,
             "traffic": round(100 * weights.get(i.id, 0) / total, 1),
         } for i in insts]
+        from headway.accessories import backups, manage
+
+        accessories = [row | {"last_backup": next(
+            (b.created for b in backups.listing(store, app, self.env, row["name"])), None)}
+            for row in manage.status(store, app, self.env, None)]
         return {"app": app, "env": self.env, "active_release": active,
                 "router": "running" if live or router.running() else "stopped",
-                "traffic": self.traffic(store, app), "instances": rows}
+                "traffic": self.traffic(store, app), "instances": rows,
+                "accessories": accessories}
 
     def traffic(self, store: Any, app: str) -> list[dict[str, Any]]:
         """Live figures per release over the last LIVE_WINDOW seconds of the request log."""
@@ -253,6 +259,9 @@ def _status(data: dict[str, Any]) -> Group:
                       f"{data['active_release']} live, router {data['router']}"),
         _table(data["instances"], ["id", "release", "process", "port", "state", "pid",
                                    "restarts", "router", "health", "traffic"])]
+    if data["accessories"]:
+        parts += [Text("\naccessories:"), _table(data["accessories"], [
+            "name", "type", "state", "address", "url_env", "data_mb", "last_backup"])]
     if data["traffic"]:
         parts += [Text(f"\nrequests in the last {LIVE_WINDOW}s, by release:"),
                   _table(data["traffic"], ["release", "requests", "rps", "error_rate", "p99_ms"])]
@@ -306,7 +315,8 @@ def error(exc: HeadwayError) -> None:
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key in {"ts", "created", "deployed", "warm_until"} and isinstance(value, float):
+    if key in {"ts", "created", "deployed", "warm_until", "verified", "last_backup"} \
+            and isinstance(value, float):
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
     if key == "digest":
         return str(value)[:12]
