@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job, on a fresh machine: install what is missing, deploy the bundled example (v1),
 # deploy v2 under load, try a broken release (refused), roll back, and show what the load saw.
+# `bash scripts/demo.sh podman`: the same with containers (images built by Headway).
 set -euo pipefail
+runtime="${1:-process}"
+case "$runtime" in process|podman) ;; *) echo "usage: $0 [process|podman]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH:/usr/sbin"
@@ -9,10 +12,16 @@ export HEADWAY_HOME="$PWD/.headway/demo-home"
 work="$PWD/.headway/demo-app"
 [ -d "$work" ] && (cd "$work" && headway destroy --yes >/dev/null 2>&1 || true)
 rm -rf "$work" "$HEADWAY_HOME" && mkdir -p "$(dirname "$work")"
+if [ "$runtime" = podman ]; then
+  echo "No registry is reachable here: stand-ins for the official python base image are"
+  echo "built once from Debian packages (tests/images.py, about a minute the first time)."
+  .venv/bin/python -c "from tests import images; images.ensure()"
+fi
 cp -r examples/hello "$work" && cd "$work"
+sed -i "s/runtime = \"process\"/runtime = \"$runtime\"/" headway.toml
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-step "deploy v1 of examples/hello (builds its virtualenv the first time)"
+step "deploy v1 of examples/hello ($runtime runtime: builds its virtualenv or image)"
 headway deploy
 curl -s http://127.0.0.1:18080/ && echo
 
