@@ -6,6 +6,7 @@ a new agent adopts them by (pid, start time)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -47,7 +48,7 @@ class Supervisor:
             self._spawn(inst, now)
 
     def _spawn(self, inst: Instance, now: float) -> None:
-        _log(inst, f"starting: {' '.join(inst.argv)}")
+        _log(inst, f"starting: {_describe(inst.argv)}")
         try:
             # decrypted here, at the last moment, into the child's environment only
             env = inst.env_vars | reveal_env(self.store, inst.app, inst.env, inst.secrets)
@@ -107,6 +108,14 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _describe(argv: list[str]) -> str:
+    """The command line; for a container, the image and the command, not podman's options."""
+    image = next((n for n, word in enumerate(argv) if re.fullmatch(r"[0-9a-f]{64}", word)), None)
+    if argv[1:2] != ["run"] or image is None:
+        return " ".join(argv)
+    return f"container of image {argv[image][:12]}: {' '.join(argv[image + 1:])}"
 
 
 def _log(inst: Instance, message: str) -> None:
