@@ -206,8 +206,9 @@ class BuildSpec(Model):
                                                         "and runs images (docker: not yet)")
     base_image: str | None = Field(None, description="overrides the detected official base, "
                                    "e.g. \"python:3.12-slim\"")
-    platforms: list[str] = Field(default_factory=list, description="e.g. [\"linux/amd64\", "
-                                 "\"linux/arm64\"]; default: the host's")
+    platforms: list[str] = Field(default_factory=list, max_length=1,
+                                 description="e.g. [\"linux/arm64\"] (one for now; needs "
+                                 "emulation when not the host's); default: the host's")
 
 
 class RegistrySpec(Model):
