@@ -24,6 +24,7 @@ from headway.agent.control import agent_running
 from tests import images
 from tests.conftest import ROOT, App, agent_pid, free_port, wait_for
 from tests.load import Load
+from tests.test_data import WORKER as REDIS_WORKER
 
 REGISTRY_PASSWORD = f"reg-{random.token_hex(8)}"
 WORKER = ("import hashlib, os, time\n"
@@ -230,3 +231,18 @@ def test_images_of_pruned_releases_are_removed(podman_app: App) -> None:
     assert {"production-2", "production-3", "latest"} <= tags
     assert "production-1" not in tags  # pruned with its release folder
     assert app.version() == "v3"
+
+
+def test_containers_reach_the_apps_accessories(podman_app: App) -> None:
+    app = podman_app
+    (app.dir / "worker.py").write_text(REDIS_WORKER)
+    app.configure(accessories__cache='type = "redis"',
+                  processes__worker='command = "python3 worker.py"',
+                  processes__worker__health='path = ""\ninterval = "200ms"')
+    with Load(app.url) as load:
+        app.run("deploy")
+        time.sleep(2)
+    assert load.versions["v1"] > 0
+    assert app.run("accessory", "redis-cli", "cache", "GET", "worker_starts").stdout.strip() == "1"
+    web = next(b for b in containers(app) if b["Config"]["Labels"]["headway.process"] == "web")
+    assert web["HostConfig"]["NetworkMode"] == "host"  # the accessory is on the host's loopback

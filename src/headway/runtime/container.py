@@ -1,9 +1,10 @@
-"""The podman / docker runtime. A release is an image built from its snapshot (and pushed when
+"""The podman runtime. A release is an image built from its snapshot (and pushed when
 a registry is configured); an instance is `podman run` in the foreground, which the agent
 supervises like any process (restarts with backoff, SIGTERM passed on to the container, adopted
 after an agent restart), so every guarantee of the process runtime holds unchanged.
 
-Each container is labelled with app, release and process, published on a loopback port, runs
+Each container is labelled with app, release and process, published on a loopback port (or,
+when the app has accessories, on the host's network to reach them on 127.0.0.1), runs
 as the image's non-root user with every capability dropped, and gets its secrets as files
 from the engine's secret store (never as `-e`, which `podman inspect` shows): a small /bin/sh
 entrypoint exports them before it execs the command."""
@@ -83,15 +84,22 @@ class ContainerRuntime(ProcessRuntime):
                      env: dict[str, str]) -> Instance:
         inst = super().new_instance(release, process, spec, env)
         built = json.loads((Path(release.path) / IMAGE_FILE).read_text())
+        # Accessories listen on the host's loopback, and their URLs say 127.0.0.1: an app that
+        # has any shares the host's network (binding $PORT on 127.0.0.1 itself); one that has
+        # none gets its own network, published on a loopback port.
+        shared = bool(json.loads(release.spec)["spec"].get("accessories"))
         inside = {k: v for k, v in inst.env_vars.items() if k not in {"PATH", "VIRTUAL_ENV"}}
-        inside |= {"HOST": "0.0.0.0", "PORT": str(PORT)} if inst.port else {"HOST": "0.0.0.0"}
+        if not shared:
+            inside |= {"HOST": "0.0.0.0", "PORT": str(PORT)} if inst.port else {"HOST": "0.0.0.0"}
         argv = [self.binary, "run", "--rm", "--replace", "--name", inst.id, "--init",
                 "--label", f"headway.app={release.app}", "--label", f"headway.env={release.env}",
                 "--label", f"headway.release={release.number}",
                 "--label", f"headway.process={process}",
                 "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                 "--stop-timeout", str(int(spec.stop_timeout))]
-        if inst.port:
+        if shared:
+            argv += ["--network", "host"]
+        elif inst.port:
             argv += ["-p", f"127.0.0.1:{inst.port}:{PORT}"]
         if spec.memory:
             argv += ["--memory", spec.memory]
