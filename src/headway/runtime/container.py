@@ -92,6 +92,7 @@ class ContainerRuntime(ProcessRuntime):
         if not shared:
             inside |= {"HOST": "0.0.0.0", "PORT": str(PORT)} if inst.port else {"HOST": "0.0.0.0"}
         argv = [self.binary, "run", "--rm", "--replace", "--name", inst.id, "--init",
+                "--label", f"headway.home={self.store.home}",
                 "--label", f"headway.app={release.app}", "--label", f"headway.env={release.env}",
                 "--label", f"headway.release={release.number}",
                 "--label", f"headway.process={process}",
