@@ -27,6 +27,7 @@ from typing import Protocol
 from headway.errors import ConfigError, RuntimeFailure
 from headway.secrets import Secret
 from headway.spec.models import AccessorySpec
+from headway.store import pid_alive
 
 
 @dataclass
@@ -353,7 +354,7 @@ class Redis:
         pid = self.pid(acc)
         if pid:
             self._cli(acc, password, "SHUTDOWN")
-            wait_for(lambda: not _alive(pid), what=f"{acc.label}: stop")
+            wait_for(lambda: not pid_alive(pid), what=f"{acc.label}: stop")
 
     def pid(self, acc: Accessory) -> int | None:
         return read_pid(acc.base / "run" / "redis.pid")
@@ -412,12 +413,6 @@ def _answers(sock: Path) -> bool:
         return run(["redis-cli", "-s", str(sock), "PING"], what="verify").strip() == "PONG"
     except RuntimeFailure:
         return False
-
-
-def _alive(pid: int) -> bool:
-    from headway.store import pid_alive
-
-    return pid_alive(pid)
 
 
 DRIVERS: dict[str, Driver] = {"postgres": Postgres(), "redis": Redis()}
