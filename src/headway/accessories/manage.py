@@ -120,22 +120,31 @@ def _create(store: Store, app: str, env: str, name: str, want: AccessorySpec,
                 f"URL in secret {want.env_name}")
 
 
+_failed: dict[str, tuple[int, float]] = {}  # accessory lock name -> (failures, next try)
+
+
 def supervise(store: Store, log: Any) -> None:
-    """The agent's round: start any accessory that died, unless a command is working on it."""
+    """The agent's round: start any accessory that died, unless a command is working on it;
+    one that will not start is tried again after 2, 4, ... up to 60 s."""
     for acc in everything(store):
-        if alive(acc) or store.get(f"stopped:{lock_name(acc)}"):
+        key = lock_name(acc)
+        if alive(acc) or store.get(f"stopped:{key}") or \
+                _failed.get(key, (0, 0.0))[1] > time.monotonic():
             continue
         try:
-            with store.lock(lock_name(acc), "agent: restart"):
+            with store.lock(key, "agent: restart"):
                 if not alive(acc):
                     start(store, acc)
                     store.event(acc.app, acc.env, "accessory.restarted",
                                 f"{acc.name} was not running; started again")
                     log(f"{acc.label} was not running; started again")
+            _failed.pop(key, None)
         except LockedError:
             continue
         except Exception as exc:  # noqa: BLE001 - keep supervising the others
-            log(f"{acc.label} would not start: {exc}")
+            failures = _failed.get(key, (0, 0.0))[0] + 1
+            _failed[key] = (failures, time.monotonic() + min(2.0 ** failures, 60.0))
+            log(f"{acc.label} would not start ({failures} times): {exc}")
 
 
 def stop(store: Store, acc: Accessory) -> None:

@@ -1,7 +1,7 @@
-"""The agent's loop: supervise instances every 100 ms; once a second keep HAProxy and the
-accessories up, retire warm releases whose keep_previous ran out, and finish deploys whose
-command died; scheduled backups run in a thread of their own. Exits (and stops HAProxy) when
-no app is left on the host."""
+"""The agent's loop: supervise instances every 100 ms; once a second keep HAProxy up, retire
+warm releases whose keep_previous ran out, and finish deploys whose command died. Keeping the
+accessories up and scheduled backups run in threads of their own, since a server start or a
+backup can take long. Exits (and stops HAProxy) when no app is left on the host."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
@@ -52,7 +53,9 @@ def run_agent(home: Path, *, log: Progress) -> None:
     signal.signal(signal.SIGINT, stop)
     log(f"running for {home}")
     last = 0.0
-    threading.Thread(target=backup_loop, args=(home, log), daemon=True).start()
+    # each can block for a while (a server start, a backup of minutes): off the main loop
+    for work, every in ((manage.supervise, 1.0), (backups.scheduled, 5.0)):
+        threading.Thread(target=background, args=(home, log, work, every), daemon=True).start()
     while not stopping:
         supervisor.tick()
         store.add_samples(sample_rows(requests.take_seconds(before=int(time.time()))))
@@ -62,7 +65,6 @@ def run_agent(home: Path, *, log: Progress) -> None:
             try:
                 if not housekeeping(store, router, engine):
                     break
-                manage.supervise(store, log)
             except HeadwayError as exc:
                 log(f"{exc.message}")
         time.sleep(0.1)
@@ -73,15 +75,16 @@ def run_agent(home: Path, *, log: Progress) -> None:
     log("agent: stopped")
 
 
-def backup_loop(home: Path, log: Progress) -> None:
-    """Scheduled backups, off the supervisor's loop: one can take minutes."""
+def background(home: Path, log: Progress, work: Callable[[Store, Progress], None],
+               every: float) -> None:
+    """Run `work` every `every` seconds in a thread of its own, with its own store."""
     store = Store(home)
     while True:
         try:
-            backups.scheduled(store, log)
+            work(store, log)
         except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
-            log(f"scheduled backups: {exc}")
-        time.sleep(5)
+            log(f"{work.__module__}.{work.__name__}: {exc}")
+        time.sleep(every)
 
 
 class MetricsServer:
