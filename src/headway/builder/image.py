@@ -27,14 +27,12 @@ def engine_binary(choice: str = "auto") -> str:
         raise ConfigError('"docker" is not supported yet: Headway runs and builds containers '
                           "with podman", hint='install podman and use runtime = "podman" (or '
                           '"auto"); its images run under Docker too')
-    names = ["podman"]
-    for name in names:
-        path = shutil.which(name)
-        if path and subprocess.run([path, "info"], capture_output=True, timeout=30,
-                                   check=False).returncode == 0:
-            return path
-    raise RuntimeFailure(f"no container engine works here (tried {', '.join(names)})",
-                         hint='install podman, or use runtime = "process"')
+    path = shutil.which("podman")
+    if path and subprocess.run([path, "info"], capture_output=True, timeout=30,
+                               check=False).returncode == 0:
+        return path
+    raise RuntimeFailure("no container engine works here (podman is missing or does not answer "
+                         "`podman info`)", hint='install podman, or use runtime = "process"')
 
 
 @dataclass
@@ -151,11 +149,12 @@ def reachable(registry: RegistrySpec) -> None:
                              hint="nothing was built or stopped") from None
 
 
-def password(registry: RegistrySpec, secrets: dict[str, Secret]) -> Secret | None:
-    if registry.password_secret in secrets:
-        return secrets[registry.password_secret]
-    value = os.environ.get(registry.password_env)
-    return Secret(value) if value else None
+def publish(binary: str, names: list[str], registry: RegistrySpec,
+            secrets: dict[str, str]) -> None:
+    """Log in (the password from `secrets`, else the environment) and push every name."""
+    value = secrets.get(registry.password_secret) or os.environ.get(registry.password_env)
+    login(binary, registry, Secret(value) if value else None)
+    push(binary, names, registry)
 
 
 def remove(binary: str, names: list[str], *, only: str) -> None:

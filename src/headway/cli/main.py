@@ -205,14 +205,11 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
                             title=spec.app.name, source=source,
                             platforms=spec.build.platforms, log=Path(tmp) / "build.log")
     if push:
-        from headway.secrets import Vault, load_key
+        from headway.secrets import reveal_env, secrets_state
 
-        store = ctx.store()
-        names = store.q("SELECT 1 FROM secrets WHERE app=? AND env=?", spec.app.name, ctx.env)
-        secrets = Vault(store, load_key(store.home)).values(spec.app.name, ctx.env) \
-            if names else {}
-        image.login(binary, spec.registry, image.password(spec.registry, secrets))
-        image.push(binary, built.names, spec.registry)
+        store, app = ctx.store(), spec.app.name
+        image.publish(binary, built.names, spec.registry, reveal_env(
+            store, app, ctx.env, int(secrets_state(store, app, ctx.env)["version"])))
     click.echo(f"built {', '.join(built.names)} ({built.image[:12]}) in {built.seconds:.1f}s"
                + (" and pushed" if push else ""))
 

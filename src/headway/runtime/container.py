@@ -22,7 +22,7 @@ from headway.builder.containerfile import PORT
 from headway.errors import ConfigError, RuntimeFailure
 from headway.runtime.artifact import materialize
 from headway.runtime.process import ProcessRuntime, expand
-from headway.secrets import Secret, load_key, reveal_env
+from headway.secrets import load_key, reveal_env
 from headway.spec.models import BuildSpec, ProcessSpec, Spec
 from headway.store import Instance, Release, Store
 
@@ -72,12 +72,9 @@ class ContainerRuntime(ProcessRuntime):
                             title=spec.app.name, source=source, platforms=spec.build.platforms,
                             log=log)
         if spec.registry.server:
-            secrets = reveal_env(self.store, release.app, release.env,
-                                 json.loads(release.spec)["secrets"].get("version", 0))
-            image.login(self.binary, spec.registry,
-                        image.password(spec.registry, {k: Secret(v)
-                                                       for k, v in secrets.items()}))
-            image.push(self.binary, built.names, spec.registry)
+            image.publish(self.binary, built.names, spec.registry, reveal_env(
+                self.store, release.app, release.env,
+                json.loads(release.spec)["secrets"].get("version", 0)))
         (dest / IMAGE_FILE).write_text(json.dumps({"id": built.image, "names": built.names}))
 
     def new_instance(self, release: Release, process: str, spec: ProcessSpec,
