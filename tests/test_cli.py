@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import EXAMPLE, App, free_port
+from tests.conftest import EXAMPLE, App, free_port, wait_for
 
 
 def test_unknown_key_is_refused_naming_the_file_and_key(app: App) -> None:
@@ -184,8 +184,14 @@ def test_old_release_folders_are_pruned_and_say_so(app: App) -> None:
     for n in range(1, 5):
         app.set_version(f"v{n}")
         app.run("deploy")
-    rels = {r["number"]: r["status"] for r in json.loads(app.run("releases", "--json").stdout)}
-    assert rels == {4: "active", 3: "previous", 2: "pruned", 1: "pruned"}
+
+    def statuses() -> dict[int, str]:
+        return {r["number"]: r["status"]
+                for r in json.loads(app.run("releases", "--json").stdout)}
+
+    # release 2 is pruned once its instances, stopped by deploy 4, are gone (by the agent)
+    wait_for(lambda: statuses() == {4: "active", 3: "previous", 2: "pruned", 1: "pruned"},
+             "releases 1 and 2 to be pruned")
     folders = sorted(p.name for p in (app.home / "apps/hello/production/releases").iterdir())
     assert folders == ["3", "4"]
     refused = app.run("rollback", "1", check=False)

@@ -231,9 +231,12 @@ def test_images_of_pruned_releases_are_removed(podman_app: App) -> None:
         made.append(podman("ps", "--format", "{{.ImageID}}", "--filter",
                            f"label=headway.home={app.home}", "--filter",
                            f"label=headway.release={len(made) + 1}").split()[0])
-    exists = [subprocess.run(["podman", "image", "exists", i], check=False).returncode == 0
-              for i in made]
-    assert exists == [False, True, True]  # release 1's image went with its release folder
+    def exists() -> list[bool]:
+        return [subprocess.run(["podman", "image", "exists", i], check=False).returncode == 0
+                for i in made]
+
+    # release 1's image goes with its folder once its last container is gone
+    wait_for(lambda: exists() == [False, True, True], "release 1's image to be removed")
     assert app.version() == "v3"
 
 

@@ -131,11 +131,13 @@ def housekeeping(store: Store, router: HAProxy, engine: Engine) -> bool:
         name, env = app["app"], app["env"]
         expired = [r for r in store.releases(name, env)
                    if r.status == "previous" and (r.warm_until or 0) < now]
-        if not expired and not store.interrupted_deploys(name, env):
+        if not expired and not store.interrupted_deploys(name, env) and \
+                not engine.prunable(name, env):
             continue
         try:
             with store.lock(f"app:{name}:{env}", "agent housekeeping"):
                 engine.recover(name, env)
+                engine.prune(name, env)
                 for rel in expired:
                     if store.release(name, env, rel.number) == rel:
                         engine.retire(rel)

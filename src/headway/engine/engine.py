@@ -383,24 +383,33 @@ class Engine:
         app, env, now = release.app, release.env, time.time()
         self.store.set_release(app, env, release.number, status="active", deployed=now,
                                failure=None, warm_until=None)
-        spec = release_spec(release)
+        keep_previous = release_spec(release).deploy.keep_previous
         for rel in self.store.releases(app, env):
             if rel.number == release.number or rel.status not in {"active", "previous"}:
                 continue
             if warm and previous and rel.number == previous.number and self._live(rel):
                 self.store.set_release(app, env, rel.number, status="previous",
-                                       warm_until=now + spec.deploy.keep_previous)
+                                       warm_until=now + keep_previous)
             else:
                 self.retire(rel)
-        self._prune(app, env, keep=spec.deploy.keep_releases)
+        self.prune(app, env)
 
-    def _prune(self, app: str, env: str, *, keep: int) -> None:
-        """Delete the folders of retired and failed releases beyond the newest `keep`."""
-        for rel in self.store.releases(app, env)[keep:]:
-            if rel.status in {"retired", "failed"} and not self._live(rel):
-                self._runtime(rel).forget(rel)
-                shutil.rmtree(rel.path, ignore_errors=True)
-                self.store.set_release(app, env, rel.number, status="pruned")
+    def prunable(self, app: str, env: str) -> list[Release]:
+        """Retired and failed releases beyond the newest `keep_releases` whose instances are
+        all gone (one still stopping may be running from the folder, or its image)."""
+        active = self.active(app, env)
+        keep = release_spec(active).deploy.keep_releases if active else 10
+        return [rel for rel in self.store.releases(app, env)[keep:]
+                if rel.status in {"retired", "failed"}
+                and not self.store.instances(app, env, release=rel.number)]
+
+    def prune(self, app: str, env: str) -> None:
+        """Delete their folders (and images); the agent calls this too, for releases whose
+        instances were still stopping when the deploy that retired them ended."""
+        for rel in self.prunable(app, env):
+            self._runtime(rel).forget(rel)
+            shutil.rmtree(rel.path, ignore_errors=True)
+            self.store.set_release(app, env, rel.number, status="pruned")
 
     def retire(self, release: Release) -> None:
         """Stop a release's instances; it stays available for a (cold) rollback."""
