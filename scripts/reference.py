@@ -11,13 +11,17 @@ from pydantic import BaseModel
 
 from headway.cli.main import cli
 from headway.spec.models import (
+    AccessorySpec,
     AnalysisSpec,
     AppSpec,
+    BackupsSpec,
+    BuildSpec,
     CanarySpec,
     DeploySpec,
     HealthSpec,
     ObserveSpec,
     ProcessSpec,
+    RegistrySpec,
     ReleaseSpec,
     RouterSpec,
 )
@@ -26,7 +30,8 @@ SECTIONS = [("[app]", AppSpec), ("[processes.NAME]", ProcessSpec),
             ("[processes.NAME.health]", HealthSpec), ("[deploy]", DeploySpec),
             ("[deploy.canary]", CanarySpec), ("[deploy.canary.analysis]", AnalysisSpec),
             ("[router]", RouterSpec), ("[observe]", ObserveSpec),
-            ("[release]", ReleaseSpec)]
+            ("[release]", ReleaseSpec), ("[accessories.NAME]", AccessorySpec),
+            ("[backups]", BackupsSpec), ("[build]", BuildSpec), ("[registry]", RegistrySpec)]
 
 
 def config_reference() -> str:
@@ -41,8 +46,13 @@ def config_reference() -> str:
                 call_default_factory=True))
             out.append(f"| `{name}` | `{default}` | {field.description or ''} |")
         out.append("")
-    out.append("**`[env]`** — `KEY = value` for every process; `[env.NAME]` tables override "
-               "them for `--env NAME`.")
+    out += ["**`[volumes]`** — `NAME = \"PATH\"`: a folder in the app (e.g. `\"uploads\"`) "
+            "kept outside every release, mounted into its instances and one-off commands, "
+            "surviving deploys, rollbacks and pruning.", "",
+            "**`[secrets]`** — `NAME = \"env:VAR\"` or `\"file:/path\"`: secrets read at each "
+            "deploy from outside (a changed value makes a new release).", "",
+            "**`[env]`** — `KEY = value` for every process; `[env.NAME]` tables override "
+            "them for `--env NAME`."]
     return "\n".join(out)
 
 

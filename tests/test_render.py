@@ -24,6 +24,11 @@ def test_config_routes_by_host_with_a_default_and_keeps_server_states() -> None:
     assert ("  use_backend be_blog_production if { req.hdr(host),field(1,:),lower -m str "
             "blog.example.com }\n") in cfg
     assert "  default_backend be_shop_production\n" in cfg
+    assert "http-check expect" not in cfg
+    lenient = Backend("be_x_production", 80, "0.0.0.0", [], False, "/", 1.0, [],
+                      health_expect="below-500")
+    assert "  option httpchk GET /\n  http-check expect ! rstatus ^5\n" in render_config(
+        [lenient], admin_socket=Path("/a"), log_socket=Path("/l"), exporter=None)
     pool = "pool-max-conn -1 pool-purge-delay 5s"
     assert (f"  server web-r1-a 127.0.0.1:20000 weight 100 check inter 1000 rise 1 fall 2 "
             f"{pool}\n") in cfg

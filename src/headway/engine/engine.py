@@ -445,7 +445,8 @@ class Engine:
                "router_address": spec.router.address, "hosts": spec.router.hosts,
                "is_default": spec.router.default,
                "health_path": spec.processes["web"].health.path or "/",
-               "health_interval": spec.processes["web"].health.interval}
+               "health_interval": spec.processes["web"].health.interval,
+               "health_expect": spec.processes["web"].health.expect}
         current = next((a for a in self.store.apps()
                         if (a["app"], a["env"]) == (spec.app.name, env)), None)
         same = current is not None and all(current[k] == v for k, v in row.items())

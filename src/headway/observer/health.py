@@ -13,14 +13,17 @@ from headway.errors import DeployFailed
 from headway.spec.models import HealthSpec
 from headway.store import Instance
 
+NOT_FOUND_LIMIT = 5  # a health path answered 404 this often in a row does not exist
 
-def probe(port: int, path: str, *, timeout: float) -> str | None:
-    """None when healthy, else why not."""
+
+def probe(port: int, path: str, *, timeout: float, expect: str = "2xx") -> str | None:
+    """None when healthy, else why not. `expect`: 2xx (2xx or 3xx) or below-500."""
     try:
         resp = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout)
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return None if resp.status_code < 400 else f"GET {path} answered {resp.status_code}"
+    limit = 500 if expect == "below-500" else 400
+    return None if resp.status_code < limit else f"GET {path} answered {resp.status_code}"
 
 
 def wait_healthy(insts: list[Instance], health: dict[str, HealthSpec], *, deadline: float,
@@ -30,6 +33,7 @@ def wait_healthy(insts: list[Instance], health: dict[str, HealthSpec], *, deadli
     `quick` (warm instances that were healthy before): one good probe is enough."""
     streak = {i.id: 0 for i in insts}
     last: dict[str, str] = {}
+    missing: dict[str, int] = {}  # 404s in a row
 
     def need(inst: Instance) -> int:
         web = bool(health[inst.process].path and inst.port)
@@ -50,7 +54,7 @@ def wait_healthy(insts: list[Instance], health: dict[str, HealthSpec], *, deadli
             if now.state != "running":
                 continue
             if spec.path and inst.port:
-                reason = probe(inst.port, spec.path, timeout=spec.timeout)
+                reason = probe(inst.port, spec.path, timeout=spec.timeout, expect=spec.expect)
             else:
                 up = time.time() - (now.started or time.time())
                 settle = 0 if quick else spec.interval * spec.healthy_threshold
@@ -59,6 +63,13 @@ def wait_healthy(insts: list[Instance], health: dict[str, HealthSpec], *, deadli
                 streak[inst.id] += 1
             else:
                 streak[inst.id], last[inst.id] = 0, reason
+                missing[inst.id] = missing.get(inst.id, 0) + 1 if reason.endswith(" 404") else 0
+                if missing[inst.id] >= NOT_FOUND_LIMIT:
+                    raise DeployFailed(
+                        f"instance {inst.id} serves HTTP, but {reason} on {NOT_FOUND_LIMIT} "
+                        "probes in a row: the app has no such route", log_tail=log_tail(inst),
+                        hint=f"set [processes.{inst.process}.health] path to a route the app "
+                        "answers with 2xx, or remove `path` to accept any answer below 500 on /")
         waiting = [i for i in insts if streak[i.id] < need(i)]
         if not waiting:
             return

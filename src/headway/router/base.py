@@ -23,6 +23,7 @@ class Backend:
     health_path: str
     health_interval: float
     servers: list[tuple[str, int, str, int]] = field(default_factory=list)  # name, port, state, weight
+    health_expect: str = "2xx"  # 2xx (or 3xx) | below-500
 
 
 @dataclass(frozen=True)

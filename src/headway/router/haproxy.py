@@ -59,6 +59,8 @@ def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Pa
     for be in backends:
         lines += ["", f"backend {be.name}", "  balance roundrobin",
                   f"  option httpchk GET {be.health_path}"]
+        if be.health_expect == "below-500":  # no health route: any answer shows it serves
+            lines.append("  http-check expect ! rstatus ^5")
         for name, port, state, weight in be.servers:
             disabled = " disabled" if state == "maint" else ""
             w = 0 if state == "drain" else weight

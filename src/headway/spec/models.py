@@ -42,11 +42,22 @@ class HealthSpec(Model):
     """How Headway decides an instance is healthy."""
 
     path: str | None = Field(
-        "/up", description='HTTP path probed with GET; "" for workers (healthy = still running)'
+        "/", description='HTTP path probed with GET; "" for workers (healthy = still running)'
     )
+    expect: Literal["2xx", "below-500"] = Field(
+        "2xx", description='answers that count as healthy: "2xx" (2xx or 3xx), or "below-500" '
+        "(the app answers at all); default: below-500 when `path` is not set, else 2xx")
     interval: Duration = Field(1.0, description="time between probes")
     timeout: Duration = Field(2.0, description="how long one probe may take")
     healthy_threshold: int = Field(2, ge=1, le=100, description="consecutive successes to be healthy")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expect(cls, data: object) -> object:
+        # no health route named: any HTTP answer below 500 on / shows the app is serving
+        if isinstance(data, dict) and "expect" not in data:
+            return {**data, "expect": "2xx" if "path" in data else "below-500"}
+        return data
 
     @field_validator("path")
     @classmethod
@@ -62,7 +73,7 @@ class ProcessSpec(Model):
     command: str = Field(description="command line; gets $PORT (web) and the [env] variables")
     replicas: int = Field(1, ge=0, le=64, description="how many instances run")
     stop_timeout: Duration = Field(10.0, description="SIGTERM, then SIGKILL after this long")
-    health: HealthSpec = Field(HealthSpec(), description="health check")
+    health: HealthSpec = Field(HealthSpec.model_validate({}), description="health check")
     memory: str | None = Field(None, pattern=r"^\d+[kmg]?$", description="containers: memory "
                                "limit, e.g. \"512m\"")
     cpus: float | None = Field(None, gt=0, description="containers: CPU limit, e.g. 0.5")
@@ -182,6 +193,11 @@ class AccessorySpec(Model):
                                 "with its URL (default DATABASE_URL / REDIS_URL), a secret")
     path: str | None = Field(None, description="data folder (default: under $HEADWAY_HOME)")
 
+    env: dict[str, Literal["url", "host", "port", "user", "password", "database"]] = Field(
+        default_factory=dict, description="more variables from its parts, e.g. { DB_HOST = "
+        "\"host\", DB_PASSWORD = \"password\" } (url, host, port, user, password, database); "
+        "secrets like the URL")
+
     @property
     def env_name(self) -> str:
         return self.url_env or ("DATABASE_URL" if self.type == "postgres" else "REDIS_URL")
@@ -204,8 +220,11 @@ class BuildSpec(Model):
 
     engine: Literal["auto", "podman", "docker"] = Field("auto", description="what builds "
                                                         "and runs images (docker: not yet)")
-    base_image: str | None = Field(None, description="overrides the detected official base, "
-                                   "e.g. \"python:3.12-slim\"")
+    base_image: str | None = Field(None, description="overrides the detected official base "
+                                   "of a generated Containerfile, e.g. \"python:3.12-slim\"")
+    containerfile: str | None = Field(None, description="\"generate\" (ignore the app's own), "
+                                      "or a path in the app; default: the app's Containerfile or "
+                                      "Dockerfile if it has one, else generated")
     platforms: list[str] = Field(default_factory=list, max_length=1,
                                  description="e.g. [\"linux/arm64\"] (one for now; needs "
                                  "emulation when not the host's); default: the host's")
@@ -238,6 +257,9 @@ class Spec(Model):
     backups: BackupsSpec = Field(BackupsSpec())
     build: BuildSpec = Field(BuildSpec())
     registry: RegistrySpec = Field(RegistrySpec())
+    volumes: dict[str, str] = Field(default_factory=dict, description="NAME = \"PATH\" in the "
+                                    "app folder (e.g. \"uploads\"): kept across releases, "
+                                    "mounted into every instance and one-off command")
     secrets: dict[str, Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*:.+")]] = Field(
         default_factory=dict, description="secrets read at each deploy from outside: "
         "NAME = \"env:VAR\" or \"file:/path\"")
@@ -276,6 +298,22 @@ class Spec(Model):
                 raise ValueError(f"accessories.{name}.url_env: {acc.env_name} is already the URL "
                                  f"of accessories.{seen[acc.env_name]}; set url_env")
             seen[acc.env_name] = name
+        for name, where in self.volumes.items():
+            if not re.match(NAME, name):
+                raise ValueError(f"volumes.{name}: lowercase letters, digits, dashes")
+            parts = where.strip("/").split("/")
+            if where.startswith("/") or not where.strip("/") or ".." in parts:
+                raise ValueError(f"volumes.{name}: {where!r} must be a folder inside the app, "
+                                 'e.g. "uploads" or "var/data"')
+        taken: dict[str, str] = {}
+        for name, acc in self.accessories.items():
+            for var in acc.env:
+                if not re.match(r"^[A-Z_][A-Z0-9_]*$", var):
+                    raise ValueError(f"accessories.{name}.env.{var}: not a variable name")
+                if var in taken or var in seen:
+                    raise ValueError(f"accessories.{name}.env.{var}: already set by "
+                                     f"accessories.{taken.get(var) or seen[var]}")
+                taken[var] = name
         for name in self.release.backup or []:
             if name not in self.accessories:
                 raise ValueError(f"release.backup: no accessory {name!r} "

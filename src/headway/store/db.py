@@ -21,7 +21,7 @@ from headway.store.procs import pid_alive, proc_start_time
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps(app TEXT, env TEXT, router_port INT, router_address TEXT,
   hosts TEXT, is_default INT, health_path TEXT, health_interval REAL, created REAL,
-  PRIMARY KEY(app, env));
+  health_expect TEXT DEFAULT '2xx', PRIMARY KEY(app, env));
 CREATE TABLE IF NOT EXISTS releases(app TEXT, env TEXT, number INT, status TEXT, digest TEXT,
   path TEXT, spec TEXT, created REAL, deployed REAL, warm_until REAL, failure TEXT,
   PRIMARY KEY(app, env, number));
@@ -110,6 +110,14 @@ def _load(cls: type[Any], row: sqlite3.Row) -> Any:
     return cls(**data)
 
 
+def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Columns added since a store was created: a store made by an older Headway gains them."""
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, decl in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
 class Store:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -119,6 +127,7 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        _add_columns(self.db, "apps", {"health_expect": "TEXT DEFAULT '2xx'"})
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -136,13 +145,15 @@ class Store:
     # apps -----------------------------------------------------------------------------------
     def upsert_app(self, app: str, env: str, router_port: int, router_address: str,
                    hosts: list[str], is_default: bool, health_path: str,
-                   health_interval: float) -> None:
+                   health_interval: float, health_expect: str = "2xx") -> None:
         """Record how the router reaches an app (keeps its place in the order of apps)."""
         old = self.q("SELECT created FROM apps WHERE app=? AND env=?", app, env)
-        self.db.execute("INSERT OR REPLACE INTO apps VALUES(?,?,?,?,?,?,?,?,?)",
+        self.db.execute("INSERT OR REPLACE INTO apps(app, env, router_port, router_address, "
+                        "hosts, is_default, health_path, health_interval, created, "
+                        "health_expect) VALUES(?,?,?,?,?,?,?,?,?,?)",
                         (app, env, router_port, router_address, json.dumps(hosts),
                          int(is_default), health_path, health_interval,
-                         old[0][0] if old else time.time()))
+                         old[0][0] if old else time.time(), health_expect))
 
     def apps(self) -> list[dict[str, Any]]:
         rows = self.q("SELECT * FROM apps ORDER BY created")
