@@ -46,13 +46,13 @@ def config_reference() -> str:
                 call_default_factory=True))
             out.append(f"| `{name}` | `{default}` | {field.description or ''} |")
         out.append("")
-    out += ["**`[volumes]`** — `NAME = \"PATH\"`: a folder in the app (e.g. `\"uploads\"`) "
+    out += [("**`[volumes]`** — `NAME = \"PATH\"`: a folder in the app (e.g. `\"uploads\"`) "
             "kept outside every release, mounted into its instances and one-off commands, "
-            "surviving deploys, rollbacks and pruning.", "",
-            "**`[secrets]`** — `NAME = \"env:VAR\"` or `\"file:/path\"`: secrets read at each "
-            "deploy from outside (a changed value makes a new release).", "",
-            "**`[env]`** — `KEY = value` for every process; `[env.NAME]` tables override "
-            "them for `--env NAME`."]
+            "surviving deploys, rollbacks and pruning."), "",
+            ("**`[secrets]`** — `NAME = \"env:VAR\"` or `\"file:/path\"`: secrets read at each "
+            "deploy from outside (a changed value makes a new release)."), "",
+            ("**`[env]`** — `KEY = value` for every process; `[env.NAME]` tables override "
+            "them for `--env NAME`.")]
     return "\n".join(out)
 
 

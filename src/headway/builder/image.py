@@ -16,7 +16,7 @@ from headway.builder import containerfile
 from headway.builder.detect import Detected, detect
 from headway.errors import ConfigError, RuntimeFailure
 from headway.secrets import Secret
-from headway.spec.models import BuildSpec, RegistrySpec
+from headway.spec.models import RegistrySpec, Spec
 
 
 def engine_binary(choice: str = "auto") -> str:
@@ -52,14 +52,15 @@ def git_facts(source: Path) -> dict[str, str]:
             "version": git("describe", "--tags", "--always", "--dirty")}
 
 
-def prepare_context(source: Path, context: Path, spec: BuildSpec) -> Detected:
+def prepare_context(source: Path, context: Path, spec: Spec) -> Detected:
     """Write the generated Containerfile and .containerignore into `context` (a copy of the
-    app), unless the app brings its own Containerfile/Dockerfile."""
-    found = detect(source)
+    app), unless the app brings its own Containerfile/Dockerfile. The web command of
+    headway.toml wins over the detected one."""
+    found = detect(source, command=spec.processes["web"].command)
     if found.containerfile:
         return found
     (context / "Containerfile").write_text(
-        containerfile.render(found, base=spec.base_image, source=context))
+        containerfile.render(found, base=spec.build.base_image, source=context))
     (context / ".containerignore").write_text(containerfile.ignore_file([]))
     return found
 

@@ -185,7 +185,7 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
 
     spec = ctx.spec()
     source = ctx.source(spec)
-    found = detect(source)
+    found = detect(source, command=spec.processes["web"].command)
     if explain:
         click.echo("\n".join([*found.reasons, "", f"{found.containerfile} (used as is)"
                               if found.containerfile else render(found, base=spec.build.base_image)]))
@@ -198,7 +198,7 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="headway-build-") as tmp:
         context = Path(tmp) / "context"
         artifact.materialize(source, artifact.snapshot_files(source), context)
-        image.prepare_context(source, context, spec.build)
+        image.prepare_context(source, context, spec)
         revision = image.git_facts(source)["revision"][:12]
         built = image.build(binary, context, found, repo=repository(spec),
                             tags=[*([revision] if revision else []), "latest"],

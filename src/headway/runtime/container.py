@@ -63,7 +63,7 @@ class ContainerRuntime(ProcessRuntime):
         materialize(source, files, dest)
         if spec.registry.server:
             image.reachable(spec.registry)
-        found = image.prepare_context(source, dest, spec.build)
+        found = image.prepare_context(source, dest, spec)
         revision = image.git_facts(source)["revision"][:12]
         tags = [f"{release.env}-{release.number}", *([revision] if revision else []), "latest"]
         log = self.store.home / "apps" / release.app / release.env / "logs" / \
