@@ -15,6 +15,7 @@ import pathspec
 
 from headway.errors import RuntimeFailure
 from headway.runner import run
+from headway.spec.models import Spec
 
 ALWAYS_IGNORED = [".git/", ".headway/", ".venv/", "venv/", "__pycache__/", "*.pyc", "node_modules/"]
 
@@ -101,6 +102,15 @@ def ensure_venv(app: Path, cache: Path) -> Path | None:
     shutil.rmtree(venv, ignore_errors=True)
     os.replace(tmp, venv)
     return venv
+
+
+def install_dependencies(app: Path, spec: Spec, cache: Path) -> None:
+    """The process runtime's dependencies for the release folder `app`: a `.venv` link to its
+    shared virtualenv (Python). `cache`: where shared environments are kept."""
+    del spec  # the language's own install (and the configured command) will need it
+    venv = ensure_venv(app, cache)
+    if venv:
+        (app / ".venv").symlink_to(venv)
 
 
 def _beside_python(name: str) -> str | None:

@@ -13,8 +13,8 @@ import socket
 from collections import deque
 from pathlib import Path
 
-from headway.runtime.artifact import ensure_venv, materialize
-from headway.spec.models import ProcessSpec
+from headway.runtime.artifact import install_dependencies, materialize
+from headway.spec.models import ProcessSpec, Spec
 from headway.store import Instance, Release, Store
 
 PORTS = range(20000, 30000)
@@ -61,9 +61,8 @@ class ProcessRuntime:
     def prepare(self, source: Path, files: list[Path], release: Release) -> None:
         dest = Path(release.path)
         materialize(source, files, dest)
-        venv = ensure_venv(dest, self.store.home / "venvs")
-        if venv:
-            (dest / ".venv").symlink_to(venv)
+        spec = Spec.model_validate(json.loads(release.spec)["spec"])
+        install_dependencies(dest, spec, self.store.home / "venvs")
 
     def new_instance(self, release: Release, process: str, spec: ProcessSpec,
                      env: dict[str, str]) -> Instance:

@@ -50,6 +50,8 @@ class HealthSpec(Model):
     interval: Duration = Field(1.0, description="time between probes")
     timeout: Duration = Field(2.0, description="how long one probe may take")
     healthy_threshold: int = Field(2, ge=1, le=100, description="consecutive successes to be healthy")
+    restart_after: Duration = Field(30.0, description="the agent replaces a running instance "
+                                    "that has failed its health check this long")
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +147,8 @@ class DeploySpec(Model):
                                "rollback; older retired and failed ones are deleted")
     analysis: Duration = Field(0.0, description="blue-green: judge the new release this long "
                                "after the switch and switch back on a breach; 0 = off")
+    fallback_after: Duration = Field(10.0, description="a live release with no healthy "
+                                     "instance this long goes back to the warm previous one")
     canary: CanarySpec = Field(CanarySpec(), description="canary steps and judge")
 
 
@@ -155,6 +159,8 @@ class RouterSpec(Model):
     address: str = Field("0.0.0.0", description="address HAProxy binds")
     hosts: list[str] = Field(default_factory=list, description="Host headers routed to this app")
     default: bool = Field(False, description="receive requests whose Host matches no app")
+    request_timeout: Duration = Field(60.0, description="longest wait for an instance's answer "
+                                      "(HAProxy's server timeout)")
 
 
 class ObserveSpec(Model):
