@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -297,3 +298,46 @@ def test_each_environment_has_its_own_accessories_and_secrets(app: App) -> None:
     app.run("--env", "staging", "destroy", "--yes")
     assert [a["state"] for a in json.loads(app.run("accessory", "status", "--json").stdout)] \
         == ["healthy", "healthy"]  # destroying staging left production's running
+
+
+PARTS_CHECK = '''import os, subprocess, sys
+env = dict(os.environ, PGHOST=os.environ["DB_HOST"], PGPORT=os.environ["DB_PORT"],
+           PGUSER=os.environ["DB_USER"], PGPASSWORD=os.environ["DB_PASSWORD"],
+           PGDATABASE=os.environ["DB_NAME"])
+done = subprocess.run(["psql", "-X", "-At", "-c", "SELECT current_user"], env=env,
+                      capture_output=True, text=True)
+sys.exit(done.stderr) if done.returncode else print("connected as", done.stdout.strip())
+'''
+
+
+@pytest.mark.integration
+def test_accessory_parts_reach_the_app_as_variables_pinned_like_secrets(app: App) -> None:
+    """An app whose settings read DB_HOST/DB_PASSWORD... gets them from the accessory, with
+    no password copied by hand; a variable the user set themselves is never overwritten."""
+    app.configure(accessories__db='type = "postgres"\nversion = "15"\nenv = { DB_HOST = '
+                  '"host", DB_PORT = "port", DB_USER = "user", DB_PASSWORD = "password", '
+                  'DB_NAME = "database" }',
+                  release='command = "python3 parts.py"')
+    (app.dir / "parts.py").write_text(PARTS_CHECK)
+    app.run("deploy")
+    log = next((app.home / "apps" / "hello" / "production" / "logs").glob("release-1.log"))
+    assert "connected as hello" in log.read_text()
+    exported = dict(line.split("=", 1) for line in
+                    app.run("secrets", "export").stdout.splitlines() if "=" in line)
+    url = urllib.parse.urlsplit(exported["DATABASE_URL"])
+    assert exported["DB_PASSWORD"] == urllib.parse.unquote(url.password or "")
+    assert (exported["DB_HOST"], exported["DB_PORT"]) == ("127.0.0.1", str(url.port))
+    # dropping a part from env removes its variable at the next deploy
+    app.configure(accessories__db='env = { DB_HOST = "host" }', release='command = "true"')
+    app.run("deploy")
+    names = json.loads(app.run("secrets", "list", "--json").stdout)
+    names = [n["name"] if isinstance(n, dict) else n for n in names]
+    assert "DB_HOST" in names and "DB_PASSWORD" not in names
+    # a secret set by hand under a mapped name is refused, not overwritten
+    subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "DB_NAME"],
+                   input="mine", text=True, cwd=app.dir, env=app.env(), check=True,
+                   capture_output=True)
+    app.configure(accessories__db='env = { DB_HOST = "host", DB_NAME = "database" }')
+    refused = app.run("deploy", check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "accessories.db.env.DB_NAME" in refused.stderr + refused.stdout

@@ -5,6 +5,7 @@ the secret store under `url_env`, so it reaches the app like any secret and nowh
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import urllib.parse
@@ -86,6 +87,7 @@ def ensure(store: Store, spec: Spec, env: str, progress: Any) -> None:
         if want.port and want.port != acc.port:
             raise ConfigError(f"accessories.{name}.port: it runs on {acc.port}; a port cannot "
                               "change once the app has its URL")
+        _sync_parts(store, acc, want.env, progress)
         if not alive(acc):
             progress(f"starting {acc.label}", app=app, env=env, step="accessory")
             with store.lock(lock_name(acc), f"start {acc.label}", wait=30):
@@ -118,6 +120,42 @@ def _create(store: Store, app: str, env: str, name: str, want: AccessorySpec,
                           want.model_dump_json(), time.time()))
     store.event(app, env, "accessory.created", f"{name}: {want.type} on 127.0.0.1:{port}, "
                 f"URL in secret {want.env_name}")
+    _sync_parts(store, acc, want.env, progress)
+
+
+def url_parts(url: str) -> dict[str, str]:
+    """url, host, port, user, password, database of an accessory's URL."""
+    u = urllib.parse.urlsplit(url)
+    return {"url": url, "host": u.hostname or "", "port": str(u.port or ""),
+            "user": urllib.parse.unquote(u.username or ""),
+            "password": urllib.parse.unquote(u.password or ""), "database": u.path.lstrip("/")}
+
+
+def _sync_parts(store: Store, acc: Accessory, wanted: dict[str, str], progress: Any) -> None:
+    """The variables of `[accessories.NAME] env` (DB_HOST = "host", ...), kept as secrets
+    beside the URL they come from, so they are pinned per release and reach the app as the
+    URL does; a variable the user set as a secret of their own is never overwritten."""
+    key = f"parts:{lock_name(acc)}"
+    ours = set(json.loads(store.get(key) or "[]"))
+    vault = Vault(store, load_key(store.home, create=False))
+    current = vault.values(acc.app, acc.env)
+    url = current.get(acc.spec.env_name)
+    if url is None:
+        return  # reported by password() where it matters
+    parts = url_parts(url.reveal())
+    for var, part in wanted.items():
+        if var in current and var not in ours:
+            raise ConfigError(f"accessories.{acc.name}.env.{var}: {var} is already a secret of "
+                              f"{acc.app} ({acc.env}) set by hand", hint=f"`headway secrets "
+                              f"unset {var}` to let the accessory set it, or remove it from env")
+        if var not in current or current[var].reveal() != parts[part]:
+            vault.set(acc.app, acc.env, var, Secret(parts[part]))
+            progress(f"{acc.label}: {var} set from its {part}", app=acc.app, env=acc.env,
+                     step="accessory")
+    for var in ours - set(wanted):
+        if var in current:
+            vault.unset(acc.app, acc.env, var)
+    store.put(key, json.dumps(sorted(wanted)))
 
 
 _failed: dict[str, tuple[int, float]] = {}  # accessory lock name -> (failures, next try)
