@@ -62,3 +62,55 @@ def test_bad_values_name_the_key(change: tuple[str, str], message: str) -> None:
 def test_invalid_toml_names_the_file() -> None:
     with pytest.raises(ConfigError, match="headway.toml: not valid TOML"):
         parse_spec("[app\nname=1")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("replicas = 2", "replicas = 0"), "processes.web.replicas: 0: the web process needs at least"),
+    (('path = "/up"', 'path = "/up"\ntimeout = nan'), "processes.web.health.timeout: nan is not a finite"),
+    (('path = "/up"', 'path = "/up"\ntimeout = inf'), "processes.web.health.timeout: inf is not a finite"),
+    (('path = "/up"', 'path = "/up"\ninterval = "1e999s"'), "processes.web.health.interval: "),
+    (('path = "/up"', 'path = "/up"\ninterval = "' + "9" * 400 + 's"'),
+     "is not a finite duration"),
+    (('strategy = "blue-green"', 'strategy = "blue-green"\ntimeout = -inf'), "deploy.timeout: "),
+    (('strategy = "blue-green"', 'strategy = "blue-green"\ndrain_timeout = "400d"'),
+     "deploy.drain_timeout: '400d' is longer than a year"),
+    (("port = 18080", "port = 18080\nrequest_timeout = nan"), "router.request_timeout: nan is not a finite"),
+    (("port = 18080", "port = 18080\nrequest_timeout = 0"), "router.request_timeout: must be"),
+    (('path = "/up"', 'path = "/up\\nfrontend evil\\n  bind 127.0.0.1:1"'),
+     "processes.web.health.path: '/up\\nfrontend evil"),
+    (('path = "/up"', 'path = "/up health"'), "processes.web.health.path: '/up health': only URI"),
+    (('path = "/up"', 'path = "/up\\n"'), "processes.web.health.path: "),
+    (('path = "/up"', "path = \"/up'x\""), "processes.web.health.path: "),
+    (('path = "/up"', 'path = "/up#x"'), "processes.web.health.path: "),
+    (("port = 18080", 'port = 18080\nhosts = ["a.example.com", "b.example.com\\nbackend x"]'),
+     "router.hosts: 'b.example.com\\nbackend x' is not a host name"),
+    (("port = 18080", 'port = 18080\nhosts = ["shop example.com"]'), "router.hosts: "),
+    (("port = 18080", 'port = 18080\nhosts = ["shop.example.com:80"]'), "router.hosts: "),
+    (("port = 18080", 'port = 18080\naddress = "0.0.0.0\\n  bind 0.0.0.0:1"'),
+     "router.address: '0.0.0.0\\n  bind 0.0.0.0:1' is not an IP address"),
+    (("port = 18080", 'port = 18080\naddress = "localhost"'), "router.address: "),
+    (("port = 18080", 'port = 18080\n[observe]\nmetrics_address = "127.0.0.1 x"'),
+     "observe.metrics_address: "),
+    (("[processes.web]", '[processes."web\\n"]\ncommand = "x"\n[processes.web]'),
+     "is not a process name"),
+    (("[processes.web]", '[processes.worker]\ncommand = "x"\nreplicas = 0\n[processes.web]'),
+     None),
+])
+def test_values_that_would_break_the_router_or_hang_are_refused(
+        change: tuple[str, str], message: str | None) -> None:
+    text = MINIMAL.replace(*change)
+    if message is None:  # a worker may be scaled to zero
+        parse_spec(text)
+        return
+    with pytest.raises(ConfigError) as err:
+        parse_spec(text, source="/srv/app/headway.toml")
+    assert err.value.message.startswith("/srv/app/headway.toml: ")
+    assert message in err.value.message
+
+
+def test_hosts_and_addresses_that_haproxy_can_take_are_accepted() -> None:
+    spec = parse_spec(MINIMAL.replace("port = 18080", 'port = 18080\naddress = "::1"\n'
+                                      'hosts = ["Shop.Example.com", "localhost", "a-1.b2.io"]'))
+    assert spec.router.address == "::1"
+    path = parse_spec(MINIMAL.replace('path = "/up"', 'path = "/health/live?full=1&x=%20"'))
+    assert path.processes["web"].health.path == "/health/live?full=1&x=%20"

@@ -15,13 +15,24 @@ from headway.spec.models import Spec
 
 
 def load_spec(path: Path) -> Spec:
+    return parse_spec(read_config(path), source=str(path))
+
+
+def read_config(path: Path) -> str:
+    """The text of headway.toml, or a ConfigError that says what is wrong with the path."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a headway.toml",
+                          hint=f"pass the file: -c {path / 'headway.toml'}")
     try:
-        text = path.read_text()
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file", hint="run `headway init` to write one, or pass -c PATH"
         ) from None
-    return parse_spec(text, source=str(path))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def parse_spec(text: str, *, source: str = "headway.toml") -> Spec:
@@ -49,8 +60,12 @@ def _describe(err: Any, data: dict[str, Any]) -> str:
         return f"{path}: required key is missing"
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind in {"literal_error", "string_pattern_mismatch", "int_parsing", "greater_than_equal",
-                "less_than_equal", "string_type", "int_type", "bool_type", "dict_type"}:
+                "less_than_equal", "greater_than", "less_than", "string_type", "int_type",
+                "bool_type", "dict_type", "finite_number", "float_parsing", "float_type"}:
         return f"{path}: {_value_at(data, err['loc'])!r}: {message}"
+    key = message.partition(": ")[0]
+    if loc == [] or key.startswith(f"{path}."):  # the message names a deeper key itself
+        return message
     return f"{path}: {message}"
 
 

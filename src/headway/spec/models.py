@@ -4,6 +4,8 @@ Nothing here touches the disk or the network."""
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from typing import Annotated, Literal
 
@@ -12,6 +14,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 NAME = r"^[a-z][a-z0-9-]{0,39}$"
+MAX_DURATION = 366 * 86400.0  # a year: longer is a typo, and time arithmetic stays finite
+# What HAProxy may be given: an HTTP path of URI characters only (no space, control character,
+# quote, backslash or "#", which would end or comment out the config line), host names.
+URI_PATH = re.compile(r"^/[A-Za-z0-9\-._~!$&()*+,;=:@%/?]*$")
+HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                  r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.IGNORECASE)
 
 
 def parse_duration(value: object) -> float:
@@ -25,9 +33,22 @@ def parse_duration(value: object) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration, e.g. \"2s\"")
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration, e.g. \"2s\"")
     if seconds < 0:
         raise ValueError(f"{value!r} is negative; a duration must be >= 0")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than a year; e.g. \"2s\", \"10m\"")
     return seconds
+
+
+def ip_address(value: str) -> str:
+    """An IP address to bind (HAProxy and the agent's /metrics): nothing else reaches a bind."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address, e.g. \"0.0.0.0\" or "
+                         "\"127.0.0.1\"") from None
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -35,7 +56,7 @@ EnvValue = str | int | float | bool
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HealthSpec(Model):
@@ -66,6 +87,9 @@ class HealthSpec(Model):
     def _path(cls, value: str | None) -> str | None:
         if value and not value.startswith("/"):
             raise ValueError(f'{value!r} must start with "/", e.g. "/up"')
+        if value and not URI_PATH.fullmatch(value):
+            raise ValueError(f"{value!r}: only URI characters (no spaces, control characters, "
+                             'quotes, backslashes or "#"), e.g. "/up"')
         return value or None
 
 
@@ -162,6 +186,27 @@ class RouterSpec(Model):
     request_timeout: Duration = Field(60.0, description="longest wait for an instance's answer "
                                       "(HAProxy's server timeout)")
 
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return ip_address(value)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not HOST.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name (letters, digits, dashes and "
+                                 'dots, no port), e.g. "shop.example.com"')
+        return value
+
+    @field_validator("request_timeout")
+    @classmethod
+    def _request_timeout(cls, value: float) -> float:
+        if value < 0.001:
+            raise ValueError("must be at least 1ms, e.g. \"60s\"")
+        return value
+
 
 class ObserveSpec(Model):
     """Prometheus endpoints on this host (one agent and one router serve every app)."""
@@ -172,6 +217,11 @@ class ObserveSpec(Model):
                                      description="HAProxy's own exporter at /metrics; 0 = off")
     request_log: bool = Field(True, description="per-request log to the agent (metrics, canary "
                               "judge); off only to measure its cost")
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return ip_address(value)
 
 
 class ReleaseSpec(Model):
@@ -278,25 +328,29 @@ class Spec(Model):
     @classmethod
     def _processes(cls, value: dict[str, ProcessSpec]) -> dict[str, ProcessSpec]:
         for name in value:
-            if not re.match(NAME, name):
+            if not re.fullmatch(NAME, name):
                 raise ValueError(f"{name!r} is not a process name (lowercase letters, digits, dashes)")
         if "web" not in value:
             raise ValueError("needs a [processes.web] table: the process that receives HTTP traffic")
         if not value["web"].health.path:
             raise ValueError("processes.web.health.path must be set: the router needs a health check")
+        if value["web"].replicas < 1:
+            raise ValueError(f"processes.web.replicas: {value['web'].replicas}: the web process "
+                             "needs at least 1 instance, or the router has no server to send "
+                             "requests to (use `headway destroy` to take the app down)")
         return value
 
     @model_validator(mode="after")
     def _env_names(self) -> Spec:
         for key in self.env:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"env.{key}: not a valid variable or environment name")
         for key in self.secrets:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"secrets.{key}: not a valid variable name")
         seen: dict[str, str] = {}
         for name, acc in self.accessories.items():
-            if not re.match(NAME, name):
+            if not re.fullmatch(NAME, name):
                 raise ValueError(f"accessories.{name}: lowercase letters, digits, dashes")
             if acc.type == "redis" and (acc.database or acc.user):
                 raise ValueError(f"accessories.{name}: database and user are postgres keys")
@@ -305,7 +359,7 @@ class Spec(Model):
                                  f"of accessories.{seen[acc.env_name]}; set url_env")
             seen[acc.env_name] = name
         for name, where in self.volumes.items():
-            if not re.match(NAME, name):
+            if not re.fullmatch(NAME, name):
                 raise ValueError(f"volumes.{name}: lowercase letters, digits, dashes")
             parts = where.strip("/").split("/")
             if where.startswith("/") or not where.strip("/") or ".." in parts:
@@ -314,7 +368,7 @@ class Spec(Model):
         taken: dict[str, str] = {}
         for name, acc in self.accessories.items():
             for var in acc.env:
-                if not re.match(r"^[A-Z_][A-Z0-9_]*$", var):
+                if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", var):
                     raise ValueError(f"accessories.{name}.env.{var}: not a variable name")
                 if var in taken or var in seen:
                     raise ValueError(f"accessories.{name}.env.{var}: already set by "
