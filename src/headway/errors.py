@@ -3,6 +3,7 @@
 HeadwayError                 base: message, hint, exit_code
 ├── ConfigError              headway.toml (or an argument) is wrong: exit 2
 ├── LockedError              another command holds the app's lock: exit 3
+├── StoreError               the store (state.db) is locked, full, corrupted or unreadable: exit 3
 ├── DeployFailed             a release did not become healthy; traffic stayed put: exit 4
 ├── RouterError              HAProxy is missing, will not start, or refused a command: exit 5
 ├── RuntimeFailure           an instance could not be built, started or stopped: exit 6
@@ -31,6 +32,12 @@ class ConfigError(HeadwayError):
 
 class LockedError(HeadwayError):
     """Another headway command holds the lock this one needs."""
+
+    exit_code = 3
+
+
+class StoreError(HeadwayError):
+    """The store could not be read or written (locked too long, disk full, corrupted)."""
 
     exit_code = 3
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from headway.errors import LockedError
+from headway.store import leftovers, snapshots
 from headway.store.procs import pid_alive, proc_start_time
+from headway.store.sqlite import connect, store_error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps(app TEXT, env TEXT, router_port INT, router_address TEXT,
@@ -49,6 +52,8 @@ CREATE TABLE IF NOT EXISTS backups(id TEXT PRIMARY KEY, app TEXT, env TEXT, acce
 CREATE TABLE IF NOT EXISTS samples(app TEXT, env TEXT, release INT, second INT, c2 INT, c3 INT,
   c4 INT, c5 INT, hist TEXT, seconds_sum REAL, PRIMARY KEY(app, env, release, second));
 """
+
+TABLES = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA)
 
 
 def home_dir() -> Path:
@@ -119,15 +124,31 @@ def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) ->
 
 
 class Store:
-    def __init__(self, home: Path) -> None:
+    """Every sqlite3 error below surfaces as a StoreError naming state.db (see store.sqlite)."""
+
+    def __init__(self, home: Path, *, timeout: float | None = None) -> None:
         self.home = home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = sqlite3.connect(home / "state.db", timeout=30, isolation_level=None)
+        self.path = home / "state.db"
+        try:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise store_error(self.path, exc) from exc
+        self.db = connect(self.path, timeout=timeout)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        have = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not set(TABLES) <= have:  # checked first: opening a store needs no write lock
+            self.db.executescript(SCHEMA)
         _add_columns(self.db, "apps", {"health_expect": "TEXT DEFAULT '2xx'"})
+        _add_columns(self.db, "releases", {"builder_pid": "INT", "builder_start": "INT"})
+
+    def close(self) -> None:
+        self.db.close()
+
+    def snapshot(self, reason: str = "manual") -> Path:
+        """A consistent copy of the store in store-backups/ (see store.snapshots)."""
+        return snapshots.take(self.db, self.home, reason)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -140,7 +161,10 @@ class Store:
         self.db.execute("COMMIT")
 
     def q(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        return self.db.execute(sql, args).fetchall()
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:  # a corrupted page shows only when it is read
+            raise store_error(self.path, exc) from exc
 
     # apps -----------------------------------------------------------------------------------
     def upsert_app(self, app: str, env: str, router_port: int, router_address: str,
@@ -166,15 +190,20 @@ class Store:
 
     # releases -------------------------------------------------------------------------------
     def add_release(self, app: str, env: str, *, digest: str, root: Path, spec: str) -> Release:
-        """A new release numbered after the last one; its artifact goes in root/<number>."""
+        """A new release numbered after the last one; its artifact goes in root/<number>.
+        The store is copied first (a deploy is when a good copy is worth having), and the
+        builder's pid kept so that a build killed midway is found and failed later."""
+        self.snapshot("deploy")
+        me = os.getpid()
         with self.tx() as db:
             (last,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM releases WHERE app=? "
                                  "AND env=?", (app, env)).fetchone()
             path = str(root / str(last + 1))
             rel = Release(app, env, last + 1, "building", digest, path, spec, time.time())
-            db.execute("INSERT INTO releases(app, env, number, status, digest, path, spec, created)"
-                       " VALUES(?,?,?,?,?,?,?,?)",
-                       (app, env, rel.number, rel.status, digest, path, spec, rel.created))
+            db.execute("INSERT INTO releases(app, env, number, status, digest, path, spec, "
+                       "created, builder_pid, builder_start) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                       (app, env, rel.number, rel.status, digest, path, spec, rel.created,
+                        me, proc_start_time(me)))
         return rel
 
     def releases(self, app: str, env: str) -> list[Release]:
@@ -246,9 +275,28 @@ class Store:
                 self.q("SELECT step, phase FROM journal WHERE deploy=? ORDER BY seq", deploy)]
 
     def interrupted_deploys(self, app: str, env: str) -> list[dict[str, Any]]:
-        """Deploys still marked running whose process is gone (killed, crashed)."""
+        """Deploys still marked running whose process is gone (killed, crashed). Releases whose
+        build was killed (no deploy row yet) are failed and their leftovers removed on the way,
+        since every command that recovers asks this first."""
+        self.fail_dead_builds(app, env)
         rows = self.q("SELECT * FROM deploys WHERE app=? AND env=? AND status='running'", app, env)
         return [dict(r) for r in rows if not pid_alive(r["pid"], r["pid_start"])]
+
+    def fail_dead_builds(self, app: str, env: str) -> list[int]:
+        """Mark failed the releases still 'building' whose builder process is gone, and delete
+        the partial release folder and virtualenv it left. Returns their numbers."""
+        rows = self.q("SELECT number, path, builder_pid, builder_start FROM releases WHERE app=? "
+                      "AND env=? AND status='building'", app, env)
+        dead = [r for r in rows if r["builder_pid"] is not None
+                and not pid_alive(r["builder_pid"], r["builder_start"])]
+        for r in dead:
+            why = f"build interrupted: its command (pid {r['builder_pid']}) died"
+            self.db.execute("UPDATE releases SET status='failed', failure=? WHERE app=? AND "
+                            "env=? AND number=? AND status='building'", (why, app, env,
+                                                                       r["number"]))
+            self.event(app, env, "deploy.failed", why, release=r["number"])
+            leftovers.remove_build(self.home, Path(r["path"]), r["builder_pid"])
+        return [r["number"] for r in dead]
 
     def deploys(self, app: str, env: str, *, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.q("SELECT * FROM deploys WHERE app=? AND env=? ORDER BY id DESC LIMIT ?",

@@ -1,0 +1,49 @@
+"""What an interrupted build leaves on disk: a partial release folder (`releases/N` or
+`releases/N.tmp`) and a half-built shared virtualenv (`venvs/KEY.tmpPID`, `KEY.tmpPID.txt`).
+Removes only what belongs to a builder process that is gone; never a finished virtualenv or
+a release that is not failed or building."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from headway.store.procs import pid_alive
+
+_TMP = re.compile(r"\.tmp(\d+)(\.txt)?$")
+
+
+def remove_build(home: Path, release_path: Path, builder_pid: int) -> None:
+    """The partial folder of one killed build, and the virtualenv its builder was making."""
+    for path in (release_path, release_path.with_name(release_path.name + ".tmp")):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in (home / "venvs").glob(f"*.tmp{builder_pid}*"):
+        m = _TMP.search(path.name)
+        if m and int(m.group(1)) == builder_pid:
+            _remove(path)
+
+
+def dead_venvs(home: Path) -> list[Path]:
+    """Half-built virtualenvs whose builder process is gone."""
+    found = []
+    for path in (home / "venvs").glob("*.tmp*"):
+        m = _TMP.search(path.name)
+        if m and not pid_alive(int(m.group(1))):
+            found.append(path)
+    return found
+
+
+def sweep(home: Path) -> list[Path]:
+    """Remove every half-built virtualenv whose builder is gone (the agent runs this)."""
+    gone = dead_venvs(home)
+    for path in gone:
+        _remove(path)
+    return gone
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
