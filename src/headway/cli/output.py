@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -25,6 +27,7 @@ out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
+APP_NAME = r"[a-z][a-z0-9-]{0,39}"  # as [app] name in spec/models.py
 LIVE_WINDOW = 10  # seconds of request log behind the live figures
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 
@@ -36,6 +39,13 @@ class Context:
     app_name: str | None = None
     _store: Any = None
 
+    def __post_init__(self) -> None:
+        # --app names folders, keys and HAProxy backends: the same rule as [app] name
+        if self.app_name is not None and not re.fullmatch(APP_NAME, self.app_name):
+            raise ConfigError(f"--app {self.app_name!r}: not an app name (lowercase letters, "
+                              "digits and dashes, at most 40, starting with a letter)",
+                              hint="the [app] name of its headway.toml, e.g. --app shop")
+
     def spec(self) -> Any:
         from headway.spec import load_spec
 
@@ -43,13 +53,36 @@ class Context:
         if spec.app.runtime == "kubernetes":
             raise ConfigError(f"{self.config}: app.runtime: \"kubernetes\" is not available "
                               "in this version of Headway",
-                              hint='use runtime = "podman", "docker", "process" or "auto"')
+                              hint='use runtime = "podman", "process" or "auto"')
+        self._check_env_name(spec)
         return spec
+
+    def _check_env_name(self, spec: Any) -> None:
+        """--env with no [env.NAME] table is fine, unless it looks like a typo of one."""
+        known = spec.environments()
+        close = difflib.get_close_matches(self.env, known, n=1, cutoff=0.75)
+        if self.env not in known and close:
+            raise ConfigError(f"{self.config}: --env {self.env}: no [env.{self.env}] table; "
+                              f"did you mean --env {close[0]}?",
+                              hint=f"add an [env.{self.env}] table (it may be empty) to use "
+                              f"{self.env} without overrides")
+
+    def _check_deployable(self, spec: Any) -> None:
+        """What `config check` must refuse because `deploy` would: no app folder, docker."""
+        self.source(spec)
+        for key, value in (("app.runtime", spec.app.runtime), ("build.engine", spec.build.engine)):
+            if value == "docker":
+                raise ConfigError(f'{self.config}: {key}: "docker" is not supported yet: '
+                                  "Headway runs and builds containers with podman",
+                                  hint='install podman and use runtime = "podman" (or "auto"); '
+                                  "its images run under Docker too")
 
     def source(self, spec: Any) -> Path:
         folder: Path = (self.config.parent / spec.app.path).resolve()
         if not folder.is_dir():
-            raise ConfigError(f"{self.config}: app.path: {folder} is not a folder")
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise ConfigError(f"{self.config}: app.path: {spec.app.path!r} ({folder}) {what}",
+                              hint="app.path is the app folder, relative to headway.toml")
         return folder
 
     def app(self) -> str:
@@ -66,6 +99,8 @@ class Context:
         from headway.secrets import Vault, load_key
 
         spec = self.spec()
+        if strict:
+            self._check_deployable(spec)
         store = self.store()
         has = store.q("SELECT 1 FROM secrets WHERE app=? AND env=? LIMIT 1", spec.app.name,
                       self.env)
@@ -270,6 +305,8 @@ def _status(data: dict[str, Any]) -> Group:
 
 def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,
          follow: bool, as_json: bool) -> None:
+    if lines < 0:
+        raise ConfigError(f"logs -n {lines}: a number of lines, 0 or more", hint="e.g. -n 50")
     insts = [i for i in store.instances(app, env) if process in {None, i.process}]
     if not insts:
         raise NotFound(f"no instances of {app} ({env})" + (f" for {process}" if process else ""))
