@@ -113,3 +113,51 @@ def test_config_show_masks_secrets_and_check_names_missing_ones(app: App) -> Non
     assert shown["env"] == {"LOG": "debug"} and shown["secrets"] == {"API_TOKEN": "[MISSING]"}
     shown = app.run("config", "show")
     assert "API_TOKEN = \"[REDACTED]\"" in shown.stdout and "s3cr3t-value" not in shown.stdout
+
+
+class Crash(BaseException):
+    """Stands for kill -9 at a chosen point: nothing after it runs."""
+
+
+@pytest.mark.parametrize("crash_at", ["master.key.new", "commit", "master.key"])
+def test_rotate_key_killed_at_any_point_leaves_a_key_that_opens_every_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: str) -> None:
+    from click.testing import CliRunner
+
+    from headway.cli.main import cli
+    from headway.secrets import Vault, load_key
+    from headway.store import Store
+
+    home = tmp_path / "home"
+    store = Store(home)
+    Vault(store, load_key(home)).set("shop", "production", "API_TOKEN", Secret("t0ken"))
+    old_key = (home / "master.key").read_bytes()
+    real_replace = os.replace
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name == crash_at:  # killed just before this file is swapped in
+            raise Crash
+        real_replace(src, dst)
+
+    def commit_then_crash(self: Vault, new_key: bytes) -> int:
+        real_rotate(self, new_key)
+        raise Crash
+
+    real_rotate = Vault.rotate
+    monkeypatch.setattr(os, "replace", replace)
+    if crash_at == "commit":
+        monkeypatch.setattr(Vault, "rotate", commit_then_crash)
+    env = {"HEADWAY_HOME": str(home), "HEADWAY_MASTER_KEY": ""}
+    with pytest.raises(Crash):
+        CliRunner().invoke(cli, ["--app", "shop", "secrets", "rotate-key"], env=env,
+                           catch_exceptions=False)
+    monkeypatch.undo()
+    result = CliRunner().invoke(cli, ["--app", "shop", "secrets", "export"], env=env)
+    assert result.output == "API_TOKEN=t0ken\n", result.output
+    assert not (home / "master.key.new").exists()
+    assert ((home / "master.key").read_bytes() == old_key) == (crash_at == "master.key.new")
+    assert (home / "master.key").stat().st_mode & 0o777 == 0o600
+    result = CliRunner().invoke(cli, ["secrets", "rotate-key"], env=env)
+    assert "1 secret versions re-encrypted" in result.output
+    assert Vault(Store(home), load_key(home)).values("shop", "production")[
+        "API_TOKEN"].reveal() == "t0ken"

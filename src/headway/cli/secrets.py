@@ -23,8 +23,9 @@ pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
 def _vault(ctx: output.Context) -> tuple[Vault, str, str]:
     from headway.secrets import Vault, load_key
 
+    app = ctx.app()  # first: a bad --app or headway.toml is refused before the store is made
     store = ctx.store()
-    return Vault(store, load_key(store.home)), ctx.app(), ctx.env
+    return Vault(store, load_key(store.home)), app, ctx.env
 
 
 @click.group()
@@ -88,15 +89,10 @@ def export(ctx: output.Context) -> None:
 @pass_ctx
 def rotate_key(ctx: output.Context) -> None:
     """Re-encrypt every secret on this host under a new master key."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from headway.secrets.vault import KEY_ENV, rotate_key
 
-    from headway.secrets.vault import KEY_ENV, write_key
-
-    vault, _, _ = _vault(ctx)
-    new = AESGCM.generate_key(bit_length=256)
     if os.environ.get(KEY_ENV):
         raise ConfigError(f"{KEY_ENV} is set: the key lives outside Headway",
                           hint=f"unset {KEY_ENV} to use (and rotate) the key file instead")
-    count = vault.rotate(new)
-    write_key(ctx.store().home / "master.key", new)
+    count = rotate_key(ctx.store())
     click.echo(f"{count} secret versions re-encrypted under a new key")

@@ -2,7 +2,9 @@
 name and version as associated data, under a master key from HEADWAY_MASTER_KEY (base64 of 32
 bytes) or a 0600 key file created on first use. Values only exist in clear inside `Secret`,
 which prints as [REDACTED]; they are decrypted where an instance starts and nowhere else.
-Every change is a new version, so a release pins the values it was deployed with."""
+Every change is a new version, so a release pins the values it was deployed with.
+A key rotation writes the new key beside the old one before re-encrypting, so a crash at any
+point leaves a key that opens the store: the next load keeps whichever of the two does."""
 
 from __future__ import annotations
 
@@ -61,6 +63,8 @@ def load_key(home: Path, *, create: bool = True) -> bytes:
                               hint="make one with: head -c32 /dev/urandom | base64")
         return key
     path = home / "master.key"
+    if (home / NEW_KEY).exists():
+        _finish_rotation(home)
     if not path.exists():
         if not create:
             raise NotFound(f"no master key: neither {KEY_ENV} nor {path}")
@@ -68,15 +72,70 @@ def load_key(home: Path, *, create: bool = True) -> bytes:
     return base64.b64decode(path.read_bytes())
 
 
+NEW_KEY = "master.key.new"  # a rotation's key, written before any secret is re-encrypted
+
+
 def write_key(path: Path, key: bytes) -> None:
-    """Atomically, never readable by others, not even for an instant."""
+    """Atomically and durably, never readable by others, not even for an instant."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(base64.b64encode(key))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rotate_key(store: Store) -> int:
+    """A new master key for every secret on this host; how many values were re-encrypted.
+    Order: new key to master.key.new (durable), re-encrypt in one transaction, swap the files.
+    A crash before the commit leaves the old key opening the store, after it the new one;
+    `load_key` sees master.key.new and keeps whichever opens it."""
+    old = load_key(store.home)
+    new = AESGCM.generate_key(bit_length=256)
+    write_key(store.home / NEW_KEY, new)
+    count = Vault(store, old).rotate(new)
+    os.replace(store.home / NEW_KEY, store.home / "master.key")
+    _fsync_dir(store.home)
+    return count
+
+
+def _finish_rotation(home: Path) -> None:
+    """An interrupted rotation: keep the key that opens the store, drop the other."""
+    path, new_path = home / "master.key", home / NEW_KEY
+    new = base64.b64decode(new_path.read_bytes())
+    if path.exists() and not _opens(home, new):
+        new_path.unlink()  # died before the commit: the old key still opens everything
+    else:
+        os.replace(new_path, path)
+    _fsync_dir(home)
+
+
+def _opens(home: Path, key: bytes) -> bool:
+    """Whether `key` decrypts a stored secret (True when there is none to try)."""
+    store = Store(home)
+    try:
+        rows = store.q("SELECT * FROM secrets WHERE ciphertext IS NOT NULL LIMIT 1")
+    finally:
+        store.db.close()
+    for row in rows:
+        aad = f"{row['app']}/{row['env']}/{row['name']}/{row['version']}".encode()
+        try:
+            AESGCM(key).decrypt(row["nonce"], row["ciphertext"], aad)
+        except InvalidTag:
+            return False
+    return True
 
 
 class Vault:
