@@ -1,19 +1,21 @@
 """The engine over fakes: FakeRouter records runtime-API exchanges, FakeRuntime marks instances
-running at once, probes always pass. Proves ordering only; tests/test_deploy.py proves traffic."""
+running at once, probes always pass. Proves ordering only; tests/test_deploy.py proves traffic.
+Also the podman argv, pinned whole."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 from headway.engine import Engine
-from headway.errors import DeployFailed
+from headway.errors import DeployFailed, NotFound
 from headway.router.fake import FakeRouter
-from headway.runtime.process import ProcessRuntime
+from headway.runtime.container import EXPORT_SECRETS, Box, run_argv
+from headway.runtime.fake import FakeRuntime
 from headway.spec import parse_spec
-from headway.store import Instance, Store
+from headway.spec.models import ProcessSpec
+from headway.store import Store
 
 SPEC = '''
 [app]
@@ -29,34 +31,18 @@ strategy = "{strategy}"
 '''
 
 
-class FakeRuntime(ProcessRuntime):
-    """Records instances like the process runtime, but 'runs' them at once; `crash` makes a
-    release's instances exit before they are healthy."""
-
-    crash: ClassVar[set[int]] = set()
-
-    def prepare(self, source: Path, files: list[Path], release: object) -> None:
-        pass
-
-    def start(self, inst: Instance) -> None:
-        super().start(inst)
-        if inst.release in self.crash:
-            self.store.set_instance(inst.id, state="backoff", exit_code=1, restarts=1)
-        else:
-            self.store.set_instance(inst.id, state="running", pid=1)
-
-    def stop(self, inst_id: str, *, remove: bool = True) -> None:
-        self.store.delete_instance(inst_id)
-
-
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setattr("headway.observer.health.probe", lambda *a, **k: None)
     store = Store(tmp_path / "home")
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "VERSION").write_text("1")
-    FakeRuntime.crash = set()
     return Engine(store, FakeRouter(), FakeRuntime(store))
+
+
+def fake(engine: Engine) -> FakeRuntime:
+    runtime: FakeRuntime = engine.runtime  # type: ignore[assignment]
+    return runtime
 
 
 def deploy(engine: Engine, tmp_path: Path, version: str, strategy: str = "blue-green") -> None:
@@ -89,7 +75,7 @@ def test_failed_release_leaves_the_router_as_it_was(engine: Engine, tmp_path: Pa
     router: FakeRouter = engine.router  # type: ignore[assignment]
     deploy(engine, tmp_path, "1")
     before = dict(router.state["be_shop_production"])
-    FakeRuntime.crash = {2}
+    fake(engine).crash = {2}
     with pytest.raises(DeployFailed, match="exited with code 1") as err:
         deploy(engine, tmp_path, "2")
     assert err.value.hint == "traffic stayed on release 1"
@@ -107,3 +93,80 @@ def test_rolling_replaces_one_instance_per_exchange(engine: Engine, tmp_path: Pa
     for exchange in switches:
         assert sum("state ready" in c for c in exchange) == 1
         assert sum("state drain" in c for c in exchange) == 1
+
+
+def test_release_command_runs_once_in_the_release_runtime_and_streams(
+        engine: Engine, tmp_path: Path) -> None:
+    said: list[str] = []
+    engine.progress = lambda message, **fields: said.append(message)
+    fake(engine).lines = ["migrating\n", "done\n"]
+    (tmp_path / "app" / "VERSION").write_text("1")
+    spec = parse_spec(SPEC.format(strategy="blue-green")
+                      + '[release]\ncommand = "migrate --to $HEADWAY_RELEASE"\ntimeout = "5s"\n'
+                      + '[env]\nMODE = "x"\n')
+    engine.deploy(spec, tmp_path / "app", "production")
+    (once,) = fake(engine).ran
+    assert (once.release, once.argv, once.timeout, once.tty) == (1, ["migrate", "--to", "1"],
+                                                                 5.0, False)
+    assert once.env == {"MODE": "x"}
+    assert "[release 1] migrating" in said and "[release 1] done" in said
+    log = engine.store.home / "apps" / "shop" / "production" / "logs" / "release-1.log"
+    assert log.read_text() == "migrating\ndone\n"
+    fake(engine).exit_code = 3
+    (tmp_path / "app" / "VERSION").write_text("2")
+    with pytest.raises(DeployFailed, match="`migrate --to \\$HEADWAY_RELEASE` exited 3"):
+        engine.deploy(spec, tmp_path / "app", "production")
+    assert [r.status for r in engine.store.releases("shop", "production")] == ["failed", "active"]
+    assert {i.release for i in engine.store.instances("shop", "production")} == {1}
+
+
+def test_run_and_exec_use_the_live_release_and_refuse_one_not_built(
+        engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="no live release"):
+        engine.run("shop", "production", ["true"])
+    deploy(engine, tmp_path, "1")
+    fake(engine).exit_code = 5
+    assert engine.run("shop", "production", ["sh"], tty=True) == 5
+    inst = engine.store.instances("shop", "production")[0]
+    assert engine.exec("shop", "production", ["ls"], instance=inst.id) == 5
+    first, second = fake(engine).ran
+    assert (first.release, first.argv, first.tty, first.instance) == (1, ["sh"], True, None)
+    assert (second.argv, second.instance) == (["ls"], inst.id)
+    with pytest.raises(NotFound, match="no release 9"):
+        engine.run("shop", "production", ["true"], release=9)
+    engine.store.set_release("shop", "production", 1, status="pruned")
+    with pytest.raises(NotFound, match="release 1 of shop \\(production\\) is not built"):
+        engine.run("shop", "production", ["true"], release=1)
+    with pytest.raises(NotFound, match="no running instance web-x"):
+        engine.exec("shop", "production", ["ls"], instance="web-x")
+
+
+def test_podman_argv_of_an_instance_and_of_a_one_off_command() -> None:
+    labels = {"headway.home": "/h", "headway.app": "shop", "headway.env": "production",
+              "headway.release": "3", "headway.process": "web"}
+    box = Box(name="web-r3-abc", labels=labels, image="f" * 64, command=["serve", "8080"],
+              env={"PORT": "8080", "HOST": "0.0.0.0"}, secrets={"API": "headway-shop-x"},
+              mounts={"/h/apps/shop/production/volumes/up": "/app/uploads"}, publish=21000,
+              spec=ProcessSpec(command="serve", memory="256m", cpus=0.5, read_only=True))
+    assert run_argv("/usr/bin/podman", box) == [
+        "/usr/bin/podman", "run", "--rm", "--replace", "--name", "web-r3-abc", "--init",
+        "--label", "headway.home=/h", "--label", "headway.app=shop",
+        "--label", "headway.env=production", "--label", "headway.release=3",
+        "--label", "headway.process=web",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--stop-timeout", "10",
+        "-p", "127.0.0.1:21000:8080", "--memory", "256m", "--cpus", "0.5",
+        "--read-only", "--tmpfs", "/run/secrets",
+        "-v", "/h/apps/shop/production/volumes/up:/app/uploads:U",
+        "-e", "HOST=0.0.0.0", "-e", "PORT=8080",
+        "--secret", "headway-shop-x,target=headway-API", "--entrypoint", EXPORT_SECRETS,
+        "f" * 64, "serve", "8080"]
+    once = Box(name="headway-shop-production-run-1", labels=labels | {"headway.process": "run"},
+               image="f" * 64, command=["python", "manage.py", "migrate"], env={"A": "1"},
+               host_network=True, interactive=True, tty=True)
+    assert run_argv("podman", once) == [
+        "podman", "run", "--rm", "--name", "headway-shop-production-run-1", "--init", "-i",
+        "-t", "--label", "headway.home=/h", "--label", "headway.app=shop",
+        "--label", "headway.env=production", "--label", "headway.release=3",
+        "--label", "headway.process=run",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--network", "host",
+        "-e", "A=1", "f" * 64, "python", "manage.py", "migrate"]

@@ -25,7 +25,6 @@ from headway.errors import HeadwayError, LockedError, RuntimeFailure
 from headway.observer.metrics import HeadwayCollector
 from headway.observer.requests import RequestLog, sample_rows
 from headway.router import HAProxy
-from headway.runtime.process import ProcessRuntime
 from headway.store import Store
 
 
@@ -38,7 +37,7 @@ def run_agent(home: Path, *, log: Progress) -> None:
         raise RuntimeFailure(f"an agent is already running for {home}") from None
     store = Store(home)
     router = HAProxy(home)
-    engine = Engine(store, router, ProcessRuntime(store), progress=log)
+    engine = Engine(store, router, progress=log)
     supervisor = Supervisor(store)
     requests = RequestLog(router.log_socket)
     requests.start()

@@ -1,7 +1,8 @@
 """Makes running processes match the store's instances table: starts pending ones, restarts
 crashed ones with backoff, stops (SIGTERM, then SIGKILL after stop_timeout) and removes the
 ones no longer wanted. Instances run in their own session so they outlive an agent restart;
-a new agent adopts them by (pid, start time)."""
+a new agent adopts them by (pid, start time). What an ended instance leaves behind (a killed
+`podman run`'s container) is its runtime's to remove: nothing here knows runtimes apart."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import time
 
 from headway.errors import HeadwayError
+from headway.runtime.base import for_kind, instance_kind
 from headway.secrets import reveal_env
 from headway.store import Instance, Store, pid_alive, proc_start_time
 
@@ -48,7 +50,7 @@ class Supervisor:
             self._spawn(inst, now)
 
     def _spawn(self, inst: Instance, now: float) -> None:
-        _log(inst, f"starting: {_describe(inst.argv)}")
+        _log(inst, f"starting: {_describe(inst)}")
         try:
             # decrypted here, at the last moment, into the child's environment only
             env = inst.env_vars | reveal_env(self.store, inst.app, inst.env, inst.secrets)
@@ -73,9 +75,8 @@ class Supervisor:
         if not alive:
             if inst.pid:
                 self._reap(inst.pid)
-            if inst.argv[1:2] == ["run"] and "--rm" in inst.argv:  # a container: SIGKILL of
-                subprocess.run([inst.argv[0], "rm", "-f", "-t", "0", "--ignore", inst.id],
-                               capture_output=True, check=False)  # `podman run` leaves it
+            if inst.desired == "removed" or inst.state != "stopped":  # once, not every tick
+                for_kind(instance_kind(inst), self.store).remove(inst)  # e.g. its container
             if inst.desired == "removed":
                 self.store.delete_instance(inst.id)
             elif inst.state != "stopped":
@@ -110,10 +111,11 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def _describe(argv: list[str]) -> str:
+def _describe(inst: Instance) -> str:
     """The command line; for a container, the image and the command, not podman's options."""
+    argv = inst.argv
     image = next((n for n, word in enumerate(argv) if re.fullmatch(r"[0-9a-f]{64}", word)), None)
-    if argv[1:2] != ["run"] or image is None:
+    if instance_kind(inst) == "process" or image is None:
         return " ".join(argv)
     return f"container of image {argv[image][:12]}: {' '.join(argv[image + 1:])}"
 

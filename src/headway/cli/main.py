@@ -11,6 +11,7 @@ import click
 
 from headway.cli import output
 from headway.cli.data import accessory, backup
+from headway.cli.run import register as register_run
 from headway.cli.secrets import secrets
 from headway.errors import ConfigError, HeadwayError
 
@@ -128,13 +129,17 @@ def logs(ctx: output.Context, follow: bool, process: str | None, lines: int,
 
 @cli.command()
 @click.option("--yes", is_flag=True, help="do not ask")
+@click.option("--volumes", is_flag=True, help="also delete the data in its [volumes]")
 @pass_ctx
-def destroy(ctx: output.Context, yes: bool) -> None:
+def destroy(ctx: output.Context, yes: bool, volumes: bool) -> None:
     """Stop the app's instances and remove it from the router."""
     app = ctx.app()
     if not yes and sys.stdin.isatty():
-        click.confirm(f"Stop every instance of {app} ({ctx.env}) on this host?", abort=True)
-    ctx.engine().destroy(app, ctx.env)
+        click.confirm(f"Stop every instance of {app} ({ctx.env}) on this host"
+                      + (" and delete its volumes' data?" if volumes else "?"), abort=True)
+    elif volumes and not yes:
+        raise ConfigError("destroy --volumes deletes data", hint="confirm with --yes")
+    ctx.engine().destroy(app, ctx.env, volumes=volumes)
     ctx.after_destroy()
     click.echo(f"{app} ({ctx.env}) destroyed")
     if ctx.store().q("SELECT 1 FROM accessories WHERE app=? AND env=?", app, ctx.env):
@@ -276,6 +281,7 @@ def agent() -> None:
 cli.add_command(secrets)
 cli.add_command(accessory)
 cli.add_command(backup)
+register_run(cli)
 
 
 def main() -> None:

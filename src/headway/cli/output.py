@@ -136,10 +136,9 @@ class Context:
         from headway.agent.control import ensure_agent
         from headway.engine import Engine
         from headway.router import HAProxy
-        from headway.runtime.process import ProcessRuntime
 
         store = self.store()
-        return Engine(store, HAProxy(store.home), ProcessRuntime(store), progress=progress,
+        return Engine(store, HAProxy(store.home), progress=progress,
                       ensure_agent=lambda: ensure_agent(store.home))
 
     def status(self) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +15,14 @@ from typing import Protocol
 
 from headway.accessories import backups, manage
 from headway.engine import analysis, routing
-from headway.errors import DeployFailed, HeadwayError, NotFound
+from headway.errors import DeployFailed, HeadwayError, NotFound, RuntimeFailure
 from headway.observer.health import wait_healthy
 from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
 from headway.runtime import artifact, container
-from headway.runtime.process import ProcessRuntime, expand, release_env
-from headway.secrets import reveal_env, secrets_state, sources
+from headway.runtime.base import Runtime, for_kind, instance_kind, release_kind
+from headway.runtime.process import expand, log_tail, volumes_root
+from headway.secrets import secrets_state, sources
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store
 
@@ -58,9 +58,11 @@ def release_spec(release: Release) -> Spec:
 
 
 class Engine:
-    def __init__(self, store: Store, router: Router, runtime: ProcessRuntime, *,
+    def __init__(self, store: Store, router: Router, runtime: Runtime | None = None, *,
                  progress: Progress = _quiet,
                  ensure_agent: Callable[[], None] = lambda: None) -> None:
+        """`runtime`: one runtime for every release (tests pass a fake); by default each
+        release runs on the runtime it was built for."""
         self.store, self.router, self.runtime = store, router, runtime
         self.progress, self.ensure_agent = progress, ensure_agent
 
@@ -137,9 +139,8 @@ class Engine:
                 self._release_phase(spec, release, env_vars)
             elif step.kind == "start":
                 for _ in range(step.count):
-                    inst = self._runtime(release).new_instance(release, step.process,
-                                                     spec.processes[step.process], env_vars)
-                    self.runtime.start(inst)
+                    inst = self._runtime(release).start(release, step.process,
+                                                        spec.processes[step.process], env_vars)
                     groups.setdefault(step.group, []).append(inst.id)
             elif step.kind == "wait_healthy":
                 insts = self._get([i for g in step.groups for i in groups.get(g, [])])
@@ -183,41 +184,87 @@ class Engine:
         return self._get(ids)
 
     def _release_phase(self, spec: Spec, release: Release, env_vars: dict[str, str]) -> None:
-        """The release command, once, in the new release's folder and environment, after a
-        backup of the accessories it may change."""
+        """The release command, once, in a new short-lived instance of the release (its image,
+        or its folder and dependencies), after a backup of the accessories it may change. Its
+        output goes line by line to the progress callback and to logs/release-N.log."""
         assert spec.release.command
         taken = backups.before_release(self.store, release.app, release.env,
                                        spec.pre_release_backups(), release.number)
+        fields: dict[str, object] = {"app": release.app, "env": release.env,
+                                     "release": release.number}
         for b in taken:
             self.progress(f"backup {b.id} of {b.accessory} taken ({b.size} bytes)",
-                          app=release.app, env=release.env, release=release.number,
-                          step="backup")
-        pinned = json.loads(release.spec)["secrets"].get("version", 0)
-        env = release_env(release, env_vars) | reveal_env(self.store, release.app, release.env,
-                                                         pinned)
+                          **fields, step="backup")
+        known = env_vars | {"HEADWAY_APP": release.app, "HEADWAY_ENV": release.env,
+                            "HEADWAY_RELEASE": str(release.number)}
+        argv = expand(spec.release.command, known)  # secrets: in its environment, not argv
         log = self.store.home / "apps" / release.app / release.env / "logs" / \
             f"release-{release.number}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "wb") as out:
+        with open(log, "w") as out:
+            def line(text: str) -> None:
+                out.write(text)
+                out.flush()
+                self.progress(f"[release {release.number}] {text.rstrip()}", **fields,
+                              step="release")
+
             try:
-                code = subprocess.run(expand(spec.release.command, env), cwd=release.path,
-                                      env=env, stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, timeout=spec.release.timeout,
-                                      check=False).returncode
-            except FileNotFoundError as exc:
-                out.write(f"headway: {exc.strerror}: {exc.filename}\n".encode())
-                code = 127
-            except subprocess.TimeoutExpired:
-                code = -1
+                code = self._runtime(release).run_once(release, argv, env=env_vars,
+                                                       timeout=spec.release.timeout, output=line)
+                why = f"exited {code}"
+            except RuntimeFailure as exc:
+                out.write(f"headway: {exc.message}\n")
+                code, why = -1, exc.message
         self.store.event(release.app, release.env, "release.command",
-                         f"`{spec.release.command}` exited {code}", release=release.number)
+                         f"`{spec.release.command}` {why}", release=release.number)
         if code != 0:
             tail = "".join(log.read_text(errors="replace").splitlines(True)[-20:])
-            why = "timed out" if code == -1 else f"exited {code}"
             saved = "".join(f"\nthe data before it is backup {b.id}; to put it back: "
                             f"{b.restore_command()}" for b in taken)
             raise DeployFailed(f"release command `{spec.release.command}` {why}; no traffic "
                                f"moved{saved}", log_tail=tail, hint=f"full output: {log}")
+
+    # one-off commands --------------------------------------------------------------------------
+    def run(self, app: str, env: str, argv: list[str], *, release: int | None = None,
+            tty: bool = False) -> int:
+        """argv in a new short-lived instance of `release` (default: the live one), on the
+        caller's terminal; its exit code. Never in rotation."""
+        rel = self._built(app, env, release)
+        return self._runtime(rel).run_once(rel, argv, env=json.loads(rel.spec)["env"], tty=tty)
+
+    def exec(self, app: str, env: str, argv: list[str], *, instance: str | None = None,
+             tty: bool = False) -> int:
+        """argv inside a running instance (default: one of the live release's web ones)."""
+        running = [i for i in self.store.instances(app, env)
+                   if i.desired == "running" and i.state == "running"]
+        active = self.active(app, env)
+        if instance is not None:
+            inst = next((i for i in running if i.id == instance), None)
+        else:
+            inst = next((i for i in sorted(running, key=lambda i: i.process != "web")
+                         if active and i.release == active.number), None)
+        if inst is None:
+            raise NotFound(f"{app} ({env}) has no running instance "
+                           + (instance or "of its live release"),
+                           hint="`headway status` lists them")
+        rel = self._built(app, env, inst.release)
+        return self._of(inst).run_once(rel, argv, env=json.loads(rel.spec)["env"], tty=tty,
+                                       instance=inst)
+
+    def _built(self, app: str, env: str, number: int | None) -> Release:
+        """The release (default: the live one), refused unless its artifact exists."""
+        rel = self.active(app, env) if number is None else self.store.release(app, env, number)
+        if rel is None:
+            raise NotFound(f"{app} ({env}) has " + ("no live release" if number is None else
+                                                    f"no release {number}"),
+                           hint="`headway releases` lists them; `headway deploy` builds one")
+        broken = rel.status in {"building", "pruned"} or not Path(rel.path).is_dir() \
+            or (rel.failure or "").startswith("build failed")
+        if broken:
+            raise NotFound(f"release {rel.number} of {app} ({env}) is not built "
+                           f"({rel.status}{': ' + rel.failure if rel.failure else ''})",
+                           hint="`headway releases` lists the ones that are")
+        return rel
 
     def _judge(self, w: analysis.Watch, limits: AnalysisSpec) -> None:
         self.store.event(w.app, w.env, "analysis.started", f"{w.label}: judging release "
@@ -358,8 +405,7 @@ class Engine:
         for name, proc in spec.processes.items():
             have = sum(1 for i in warm if i.process == name)
             for _ in range(proc.replicas - have):
-                inst = self._runtime(target).new_instance(target, name, proc, env_vars)
-                self.runtime.start(inst)
+                inst = self._runtime(target).start(target, name, proc, env_vars)
                 fresh.append(inst)
         if fresh:
             self._wait_healthy(self._get([i.id for i in fresh]), health, spec.deploy.timeout)
@@ -407,7 +453,7 @@ class Engine:
         """Delete their folders (and images); the agent calls this too, for releases whose
         instances were still stopping when the deploy that retired them ended."""
         for rel in self.prunable(app, env):
-            self._runtime(rel).forget(rel)
+            self._runtime(rel).remove(rel)
             shutil.rmtree(rel.path, ignore_errors=True)
             self.store.set_release(app, env, rel.number, status="pruned")
 
@@ -418,7 +464,8 @@ class Engine:
                                warm_until=None)
 
     # destroy ---------------------------------------------------------------------------------
-    def destroy(self, app: str, env: str) -> None:
+    def destroy(self, app: str, env: str, *, volumes: bool = False) -> None:
+        """Stop and forget the app's environment; its volumes' data too with `volumes`."""
         with self.store.lock(f"app:{app}:{env}", f"headway destroy {app} --env {env}",
                              wait=2):
             insts = self.store.instances(app, env)
@@ -429,12 +476,14 @@ class Engine:
                 routing.switch(self.store, self.router, enable=[], drain=web)
                 self._wait_drained(self._get([i.id for i in web]), 10)
             for inst in insts:
-                self.runtime.stop(inst.id)
+                self._of(inst).stop(inst)
             self._wait_gone([i.id for i in insts], timeout=max([i.stop_timeout for i in insts],
                                                                default=0) + 5)
             for acc in manage.load(self.store, app, env):
                 manage.stop(self.store, acc)
             container.remove_secrets(app, env)
+            if volumes:
+                shutil.rmtree(volumes_root(self.store, app, env), ignore_errors=True)
             self.store.delete_app(app, env)
             self.store.event(app, env, "destroyed", f"{app} ({env}) removed from this host")
 
@@ -459,11 +508,12 @@ class Engine:
         self.ensure_agent()  # after the app is recorded: an agent with no app exits
         routing.sync_from_router(self.store, self.router, spec.app.name, env)
 
-    def _runtime(self, release: Release) -> ProcessRuntime:
-        """Where the release's instances run: this host's processes, or its container engine."""
-        binary = json.loads(release.spec).get("runtime", "process")
-        return self.runtime if binary == "process" else \
-            container.ContainerRuntime(self.store, binary)
+    def _runtime(self, release: Release) -> Runtime:
+        """Where the release's instances and commands run: the runtime it was built for."""
+        return self.runtime or for_kind(release_kind(release), self.store)
+
+    def _of(self, inst: Instance) -> Runtime:
+        return self.runtime or for_kind(instance_kind(inst), self.store)
 
     def _live(self, release: Release) -> list[Instance]:
         return [i for i in self.store.instances(release.app, release.env, release=release.number)
@@ -474,8 +524,10 @@ class Engine:
 
     def _wait_healthy(self, insts: list[Instance], health: dict[str, HealthSpec],
                       timeout: float, *, quick: bool = False) -> None:
+        by_id = {i.id: self._of(i) for i in insts}
         wait_healthy(insts, health, deadline=time.monotonic() + timeout,
-                     observe=self.runtime.observe, log_tail=self.runtime.log_tail, quick=quick)
+                     observe=lambda inst_id: by_id[inst_id].observe(inst_id),
+                     log_tail=log_tail, quick=quick)
 
     def _wait_drained(self, insts: list[Instance], timeout: float) -> None:
         if not insts:
@@ -492,7 +544,7 @@ class Engine:
     def _discard(self, insts: list[Instance]) -> None:
         routing.remove(self.store, self.router, [i for i in insts if i.routed != "none"])
         for inst in insts:
-            self.runtime.stop(inst.id)
+            self._of(inst).stop(inst)
 
     def _wait_gone(self, ids: list[str], *, timeout: float) -> None:
         deadline = time.monotonic() + timeout

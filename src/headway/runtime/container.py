@@ -7,21 +7,35 @@ Each container is labelled with app, release and process, published on a loopbac
 when the app has accessories, on the host's network to reach them on 127.0.0.1), runs
 as the image's non-root user with every capability dropped, and gets its secrets as files
 from the engine's secret store (never as `-e`, which `podman inspect` shows): a small /bin/sh
-entrypoint exports them before it execs the command."""
+entrypoint exports them before it execs the command. A one-off command (the release phase,
+`headway run`) is a `podman run --rm` of the same image with the same variables, secrets,
+network and volumes (bind mounts of folders outside every release, owned by the image's
+user); `headway exec` is `podman exec` in a running instance. The argv is `run_argv`'s, pure."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import os
+import secrets
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from headway.builder import image
 from headway.builder.containerfile import PORT
 from headway.errors import ConfigError, RuntimeFailure
 from headway.runtime.artifact import materialize
-from headway.runtime.process import ProcessRuntime, expand
+from headway.runtime.base import KIND_VAR, Output
+from headway.runtime.process import (
+    ProcessRuntime,
+    ensure_volumes,
+    expand,
+    pinned_secrets,
+    release_env,
+    run_command,
+)
 from headway.secrets import load_key, reveal_env
 from headway.spec.models import BuildSpec, ProcessSpec, Spec
 from headway.store import Instance, Release, Store
@@ -52,10 +66,68 @@ def repository(spec: Spec) -> str:
     return f"{spec.registry.server}/{name}" if spec.registry.server else f"localhost/headway/{name}"
 
 
-class ContainerRuntime(ProcessRuntime):
+@dataclass
+class Box:
+    """One container to run: everything its `podman run` argv depends on."""
+
+    name: str
+    labels: dict[str, str]
+    image: str
+    command: list[str]
+    env: dict[str, str]  # variables inside (never secrets)
+    secrets: dict[str, str] = field(default_factory=dict)  # NAME -> engine secret's name
+    mounts: dict[str, str] = field(default_factory=dict)  # host folder -> path inside
+    host_network: bool = False
+    publish: int | None = None  # loopback port -> PORT inside
+    spec: ProcessSpec | None = None  # an instance's limits; None: a one-off command
+    interactive: bool = False
+    tty: bool = False
+
+
+def run_argv(binary: str, box: Box) -> list[str]:
+    """`podman run` of a box, in the foreground, removed when it ends. Pure."""
+    argv = [binary, "run", "--rm"]
+    if box.spec is not None:
+        argv.append("--replace")
+    argv += ["--name", box.name, "--init"]
+    argv += ["-i"] * box.interactive + ["-t"] * box.tty
+    for key, value in box.labels.items():
+        argv += ["--label", f"{key}={value}"]
+    argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    if box.spec is not None:
+        argv += ["--stop-timeout", str(int(box.spec.stop_timeout))]
+    if box.host_network:
+        argv += ["--network", "host"]
+    elif box.publish:
+        argv += ["-p", f"127.0.0.1:{box.publish}:{PORT}"]
+    if box.spec is not None and box.spec.memory:
+        argv += ["--memory", box.spec.memory]
+    if box.spec is not None and box.spec.cpus:
+        argv += ["--cpus", str(box.spec.cpus)]
+    if box.spec is not None and box.spec.read_only:  # /tmp, /run stay writable
+        argv += ["--read-only", "--tmpfs", "/run/secrets"]  # secrets need a place too
+    for host, inside in sorted(box.mounts.items()):  # :U: owned by the container's user
+        argv += ["-v", f"{host}:{inside}:U"]
+    for key, value in sorted(box.env.items()):
+        argv += ["-e", f"{key}={value}"]
+    for name, engine_name in sorted(box.secrets.items()):
+        argv += ["--secret", f"{engine_name},target=headway-{name}"]
+    if box.secrets:
+        argv += ["--entrypoint", EXPORT_SECRETS]
+    return [*argv, box.image, *box.command]
+
+
+def labels(home: Path, release: Release, process: str) -> dict[str, str]:
+    return {"headway.home": str(home), "headway.app": release.app, "headway.env": release.env,
+            "headway.release": str(release.number), "headway.process": process}
+
+
+class ContainerRuntime:
     def __init__(self, store: Store, binary: str) -> None:
-        super().__init__(store)
-        self.binary = binary
+        self.store = store
+        self.binary = shutil.which(binary) or binary
+        self.kind = Path(binary).name
+        self.processes = ProcessRuntime(store)  # records instances; the agent supervises them
 
     def prepare(self, source: Path, files: list[Path], release: Release) -> None:
         spec = Spec.model_validate(json.loads(release.spec)["spec"])
@@ -75,51 +147,91 @@ class ContainerRuntime(ProcessRuntime):
             image.publish(self.binary, built.names, spec.registry, reveal_env(
                 self.store, release.app, release.env,
                 json.loads(release.spec)["secrets"].get("version", 0)))
-        (dest / IMAGE_FILE).write_text(json.dumps({"id": built.image, "names": built.names}))
+        (dest / IMAGE_FILE).write_text(json.dumps({"id": built.image, "names": built.names,
+                                                   "workdir": self._workdir(built.image)}))
 
-    def new_instance(self, release: Release, process: str, spec: ProcessSpec,
-                     env: dict[str, str]) -> Instance:
-        inst = super().new_instance(release, process, spec, env)
+    def start(self, release: Release, process: str, spec: ProcessSpec,
+              env: dict[str, str]) -> Instance:
+        inst = self.processes.new_instance(release, process, spec, env)
+        inst.env_vars[KIND_VAR] = self.kind
+        box = self._box(release, inst.id, process, inst.env_vars, expose=inst.port)
+        box.spec, box.publish = spec, None if box.host_network else (inst.port or None)
+        box.command = expand(spec.command, box.env)
+        inst.argv = run_argv(self.binary, box)
+        inst.secrets = 0  # in the container through the engine, not in podman's environment
+        Path(inst.log).parent.mkdir(parents=True, exist_ok=True)
+        self.store.add_instance(inst)
+        return inst
+
+    def stop(self, inst: Instance, *, remove: bool = True) -> None:
+        self.processes.stop(inst, remove=remove)  # the agent signals `podman run`
+
+    def observe(self, inst_id: str) -> Instance | None:
+        return self.store.instance(inst_id)
+
+    def run_once(self, release: Release, argv: list[str], *, env: dict[str, str],
+                 timeout: float | None = None, output: Output | None = None,
+                 tty: bool = False, instance: Instance | None = None) -> int:
+        """`podman run --rm` of the release's image (or `podman exec` in `instance`), with
+        its env, secrets, network and volumes."""
+        interactive = output is None
+        if instance is not None:
+            wrap = json.loads(EXPORT_SECRETS) if pinned_secrets(self.store, release) else []
+            cmd = [self.binary, "exec", *["-i"] * interactive, *["-t"] * tty, instance.id,
+                   *wrap, *argv]
+            return run_command(cmd, env=_client_env(), timeout=timeout, output=output)
+        name = f"headway-{release.app}-{release.env}-run-{secrets.token_hex(4)}"
+        base = release_env(release, env) | {"HEADWAY_INSTANCE": name}
+        box = self._box(release, name, "run", base, expose=0)
+        box.command, box.interactive, box.tty = argv, interactive, tty
+        return run_command(run_argv(self.binary, box), env=_client_env(), timeout=timeout,
+                           output=output, on_timeout=lambda: self._kill(name))
+
+    def remove(self, target: Release | Instance) -> None:
+        """An instance: its container, which a SIGKILLed `podman run --rm` leaves behind. A
+        pruned release: its image, untagged where a tag still names it (`latest` or a git sha
+        may have moved on to a newer one); the image goes with its last tag."""
+        if isinstance(target, Instance):
+            self._kill(target.id)
+            return
+        path = Path(target.path) / IMAGE_FILE
+        if path.exists():
+            built = json.loads(path.read_text())
+            image.remove(self.binary, built["names"], only=built["id"])
+
+    def _box(self, release: Release, name: str, process: str, env: dict[str, str], *,
+             expose: int) -> Box:
+        """The container's parts common to instances and one-off commands: image, labels,
+        variables, secrets, network and volumes."""
         built = json.loads((Path(release.path) / IMAGE_FILE).read_text())
         # Accessories listen on the host's loopback, and their URLs say 127.0.0.1: an app that
         # has any shares the host's network (binding $PORT on 127.0.0.1 itself); one that has
         # none gets its own network, published on a loopback port.
         shared = bool(json.loads(release.spec)["spec"].get("accessories"))
-        inside = {k: v for k, v in inst.env_vars.items() if k not in {"PATH", "VIRTUAL_ENV"}}
+        inside = {k: v for k, v in env.items() if k not in {"PATH", "VIRTUAL_ENV", KIND_VAR}}
         if not shared:
-            inside |= {"HOST": "0.0.0.0", "PORT": str(PORT)} if inst.port else {"HOST": "0.0.0.0"}
-        argv = [self.binary, "run", "--rm", "--replace", "--name", inst.id, "--init",
-                "--label", f"headway.home={self.store.home}",
-                "--label", f"headway.app={release.app}", "--label", f"headway.env={release.env}",
-                "--label", f"headway.release={release.number}",
-                "--label", f"headway.process={process}",
-                "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                "--stop-timeout", str(int(spec.stop_timeout))]
-        if shared:
-            argv += ["--network", "host"]
-        elif inst.port:
-            argv += ["-p", f"127.0.0.1:{inst.port}:{PORT}"]
-        if spec.memory:
-            argv += ["--memory", spec.memory]
-        if spec.cpus:
-            argv += ["--cpus", str(spec.cpus)]
-        if spec.read_only:  # /tmp, /run stay writable; secrets need a place to be mounted
-            argv += ["--read-only", "--tmpfs", "/run/secrets"]
-        for key, value in sorted(inside.items()):
-            argv += ["-e", f"{key}={value}"]
-        names = self._secrets(release, inst.secrets)
-        for name, engine_name in names.items():
-            argv += ["--secret", f"{engine_name},target=headway-{name}"]
-        if names:
-            argv += ["--entrypoint", EXPORT_SECRETS]
-        inst.argv = [*argv, built["id"], *expand(spec.command, inside)]
-        inst.secrets = 0  # in the container through the engine, not in podman's environment
-        return inst
+            inside |= {"HOST": "0.0.0.0", "PORT": str(PORT)} if expose else {"HOST": "0.0.0.0"}
+        workdir = built.get("workdir") or self._workdir(built["id"])
+        mounts = {str(folder): f"{workdir.rstrip('/')}/{where}"
+                  for where, folder in ensure_volumes(self.store, release).items()}
+        return Box(name=name, labels=labels(self.store.home, release, process),
+                   image=built["id"], command=[], env=inside,
+                   secrets=self._secrets(release), mounts=mounts, host_network=shared)
 
-    def _secrets(self, release: Release, version: int) -> dict[str, str]:
+    def _workdir(self, image_id: str) -> str:
+        done = subprocess.run([self.binary, "image", "inspect", "--format",
+                               "{{.Config.WorkingDir}}", image_id],
+                              capture_output=True, text=True, check=False)
+        return done.stdout.strip() or "/"
+
+    def _kill(self, name: str) -> None:
+        subprocess.run([self.binary, "rm", "-f", "-t", "0", "--ignore", name],
+                       capture_output=True, check=False)
+
+    def _secrets(self, release: Release) -> dict[str, str]:
         """The pinned secrets as engine secrets, named by a keyed hash of the value (so a new
         value is a new engine secret, and the name reveals nothing); name -> engine's name."""
-        values = reveal_env(self.store, release.app, release.env, version)
+        values = pinned_secrets(self.store, release)
         key = load_key(self.store.home, create=False) if values else b""
         out = {}
         for name, value in values.items():
@@ -133,13 +245,10 @@ class ContainerRuntime(ProcessRuntime):
             out[name] = engine_name
         return out
 
-    def forget(self, release: Release) -> None:
-        """A pruned release: untag its image where a tag still names it (`latest` or a git sha
-        may have moved on to a newer one); the image goes with its last tag."""
-        path = Path(release.path) / IMAGE_FILE
-        if path.exists():
-            built = json.loads(path.read_text())
-            image.remove(self.binary, built["names"], only=built["id"])
+
+def _client_env() -> dict[str, str]:
+    """podman's own environment: the caller's, without anything of the app's."""
+    return dict(os.environ)
 
 
 def remove_secrets(app: str, env: str) -> None:

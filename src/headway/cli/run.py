@@ -1,0 +1,63 @@
+"""`headway run` and `headway exec`: a one-off command in a new short-lived instance of a
+release, or inside a running instance, on the user's terminal (a TTY when stdin is one); the
+command's exit code becomes headway's. Prints nothing of its own, and never a secret."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from headway.cli import output
+from headway.errors import ConfigError
+
+pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
+RAW = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+class _Dashed(click.Command):
+    """Remembers which arguments came before `--` (Click does not tell them apart)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["before_dashes"] = args[:args.index("--")] if "--" in args else None
+        return super().parse_args(ctx, args)
+
+
+def _command(words: tuple[str, ...], usage: str) -> list[str]:
+    if not words:
+        raise ConfigError("no command given", hint=f"e.g. {usage}")
+    return list(words)
+
+
+@click.command(cls=_Dashed, context_settings=RAW)
+@click.option("--release", type=int, default=None,
+              help="the release to run it in (default: the live one)")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def run(ctx: output.Context, release: int | None, command: tuple[str, ...]) -> None:
+    """Run a one-off command in a new instance of the release: headway run -- CMD ARGS."""
+    argv = _command(command, "headway run -- python manage.py shell")
+    code = ctx.engine().run(ctx.app(), ctx.env, argv, release=release,
+                            tty=sys.stdin.isatty())
+    sys.exit(code)
+
+
+@click.command("exec", cls=_Dashed, context_settings=RAW)
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def exec_(ctx: output.Context, words: tuple[str, ...]) -> None:
+    """Run a command inside a running instance: headway exec [INSTANCE] -- CMD ARGS."""
+    before = click.get_current_context().meta.get("before_dashes")
+    instance = before[0] if before else None
+    if before and len(before) > 1:
+        raise ConfigError(f"exec: {' '.join(before)}: one instance before --",
+                          hint="headway exec web-r3-1a2b3c -- ls")
+    argv = _command(words[1:] if instance else words, "headway exec -- ls -la")
+    code = ctx.engine().exec(ctx.app(), ctx.env, argv, instance=instance,
+                             tty=sys.stdin.isatty())
+    sys.exit(code)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run)
+    group.add_command(exec_)
