@@ -24,6 +24,8 @@ class Detected:
     containerfile: str | None = None  # an existing Containerfile/Dockerfile, used as is
     reasons: list[str] = field(default_factory=list)
     build: list[str] = field(default_factory=list)  # run after installing, dev deps present
+    version_range: str = ""  # the declared range, e.g. ">=20" or "20.x"; "" = none declared
+    version_from: str = ""  # where it was declared, e.g. ".nvmrc (v20.11.1)", "engines.node"
 
 
 def exec_form(command: str) -> str:

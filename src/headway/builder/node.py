@@ -1,17 +1,43 @@
 """Node and Bun apps: how they are recognised (package.json with npm / pnpm / yarn, Bun by
-bun.lock(b)), the version they declare, their web command, and the Node stages of a generated
-Containerfile. Reads files only."""
+bun.lock(b)), the version they declare (.nvmrc, .node-version, .tool-versions, engines.node),
+their build steps (scripts.build, prisma generate) and production web command (never a dev
+server), the Node stages of a generated Containerfile, and `install`: the process runtime's
+node_modules for a release folder. Detection reads files only; `install` runs the package
+manager and the build in the release folder it is given, nowhere else."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import shutil
 from pathlib import Path
 
+from headway.builder import semver
 from headway.builder.common import HOST, PORT, Detected, exec_form, read
-from headway.errors import ConfigError
+from headway.errors import ConfigError, RuntimeFailure
+from headway.runner import run
 
 DEFAULT, BUN_DEFAULT = "22", "1"
+LTS = {"argon": 4, "boron": 6, "carbon": 8, "dubnium": 10, "erbium": 12, "fermium": 14,
+       "gallium": 16, "hydrogen": 18, "iron": 20, "jod": 22, "krypton": 24}
+LOCKS = {"bun": ("bun.lock", "bun.lockb"), "pnpm": ("pnpm-lock.yaml",), "yarn": ("yarn.lock",),
+         "npm": ("package-lock.json", "npm-shrinkwrap.json")}
+# Scripts that serve in development only: file watchers, hot reload, dev servers.
+DEV = [(r"\bnodemon\b", "nodemon"), (r"--watch\b", "--watch"), (r"--hot\b", "--hot"),
+       (r"\bnext\s+dev\b", "next dev"), (r"\bnx\s+serve\b", "nx serve"),
+       (r"\bvite\b(?!\s+build)", "the Vite dev/preview server"),
+       (r"\bts-node-dev\b|\btsnd\b", "ts-node-dev"), (r"\btsx\s+watch\b", "tsx watch"),
+       (r"\bwebpack(-dev-server|\s+serve)\b", "webpack-dev-server"),
+       (r"\breact-scripts\s+start\b", "react-scripts start"), (r"\bng\s+serve\b", "ng serve"),
+       (r"\bvue-cli-service\s+serve\b", "vue-cli-service serve"),
+       (r"\b(nuxt|nuxi|remix|astro|vite-node)\s+dev\b", "a framework dev server"),
+       (r"\bgatsby\s+develop\b", "gatsby develop"),
+       (r"\bnest\s+start\b(?!.*--prod)", "nest start (compiles at every start)")]
+PRODUCTION_SCRIPTS = ("start", "start:prod", "start:production", "prod", "serve", "preview")
+TS_ENTRIES = ("main", "index", "server", "app")
+ENV_PREFIX = re.compile(r"^(cross-env\s+)?(NODE_ENV=production\s+)+")
 
 
 def detect(folder: Path, name: str) -> Detected:
@@ -20,75 +46,369 @@ def detect(folder: Path, name: str) -> Detected:
         pkg = json.loads(package.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{package}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    bun = any((folder / f).exists() for f in ("bun.lock", "bun.lockb"))
-    installer = ("bun" if bun else "pnpm" if (folder / "pnpm-lock.yaml").exists() else
-                 "yarn" if (folder / "yarn.lock").exists() else "npm")
-    lock = {"bun": "bun.lock", "pnpm": "pnpm-lock.yaml", "yarn": "yarn.lock"}.get(
-        installer, "package-lock.json" if (folder / "package-lock.json").exists()
-        else "package.json")
-    reasons = [f"dependencies: {lock} -> {installer}"]
-    version, why = (BUN_DEFAULT, f"Bun {BUN_DEFAULT}") if bun else _version(folder, pkg)
-    reasons.append(why)
-    runner = "bun" if bun else "node"
-    language = "bun" if bun else "node"
-    start = pkg.get("scripts", {}).get("start")
-    if start:
-        # `node server.js` is run directly: npm would sit between the signal and the app
-        direct = re.fullmatch(r"(node|bun)\s+[\w./-]+", start.strip())
-        command = start.strip() if direct else f"{installer} run start"
-        explain = f"the start script of package.json ({start!r})"
-    elif pkg.get("main") or (folder / "index.js").exists():
-        entry = pkg.get("main") or "index.js"
-        command, explain = f"{runner} {entry}", f"package.json main: {entry}" \
-            if pkg.get("main") else "index.js"
+    if not isinstance(pkg, dict):
+        raise ConfigError(f"{package}: not a JSON object")
+    installer = next((i for i, files in LOCKS.items() if any((folder / f).exists()
+                                                              for f in files)), "npm")
+    lock = next((f for f in LOCKS[installer] if (folder / f).exists()), "package.json")
+    reasons = [f"dependencies: {lock} -> {installer}" +
+               (" install (no lock file: versions are not pinned)" if lock == "package.json"
+                else "")]
+    manager = pkg.get("packageManager")
+    if isinstance(manager, str) and manager.startswith(f"{installer}@"):
+        reasons.append(f"packageManager: {manager.split('+')[0]}")
+    language = "bun" if installer == "bun" else "node"
+    if language == "bun":
+        version, wanted, source = BUN_DEFAULT, "", ""
+        reasons.append(f"Bun {BUN_DEFAULT}")
     else:
-        return Detected(name, "", f"{package}: no start script, no main, no index.js", language,
-                        version, installer, None, reasons)
-    reasons.append(f"command: {command} ({explain}; it must listen on $PORT)")
-    return Detected(name, command, f"{language.title()} app: {explain}", language, version,
-                    installer, None, reasons)
+        version, wanted, source = node_version(folder, pkg)
+        reasons.append(f"Node {version} from {source} ({wanted!r})" if source else
+                       f"Node {version}: no version declared (default; the process runtime "
+                       "uses this machine's node)")
+    build = _build_steps(folder, pkg, installer)
+    reasons += [f"build: {step}" for step in build]
+    command, explain = _command(folder, pkg, installer, bool(build))
+    if command:
+        reasons.append(f"command: {command} ({explain}; it must listen on $PORT)")
+    return Detected(name, command, f"{language.title()} app: {explain}" if command else
+                    f"{package}: {explain}", language, version, installer, None, reasons, build,
+                    version_range=wanted, version_from=source)
 
 
-def _version(folder: Path, pkg: dict[str, object]) -> tuple[str, str]:
+# Version ----------------------------------------------------------------------------------------
+def node_version(folder: Path, pkg: dict[str, object]) -> tuple[str, str, str]:
+    """(major for the image, the declared range, where it was declared); ("22", "", "") when
+    nothing is declared."""
     for dotfile in (".nvmrc", ".node-version"):
-        if m := re.match(r"v?(\d+)", read(folder / dotfile).strip()):
-            return m.group(1), f"Node {m.group(1)} from {dotfile}"
+        text = read(folder / dotfile).split("#")[0].strip()
+        if text:
+            return _pinned(text, dotfile)
+    for line in read(folder / ".tool-versions").splitlines():
+        words = line.split("#")[0].split()
+        if len(words) >= 2 and words[0] in ("nodejs", "node"):
+            return _pinned(words[1], ".tool-versions")
     engines = pkg.get("engines")
     wanted = engines.get("node") if isinstance(engines, dict) else None
-    if isinstance(wanted, str) and (m := re.search(r"(\d+)", wanted)):
-        return m.group(1), f"Node {m.group(1)} from engines.node {wanted!r}"
-    return DEFAULT, f"Node {DEFAULT}: no version declared (default)"
+    if isinstance(wanted, str) and wanted.strip():
+        try:
+            ranges = semver.parse(wanted)
+        except ValueError as exc:
+            raise ConfigError(f"{folder / 'package.json'}: engines.node {wanted!r}: {exc}",
+                              hint='an npm version range, e.g. ">=20" or "20.x"') from None
+        major = semver.newest_major(ranges, prefer_up_to=int(DEFAULT))
+        if major is None:
+            raise ConfigError(f"{folder / 'package.json'}: engines.node {wanted!r} matches no "
+                              "Node release", hint='e.g. ">=20" or "20.x"')
+        return str(major), wanted.strip(), "engines.node"
+    return DEFAULT, "", ""
+
+
+def _pinned(text: str, source: str) -> tuple[str, str, str]:
+    """A version file's line: `20`, `v20.11.1`, `lts/iron`, `lts/*`, `node`. The image and the
+    process runtime's check use its major: node:MAJOR-slim has the newest patch of it."""
+    low = text.lower().removeprefix("v")
+    if low.startswith("lts/"):
+        major = LTS.get(low[4:]) if low != "lts/*" else int(DEFAULT)
+    elif low in ("node", "stable", "latest", "current"):
+        major = int(DEFAULT)
+    else:
+        major = int(m.group(1)) if (m := re.match(r"(\d+)", low)) else None
+    if major is None:
+        raise ConfigError(f"{source}: {text!r} is not a Node version",
+                          hint="e.g. 20, v20.11.1 or lts/iron")
+    return str(major), f"{major}.x" if text != str(major) else text, f"{source} ({text})"
+
+
+# Build steps and command --------------------------------------------------------------------
+def _build_steps(folder: Path, pkg: dict[str, object], installer: str) -> list[str]:
+    steps = []
+    prisma = pkg.get("prisma")
+    schema = prisma.get("schema") if isinstance(prisma, dict) else None
+    if (folder / "prisma" / "schema.prisma").exists() or isinstance(schema, str):
+        steps.append("node_modules/.bin/prisma generate" +
+                     (f" --schema {shlex.quote(schema)}" if isinstance(schema, str) else ""))
+    if _scripts(pkg).get("build"):
+        steps.append(f"{_tool(installer)} run build")
+    return steps
+
+
+def _scripts(pkg: dict[str, object]) -> dict[str, str]:
+    scripts = pkg.get("scripts")
+    return {k: v for k, v in scripts.items() if isinstance(v, str)} \
+        if isinstance(scripts, dict) else {}
+
+
+def dev_server(script: str) -> str | None:
+    """What makes `script` a development server (nodemon, --watch, next dev...), or None."""
+    return next((why for pattern, why in DEV if re.search(pattern, script)), None)
+
+
+def _command(folder: Path, pkg: dict[str, object], installer: str,
+             builds: bool) -> tuple[str, str]:
+    """The production web command and why; "" and what was looked at when there is none."""
+    scripts = _scripts(pkg)
+    refused = []
+    for name in PRODUCTION_SCRIPTS:
+        script = scripts.get(name, "").strip()
+        if not script or name == "preview" and not _direct(script):
+            continue
+        if why := dev_server(script):
+            refused.append(f"scripts.{name} runs a development server ({why})")
+            continue
+        return _direct(script) or f"{_tool(installer)} run {name}", \
+            f"scripts.{name} of package.json ({script!r})"
+    deps = {**_dict(pkg.get("dependencies")), **_dict(pkg.get("devDependencies"))}
+    main = pkg.get("main")
+    if isinstance(main, str) and main.strip():
+        return f"node {main.strip()}", f"package.json main: {main.strip()}"
+    if "next" in deps:
+        return "node node_modules/next/dist/bin/next start", "a Next.js app: next start"
+    if builds and (entry := _built_entry(folder)):
+        return f"node {entry}", f"the build's output {entry} (tsconfig.json outDir)"
+    for plain in ("index.js", "server.js", "app.js", "main.js"):
+        if (folder / plain).exists():
+            return f"node {plain}", plain
+    looked = "; ".join(refused) + "; " if refused else ""
+    others = ", ".join(PRODUCTION_SCRIPTS[1:])
+    return "", (f"{looked}no start script, no main, no index.js (nor {others}, Next.js, a "
+                "built entry or server.js): set [processes.web] command in headway.toml, "
+                "e.g. \"node dist/main.js\"")
+
+
+def _direct(script: str) -> str:
+    """`node server.js` (after an optional NODE_ENV=production prefix), to run without npm in
+    between (npm would sit between the signal and the app); "" when the script is more."""
+    script = ENV_PREFIX.sub("", script.strip())
+    if re.fullmatch(r"(node|bun)(\s+--?[\w-]+(=[\w.-]+)?)*\s+[\w./@-]+(\s+[\w$./=-]+)*",
+                    script):
+        return script
+    return ""
+
+
+def _built_entry(folder: Path) -> str | None:
+    """dist/main.js for src/main.ts (NestJS), dist/index.js for src/index.ts..., from
+    tsconfig.json's outDir and rootDir (tsc's defaults otherwise)."""
+    text = re.sub(r"(?m)^\s*//.*$", "", read(folder / "tsconfig.json"))
+    out = re.search(r'"outDir"\s*:\s*"([^"]+)"', text)
+    root = re.search(r'"rootDir"\s*:\s*"([^"]+)"', text)
+    out_dir = (out.group(1) if out else "dist").removeprefix("./").rstrip("/")
+    root_dir = (root.group(1) if root else "src").removeprefix("./").rstrip("/")
+    for stem in TS_ENTRIES:
+        for source in (f"{root_dir}/{stem}.ts", f"src/{stem}.ts", f"{stem}.ts"):
+            if (folder / source).exists():
+                rel = Path(source).relative_to(root_dir) if source.startswith(f"{root_dir}/") \
+                    else Path(source).name
+                return f"{out_dir}/{Path(rel).with_suffix('.js')}"
+    return None
+
+
+def _dict(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _tool(installer: str) -> str:
+    """The command scripts are run with: npm for every Node installer (it is in every Node
+    image and install; pnpm's and yarn's node_modules/.bin work with it), bun for Bun."""
+    return "bun" if installer == "bun" else "npm"
 
 
 # Containerfile --------------------------------------------------------------------------------
-def stages(found: Detected, image: str) -> str:
-    cache = "--mount=type=cache,target=/root/.npm"
-    install = {
-        "npm": ("COPY package.json package-lock.json* ./",
-                (f"RUN {cache} if [ -f package-lock.json ]; then npm ci --omit=dev; "
-                "else npm install --omit=dev; fi")),
-        "pnpm": ("COPY package.json pnpm-lock.yaml ./",
-                 ("RUN --mount=type=cache,target=/root/.local/share/pnpm corepack enable && "
-                 "pnpm install --frozen-lockfile --prod")),
-        "yarn": ("COPY package.json yarn.lock ./",
-                 ("RUN --mount=type=cache,target=/usr/local/share/.cache/yarn corepack enable "
-                 "&& yarn install --frozen-lockfile --production")),
-        "bun": ("COPY package.json bun.lock* bun.lockb* ./",
-                ("RUN --mount=type=cache,target=/root/.bun bun install --frozen-lockfile "
-                "--production")),
-    }[found.installer]
-    user = "bun" if found.language == "bun" else "node"  # the official images' own user
-    return f"""FROM {image} AS deps
-WORKDIR /app
-{install[0]}
-{install[1]}
+def _install_lines(found: Detected, *, production: bool) -> tuple[str, str]:
+    """(COPY of the manifests, RUN that installs) for the found installer."""
+    pm = found.installer
+    if pm == "npm":
+        omit = " --omit=dev" if production else " --include=dev"
+        return ("COPY package.json package-lock.json* npm-shrinkwrap.json* ./",
+                ("RUN --mount=type=cache,target=/root/.npm if [ -f package-lock.json ] || "
+                 f"[ -f npm-shrinkwrap.json ]; then npm ci{omit}; else npm install{omit}; fi"))
+    if pm == "bun":
+        return ("COPY package.json bun.lock* bun.lockb* ./",
+                "RUN --mount=type=cache,target=/root/.bun/install/cache bun install "
+                "--frozen-lockfile" + (" --production" if production else ""))
+    enable = (f"(corepack enable {pm} 2>/dev/null || npm install -g --no-audit --no-fund "
+              f"{pm}@{_pinned_tool(found, pm)})")
+    if pm == "pnpm":
+        return ("COPY package.json pnpm-lock.yaml ./",
+                "RUN --mount=type=cache,target=/root/.local/share/pnpm/store " + enable +
+                " && pnpm install --frozen-lockfile" + (" --prod" if production else ""))
+    return ("COPY package.json yarn.lock .yarnrc* ./",
+            "RUN --mount=type=cache,target=/usr/local/share/.cache/yarn " + enable +
+            " && yarn install --frozen-lockfile" + (" --production" if production else ""))
 
-FROM {image}
+
+def _pinned_tool(found: Detected, pm: str) -> str:
+    return next((r.split("@", 1)[1] for r in found.reasons
+                 if r.startswith(f"packageManager: {pm}@")),
+                "latest" if pm == "pnpm" else "1")
+
+
+def _prune(found: Detected) -> str:
+    """Drops dev dependencies from the build stage's node_modules (what the build generated
+    in it, e.g. the Prisma client, stays)."""
+    return {"npm": "npm prune --omit=dev --no-audit --no-fund",
+            "pnpm": "pnpm prune --prod",
+            "yarn": "yarn install --frozen-lockfile --production --prefer-offline",
+            "bun": "rm -rf node_modules && bun install --frozen-lockfile --production"
+            }[found.installer]
+
+
+def stages(found: Detected, image: str) -> str:
+    user = "bun" if found.language == "bun" else "node"  # the official images' own user
+    final = f"""FROM {image}
 ENV NODE_ENV=production HOST={HOST} PORT={PORT}
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY . .
-USER {user}
+"""
+    tail = f"""USER {user}
 EXPOSE {PORT}
 CMD {exec_form(found.command)}
 """
+    if not found.build:
+        copy, install = _install_lines(found, production=True)
+        return f"""FROM {image} AS deps
+WORKDIR /app
+{copy}
+{install}
+
+{final}COPY --from=deps /app/node_modules ./node_modules
+COPY . .
+{tail}"""
+    copy, install = _install_lines(found, production=False)
+    steps = "\n".join(f"RUN NODE_ENV=production {step}" for step in found.build)
+    # The whole built folder goes to the final stage: frameworks put their output in dist/,
+    # .next/, build/ or node_modules/.prisma, so only pruned dev dependencies are left out.
+    return f"""FROM {image} AS build
+WORKDIR /app
+{copy}
+{install}
+COPY . .
+{steps}
+RUN {_prune(found)}
+
+{final}COPY --from=build /app ./
+{tail}"""
+
+
+# Process runtime ------------------------------------------------------------------------------
+def install(app: Path, found: Detected, cache: Path) -> None:
+    """node_modules for the release folder `app` from its lock file (dev dependencies too),
+    then its build steps, then dev dependencies dropped. `cache`: download caches shared by
+    every release. Raises RuntimeFailure (the tool's last lines and a hint) on failure."""
+    cache.mkdir(parents=True, exist_ok=True)
+    env = _tool_env(cache)
+    bun = ensure_bun(cache, env) if found.language == "bun" else ""
+    if bun:
+        _step([bun, "install", *(["--frozen-lockfile"] if _locked(app, found) else [])],
+              app, env, "bun install", found)
+    else:
+        check_node(found, env)
+        _step(_node_install(app, found, cache, production=False), app, env,
+              f"{found.installer} install", found)
+    build_env = env | {"NODE_ENV": "production",
+                       "PATH": f"{app / 'node_modules' / '.bin'}:{env['PATH']}"}
+    for step in found.build:
+        _step(shlex.split(step), app, build_env, step, found)
+    if bun:
+        shutil.rmtree(app / "node_modules", ignore_errors=True)
+        _step([bun, "install", "--production", *(["--frozen-lockfile"] if _locked(app, found)
+                                                 else [])], app, env, "bun install", found)
+        bins = app / "node_modules" / ".bin"
+        bins.mkdir(parents=True, exist_ok=True)
+        (bins / "bun").unlink(missing_ok=True)
+        (bins / "bun").symlink_to(bun)  # instances find bun on PATH (node_modules/.bin)
+    elif found.build:
+        _step(_prune_argv(found, cache), app, env, "dropping dev dependencies", found)
+
+
+def _locked(app: Path, found: Detected) -> bool:
+    return any((app / f).exists() for f in LOCKS[found.installer])
+
+
+def _node_install(app: Path, found: Detected, cache: Path, *, production: bool) -> list[str]:
+    pm = found.installer
+    if pm == "npm":
+        verb = "ci" if _locked(app, found) else "install"
+        return ["npm", verb, "--include=dev" if not production else "--omit=dev",
+                "--cache", str(cache / "npm"), "--prefer-offline", "--no-audit", "--no-fund"]
+    if pm == "pnpm":
+        return ["corepack", "pnpm", "install", "--store-dir", str(cache / "pnpm-store"),
+                *(["--frozen-lockfile"] if _locked(app, found) else []),
+                *(["--prod"] if production else [])]
+    return ["corepack", "yarn", "install", "--cache-folder", str(cache / "yarn"),
+            *(["--frozen-lockfile"] if _locked(app, found) else []),
+            *(["--production"] if production else [])]
+
+
+def _prune_argv(found: Detected, cache: Path) -> list[str]:
+    if found.installer == "npm":
+        return ["npm", "prune", "--omit=dev", "--no-audit", "--no-fund"]
+    if found.installer == "pnpm":
+        return ["corepack", "pnpm", "prune", "--prod"]
+    return ["corepack", "yarn", "install", "--cache-folder", str(cache / "yarn"),
+            "--frozen-lockfile", "--production", "--prefer-offline"]
+
+
+def _tool_env(cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NODE_ENV"}  # dev deps are wanted
+    return env | {"COREPACK_HOME": str(cache / "corepack"), "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
+                  "COREPACK_ENABLE_STRICT": "0", "BUN_INSTALL_CACHE_DIR": str(cache / "bun"),
+                  "npm_config_update_notifier": "false",
+                  "PATH": env.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
+
+
+def _step(argv: list[str], app: Path, env: dict[str, str], what: str, found: Detected) -> None:
+    try:
+        run(argv, cwd=app, env=env, timeout=900, what=what)
+    except RuntimeFailure as exc:
+        raise RuntimeFailure(exc.message, hint=_hint(argv, found)) from exc
+
+
+def _hint(argv: list[str], found: Detected) -> str:
+    if "prisma" in " ".join(argv):
+        return ("prisma generate downloads its engines from binaries.prisma.sh: let this host "
+                "reach it, or set PRISMA_ENGINES_MIRROR / the engine paths in [env]")
+    if "build" in argv:
+        return "the app's build script failed: run it in the app folder to see why"
+    lock = next((f for f in LOCKS[found.installer]), "the lock file")
+    return (f"check that {lock} matches package.json (run `{found.installer} install` and "
+            "commit the lock file) and that the npm registry is reachable")
+
+
+def check_node(found: Detected, env: dict[str, str] | None = None) -> str:
+    """This machine's node version, when it satisfies what the app declares; else a
+    RuntimeFailure naming the version, where it was declared, and how to get it."""
+    node = shutil.which("node", path=(env or os.environ).get("PATH"))
+    if not node:
+        raise RuntimeFailure("node: not found on PATH (the process runtime runs the app with "
+                             "this machine's Node)", hint=_get_node(found))
+    version = run([node, "--version"], what="node --version").strip().removeprefix("v")
+    if found.version_range and not semver.satisfies(version,
+                                                    semver.parse(found.version_range)):
+        raise RuntimeFailure(
+            f"Node {found.version_range} is required by {found.version_from}, but this "
+            f"machine's node ({node}) is v{version}", hint=_get_node(found))
+    return version
+
+
+def _get_node(found: Detected) -> str:
+    major = found.version or DEFAULT
+    return (f"install Node {major} (nvm install {major}, or the nodejs package of "
+            f"deb.nodesource.com / nodejs.org) first on PATH for headway and its agent; or "
+            f'deploy in a container (runtime = "podman": image node:{major}-slim)')
+
+
+def ensure_bun(cache: Path, env: dict[str, str]) -> str:
+    """Bun from the npm registry's `bun` package (it ships the binary), once per cache."""
+    home = cache / "bun-runtime"
+    bun = home / "node_modules" / ".bin" / "bun"
+    if not bun.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            run(["npm", "install", "--prefix", str(home), "--no-audit", "--no-fund",
+                 "--cache", str(cache / "npm"), f"bun@{BUN_DEFAULT}"], env=env,
+                what="installing Bun (npm install bun)")
+        except RuntimeFailure as exc:
+            raise RuntimeFailure(exc.message, hint="Bun comes from the npm registry's bun "
+                                 "package: check that the registry is reachable, or put bun "
+                                 "on PATH") from exc
+    return str(bun.resolve())
