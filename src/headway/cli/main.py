@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from headway.cli import doctor as doctor_cli
 from headway.cli import output
 from headway.cli.data import accessory, backup
 from headway.cli.run import register as register_run
@@ -269,18 +270,11 @@ def check(ctx: output.Context) -> None:
                f"{len(data['secrets'])} secrets)")
 
 
-@cli.command()
-def agent() -> None:
-    """Run the host agent in the foreground (the CLI starts it when needed)."""
-    from headway.agent.main import run_agent
-    from headway.store import home_dir
-
-    run_agent(home_dir(), log=output.agent_log)
-
-
 cli.add_command(secrets)
 cli.add_command(accessory)
 cli.add_command(backup)
+cli.add_command(doctor_cli.agent)  # `headway agent [install]`
+cli.add_command(doctor_cli.doctor)
 register_run(cli)
 
 

@@ -122,6 +122,9 @@ class Context:
 
         if self._store is None:
             self._store = Store(home_dir())
+            from headway.agent.control import revive  # the agent is never gone for good
+            if revive(self._store.home):
+                err.print("the headway agent was not running: started it again")
         return self._store
 
     def recovered_store(self) -> Any:
