@@ -1,41 +1,63 @@
 """Detect how an app is built and started from its files, for `headway init`, `headway build`
 and every deploy: the language (python.py, node.py), or a Containerfile/Dockerfile used as is;
-the runtime version the project declares; the web command. A command configured in
-headway.toml always wins: detection only fills the gaps. Reads files only; never runs the app.
+the runtime version the project declares; the web command (a Procfile `web:` line first, unless
+it runs a dev server). A command configured in headway.toml always wins: detection only fills
+the gaps. Reads files only; never runs the app, never rewrites a user's command beyond adding
+the $HOST/$PORT binding a server lets us add.
 Commands listen on $HOST:$PORT, which Headway sets (127.0.0.1 for processes, 0.0.0.0 in a
 container)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from headway.builder import node, python
-from headway.builder.common import Detected
+from headway.builder.common import Detected, read
 from headway.errors import ConfigError
 
-__all__ = ["Detected", "detect", "render_toml"]
+if TYPE_CHECKING:
+    from headway.builder.needs import Accessory, Needs
+
+__all__ = ["Detected", "bind_host", "detect", "dev_server", "own_command", "procfile",
+           "render_toml"]
+
+OWN = ("Containerfile", "Dockerfile")
+# besides node.DEV (watchers, framework dev servers): Python's and package managers' own
+DEV_SERVER = re.compile(r"\brunserver\b|\bflask\s+run\b|--reload\b|--debug\b"
+                        r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?dev\b")
+SHELL = re.compile(r"&&|\|\||[;|<>`]|\$\(|\$\{\w+:|^\s*(cd|export|source|\.)\s|^\s*\w+=\S")
 
 
-def detect(folder: Path, *, command: str | None = None) -> Detected:
+def detect(folder: Path, *, command: str | None = None, containerfile: str | None = None
+           ) -> Detected:
     """What the app in `folder` is. `command`: the web command from headway.toml, which wins
-    over whatever would be detected (and makes a missing entrypoint no error)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-") or "app"
+    over whatever would be detected (and makes a missing entrypoint no error).
+    `containerfile`: [build] containerfile: "generate" ignores the app's own file, a path uses
+    that file; default (None): the app's Containerfile or Dockerfile if it has one."""
+    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-")[:40] or "app"
     if not name[0].isalpha():
-        name = f"app-{name}"
-    own = next((f for f in ("Containerfile", "Dockerfile") if (folder / f).exists()), None)
+        name = f"app-{name}"[:40]
+    own = _own_file(folder, containerfile)
+    procs = procfile(folder)
     if (folder / "package.json").exists():
         found = node.detect(folder, name)
     elif any((folder / f).exists() for f in python.MARKERS):
         found = python.detect(folder, name)
-    elif own:
-        return Detected(name, command or "", f"{own}, used as is", "container", "", "none", own,
-                        [f"{own} found: built as is"])
+    elif own or procs.get("web"):
+        cmd = command or _usable(procs.get("web")) or own_command(folder / own if own else None)
+        why = f"{own}, used as is" if own else "Procfile"
+        return Detected(name, cmd, why, "container" if own else "procfile", "", "none", own,
+                        [f"{own} found: built as is" if own else "Procfile found"])
     else:
         raise ConfigError(f"{folder}: no app found (looked for package.json, "
-                          f"{', '.join(python.MARKERS)}, Containerfile, Dockerfile)",
+                          f"{', '.join(python.MARKERS)}, Procfile, Containerfile, Dockerfile)",
                           hint="write headway.toml by hand: [processes.web] command = \"...\"")
+    found = _with_procfile(found, procs.get("web"))
     if command:
         found = dataclasses.replace(found, command=command, reasons=[
             *found.reasons, f"command: {command} (from headway.toml)"])
@@ -49,36 +71,220 @@ def detect(folder: Path, *, command: str | None = None) -> Detected:
     return found
 
 
-def render_toml(found: Detected, *, port: int) -> str:
-    command = found.command or "# the image's own CMD is not used: set the command here"
-    return f'''# headway.toml, written by `headway init` ({found.explain}).
+def _own_file(folder: Path, policy: str | None) -> str | None:
+    if policy == "generate":
+        return None
+    if policy:
+        where = (folder / policy).resolve()
+        if not where.is_relative_to(folder.resolve()) or not where.is_file():
+            raise ConfigError(f"build.containerfile: {policy!r} is not a file in {folder}",
+                              hint='a path inside the app, e.g. "docker/Dockerfile.prod", or '
+                              '"generate"')
+        return policy
+    return next((f for f in OWN if (folder / f).is_file()), None)
+
+
+def _with_procfile(found: Detected, web: str | None) -> Detected:
+    """The Procfile's web line is the user's own word: it wins over detection (not a dev
+    server, though)."""
+    if web is None:
+        return found
+    usable = _usable(web)
+    if not usable:
+        return dataclasses.replace(found, reasons=[
+            *found.reasons, f"Procfile web: {web!r} runs a dev server: not used"])
+    return dataclasses.replace(found, command=usable, reasons=[
+        *found.reasons, f"command: {usable} (Procfile web:)"],
+        explain=f"{found.language.title()} app: the Procfile's web command")
+
+
+def _usable(command: str | None) -> str:
+    return bind_host(command) if command and not dev_server(command) else ""
+
+
+def dev_server(command: str) -> bool:
+    """nodemon, --watch, --reload, next dev, runserver, flask run...: never in production."""
+    return bool(DEV_SERVER.search(command)) or any(re.search(p, command) for p, _ in node.DEV)
+
+
+def procfile(folder: Path) -> dict[str, str]:
+    """`name: command` lines of the app's Procfile, names made valid process names
+    (web, worker, release...)."""
+    out: dict[str, str] = {}
+    for line in read(folder / "Procfile").splitlines():
+        match = re.match(r"^\s*([A-Za-z][\w-]*)\s*:\s*(.+?)\s*$", line)
+        if match and not line.lstrip().startswith("#"):
+            out[match.group(1).lower().replace("_", "-")[:40]] = match.group(2)
+    return out
+
+
+def bind_host(command: str) -> str:
+    """A Procfile line as a Headway command. A shell line (&&, pipes, ${X:-y}, cd ...) runs
+    under `sh -c`, as on Heroku; uvicorn, hypercorn and gunicorn get `$HOST` (and `$PORT`) when
+    they name no address of their own. Nothing else is changed."""
+    if SHELL.search(command):
+        return f"sh -c {shlex.quote(command)}"
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    server = _server(words)
+    has = {w.split("=")[0] for w in words}
+    if server == "uvicorn" and not has & {"--host", "--uds", "--fd"}:
+        command += " --host $HOST" + ("" if has & {"--port"} else " --port $PORT")
+    elif server in {"gunicorn", "hypercorn"} and not has & {"--bind", "-b"} and \
+            not any(w.startswith("-b") and len(w) > 2 for w in words):
+        command += " --bind $HOST:$PORT"
+    return command
+
+
+def _server(words: list[str]) -> str:
+    for i, word in enumerate(words[:4]):
+        base = word.rsplit("/", 1)[-1]
+        if base in {"uvicorn", "gunicorn", "hypercorn"}:
+            return base
+        if word == "-m" and i + 1 < len(words):
+            return words[i + 1]
+    return ""
+
+
+def own_command(path: Path | None) -> str:
+    """The command a Containerfile/Dockerfile runs (ENTRYPOINT + CMD), as one line: Headway
+    runs the configured command in the image, so it is written to headway.toml."""
+    if path is None:
+        return ""
+    entry: list[str] = []
+    cmd: list[str] = []
+    for line in _joined_lines(read(path)):
+        match = re.match(r"^\s*(ENTRYPOINT|CMD)\s+(.+)$", line, re.IGNORECASE)
+        if not match:
+            continue
+        words = _instruction_words(match.group(2))
+        if match.group(1).upper() == "CMD":
+            cmd = words
+        else:
+            entry, cmd = words, []
+    words = [*entry, *cmd]
+    return shlex.join(words) if words else ""
+
+
+def _joined_lines(text: str) -> list[str]:
+    return re.sub(r"\\\s*\n", " ", text).splitlines()
+
+
+def _instruction_words(rest: str) -> list[str]:
+    rest = rest.strip()
+    if rest.startswith("["):
+        try:
+            value = json.loads(rest)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    return ["sh", "-c", rest]
+
+
+def render_toml(found: Detected, *, port: int, needs: Needs | None = None) -> str:
+    """The commented headway.toml for what was found; `needs` (needs.scan) adds the health
+    route, workers, release command, accessories, secrets, [env] and [volumes]."""
+    from headway.builder.needs import Needs
+
+    plan = needs or Needs()
+    command = found.command or "sh -c 'echo set [processes.web] command; exit 1'"
+    return "".join([f'''# headway.toml, written by `headway init` ({found.explain}).
 # Reference: every key, its type and default, is in the README ("Config reference").
 
 [app]
 name = "{found.name}"
 runtime = "auto"             # auto | process | podman | docker | kubernetes
-
+{_secrets(plan)}
 [processes.web]              # the process that receives HTTP traffic; gets $HOST and $PORT
-command = "{command}"
+command = {_toml(command)}
 replicas = 2
-
-[processes.web.health]
-path = "/up"                 # must answer 2xx when the instance can serve
-# interval = "1s"
-# timeout = "2s"
-# healthy_threshold = 2
-
+''', _health(plan), *(f"""
+{_pad(f"[processes.{name}]", "from the Procfile; workers get no $PORT")}
+command = {_toml(cmd)}
+""" for name, cmd in plan.workers.items()), _release(plan), '''
 [deploy]
 strategy = "blue-green"      # rolling | blue-green | canary
 # timeout = "60s"            # a release not healthy within this fails
 # drain_timeout = "30s"
 # keep_previous = "10m"      # previous release stays warm: rollback is a traffic switch
-
+''', f'''
 [router]
-port = {port}                # where users' HTTP traffic arrives
+{_pad(f"port = {port}", "where users' HTTP traffic arrives")}
+''', *(_accessory(a) for a in plan.accessories), _volumes(plan), _env(plan)])
 
-[env]
-# LOG_LEVEL = "info"
-# [env.staging]              # overrides for `--env staging`
-# LOG_LEVEL = "debug"
-'''
+
+def _secrets(plan: Needs) -> str:
+    lines = []
+    if plan.secrets:
+        lines += ["# the app reads these and they look secret: set each once with",
+                  *(_pad(f"#   headway secrets set {v.name}", f"read at {v.where}")
+                    for v in plan.secrets),
+                  f"secrets = {_toml_list([v.name for v in plan.secrets])}"]
+    if plan.optional_secrets:
+        head = "# read with a default in the code (optional): `headway secrets set NAME` to give one"
+        lines += [head, *(_pad(f"#   {v.name}", v.where) for v in plan.optional_secrets)]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _health(plan: Needs) -> str:
+    if plan.health:
+        return ("\n[processes.web.health]\n" + _pad(f"path = {_toml(plan.health.path)}",
+                f"{plan.health.where}; must answer 2xx when the instance can serve") + "\n")
+    return ("\n# [processes.web.health]    # no health route found: any answer below 500 on "
+            "/ counts\n# path = \"/health\"          # a route that answers 2xx when ready\n")
+
+
+def _release(plan: Needs) -> str:
+    if not plan.release:
+        return ""
+    command, why = plan.release
+    return (f"\n[release]                    # once per deploy, before traffic moves ({why})\n"
+            f"command = {_toml(command)}\n")
+
+
+def _accessory(acc: Accessory) -> str:
+    lines = ["\n" + _pad(f"[accessories.{acc.name}]", acc.why), f'type = "{acc.type}"']
+    if acc.url_env:
+        lines.append(_pad(f"url_env = {_toml(acc.url_env)}", "its URL, in the variable the "
+                          "app reads"))
+    else:
+        default = "DATABASE_URL" if acc.type == "postgres" else "REDIS_URL"
+        lines.append(_pad(f'# url_env = "{default}"', "the app gets its URL in this variable"))
+    if acc.env:
+        inner = ", ".join(f"{k} = {_toml(v)}" for k, v in acc.env.items())
+        lines.append(f"env = {{ {inner} }}")
+    return "\n".join(lines) + "\n"
+
+
+def _volumes(plan: Needs) -> str:
+    if not plan.volumes:
+        return ""
+    return "\n[volumes]                    # folders kept across releases\n" + "".join(
+        _pad(f"{name} = {_toml(path)}", why) + "\n" for name, (path, why) in plan.volumes.items())
+
+
+def _env(plan: Needs) -> str:
+    lines = ["", "[env]"]
+    lines += [_pad(f"{k} = {_toml(v)}", f"from {w}") for k, (v, w) in plan.env.items()]
+    if plan.unset:
+        lines.append("# read by the app, no value known (set them here, or as secrets):")
+        lines += [_pad(f'# {v.name} = ""', v.where + ("; optional" if v.optional else ""))
+                  for v in plan.unset]
+    lines += ["# [env.staging]              # overrides for `--env staging`",
+              '# LOG_LEVEL = "debug"']
+    return "\n".join(lines) + "\n"
+
+
+def _pad(code: str, comment: str) -> str:
+    return f"{code}{' ' * max(1, 29 - len(code))}# {comment}"
+
+
+def _toml(value: str) -> str:
+    return json.dumps(value)
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(_toml(v) for v in values) + "]"

@@ -52,13 +52,31 @@ def git_facts(source: Path) -> dict[str, str]:
             "version": git("describe", "--tags", "--always", "--dirty")}
 
 
+def detected(source: Path, spec: Spec) -> Detected:
+    """What `source` holds, as headway.toml settles it: its web command wins over detection,
+    and [build] containerfile chooses between the app's own file, a named one, or a generated
+    one."""
+    return detect(source, command=spec.processes["web"].command,
+                  containerfile=spec.build.containerfile)
+
+
 def prepare_context(source: Path, context: Path, spec: Spec) -> Detected:
     """Write the generated Containerfile and .containerignore into `context` (a copy of the
-    app), unless the app brings its own Containerfile/Dockerfile. The web command of
-    headway.toml wins over the detected one."""
-    found = detect(source, command=spec.processes["web"].command)
+    app), unless the app brings its own Containerfile/Dockerfile (used as is) or [build]
+    containerfile names one; `[build] containerfile = "generate"` generates anyway, and
+    [build] base_image applies to generated files only. The web command of headway.toml wins
+    over the detected one."""
+    found = detected(source, spec)
     if found.containerfile:
+        if not (context / found.containerfile).is_file():
+            raise ConfigError(f"{found.containerfile} is not in the build context (ignored by "
+                              ".gitignore or .headwayignore?)",
+                              hint="commit it, or set [build] containerfile = \"generate\"")
         return found
+    if found.language in {"container", "procfile"}:
+        raise ConfigError(f"{source}: [build] containerfile = \"generate\", but Headway "
+                          "generates Containerfiles for Python and Node apps only",
+                          hint="remove that key to use the app's own file")
     (context / "Containerfile").write_text(
         containerfile.render(found, base=spec.build.base_image, source=context))
     (context / ".containerignore").write_text(containerfile.ignore_file([]))

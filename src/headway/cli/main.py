@@ -157,22 +157,43 @@ def destroy(ctx: output.Context, yes: bool, volumes: bool) -> None:
 def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
     """Detect the app in PATH and write a commented headway.toml."""
     from headway.builder import containerfile as gen
+    from headway.builder import needs as scan
     from headway.builder.detect import detect, render_toml
+    from headway.spec.load import parse_spec
 
+    if not path.is_dir():
+        raise ConfigError(f"--path {path}: no such folder")
     found = detect(path)
-    files = {"headway.toml": render_toml(found, port=port)}
+    try:
+        needs = scan.scan(path, found)
+    except OSError as exc:
+        raise ConfigError(f"{path}: could not read the app's files ({exc})") from None
+    files = {"headway.toml": render_toml(found, port=port, needs=needs)}
+    parse_spec(files["headway.toml"], source="the headway.toml init would write")
     if containerfile:
         if found.containerfile:
-            raise ConfigError(f"{path / found.containerfile} exists: it is used as is")
+            raise ConfigError(f"{path / found.containerfile} exists: it is used as is",
+                              hint='to build with a generated one instead, set [build] '
+                              'containerfile = "generate"')
         files |= {"Containerfile": gen.render(found, source=path),
                   ".containerignore": gen.ignore_file([])}
-    for name, text in files.items():
+    for name in files:
         if (path / name).exists() and not force:
             raise ConfigError(f"{path / name} exists", hint="pass --force to overwrite it")
+    click.echo(found.explain)
+    click.echo("\n".join(f"  {reason}" for reason in found.reasons))
+    if needs.found:
+        click.echo("found:")
+        click.echo("\n".join(f"  {line}" for line in needs.found))
+    if needs.notes:
+        click.echo("to decide (the key to set, in headway.toml or with the command):")
+        for note in needs.notes:
+            click.echo(f"  - {note.text}\n      {note.key}")
     for name, text in files.items():
         (path / name).write_text(text)
         click.echo(f"wrote {path / name}")
-    click.echo("\n".join(f"  {reason}" for reason in found.reasons))
+    steps = [f"headway secrets set {v.name}" for v in needs.secrets]
+    click.echo("next: " + "; ".join([*steps, "headway deploy"]))
 
 
 @cli.command()
@@ -185,13 +206,12 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
 
     from headway.builder import image
     from headway.builder.containerfile import render
-    from headway.builder.detect import detect
     from headway.runtime import artifact
     from headway.runtime.container import repository
 
     spec = ctx.spec()
     source = ctx.source(spec)
-    found = detect(source, command=spec.processes["web"].command)
+    found = image.detected(source, spec)  # [build] containerfile decides, as in a deploy
     if explain:
         click.echo("\n".join([*found.reasons, "", f"{found.containerfile} (used as is)"
                               if found.containerfile else render(found, base=spec.build.base_image)]))
