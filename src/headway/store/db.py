@@ -262,8 +262,12 @@ class Store:
         return cur.lastrowid
 
     def end_deploy(self, deploy: int, status: str, message: str = "") -> None:
+        """Record how a deploy ended; after a success the store is copied again, so the
+        newest copy always knows the live release."""
         self.db.execute("UPDATE deploys SET status=?, finished=?, message=? WHERE id=?",
                         (status, time.time(), message, deploy))
+        if status == "succeeded":
+            self.snapshot("deploy")
 
     def journal(self, deploy: int, step: str, phase: str) -> None:
         (seq,) = self.db.execute("SELECT COUNT(*) FROM journal WHERE deploy=?", (deploy,)).fetchone()

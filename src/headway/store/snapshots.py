@@ -32,7 +32,8 @@ def take(db: sqlite3.Connection, home: Path, reason: str) -> Path:
     """Copy the store behind `db` to store-backups/state-<time>-<reason>.db; prune old copies
     taken for the same reason."""
     where = folder(home)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f".{int(now * 1e6) % 10**6:06d}"
     dest = where / f"state-{stamp}-{reason}.db"
     tmp = dest.with_name(dest.name + ".tmp")
     try:
