@@ -1,0 +1,3 @@
+from inventory.app import main
+
+main()

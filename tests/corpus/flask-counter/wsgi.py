@@ -1,0 +1,3 @@
+from counter import create_app
+
+app = create_app()
