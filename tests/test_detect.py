@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from headway.builder.detect import detect
+from headway.builder import image
+from headway.builder.detect import bind_host, detect, procfile
 from headway.errors import ConfigError
+from headway.spec.load import parse_spec
 
 MAIN = "if __name__ == '__main__':\n    serve()\n"
 
@@ -27,7 +29,7 @@ def folder(tmp_path: Path, files: dict[str, str]) -> Path:
     ({"server.py": "if __name__ == '__main__':\n    serve()\n"}, "python3 server.py"),
     ({"package.json": '{"scripts": {"start": "node server.js"}}'}, "node server.js"),
     ({"package.json": '{"scripts": {"start": "next start"}}', "pnpm-lock.yaml": ""},
-     "pnpm run start"),
+     "npm run start"),  # npm runs scripts for every Node installer (it is in every image)
     ({"package.json": '{"main": "src/app.js"}', "yarn.lock": ""}, "node src/app.js"),
     ({"package.json": "{}", "index.js": ""}, "node index.js"),
     ({"package.json": '{"scripts": {"start": "bun src/index.ts"}}', "bun.lockb": ""},
@@ -44,7 +46,7 @@ def test_detects_the_command(tmp_path: Path, files: dict[str, str], command: str
      "python", "3.10", "uv"),
     ({"app.py": MAIN, "pyproject.toml": "", "poetry.lock": ""}, "python", "3.12", "poetry"),
     ({"app.py": MAIN, "Pipfile": ""}, "python", "3.12", "pipenv"),
-    ({"package.json": '{"engines": {"node": ">=20.9"}}', "index.js": ""}, "node", "20", "npm"),
+    ({"package.json": '{"engines": {"node": "20.x"}}', "index.js": ""}, "node", "20", "npm"),
     ({"package.json": "{}", "index.js": "", ".nvmrc": "v18.19.0"}, "node", "18", "npm"),
     ({"package.json": "{}", "index.js": ""}, "node", "22", "npm"),
     ({"package.json": "{}", "index.js": "", "bun.lock": ""}, "bun", "1", "bun"),
@@ -76,3 +78,106 @@ def test_unknown_layout_says_what_was_looked_for(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         detect(tmp_path)
     assert "no start script, no main, no index.js" in err.value.message
+
+
+@pytest.mark.parametrize(("line", "command"), [
+    ("gunicorn app:app", "gunicorn app:app --bind $HOST:$PORT"),
+    ("gunicorn -b 0.0.0.0:$PORT app:app", "gunicorn -b 0.0.0.0:$PORT app:app"),
+    ("gunicorn -b0.0.0.0:$PORT app:app", "gunicorn -b0.0.0.0:$PORT app:app"),
+    ("uvicorn main:app --port $PORT", "uvicorn main:app --port $PORT --host $HOST"),
+    ("uvicorn main:app", "uvicorn main:app --host $HOST --port $PORT"),
+    ("python -m uvicorn main:app --host=0.0.0.0 --port=$PORT",
+     "python -m uvicorn main:app --host=0.0.0.0 --port=$PORT"),
+    ("hypercorn main:app", "hypercorn main:app --bind $HOST:$PORT"),
+    ("node server.js", "node server.js"),
+    ("bin/start-nginx bundle exec puma", "bin/start-nginx bundle exec puma"),
+    ("python manage.py migrate && gunicorn x.wsgi",
+     "sh -c 'python manage.py migrate && gunicorn x.wsgi'"),
+    ("gunicorn app:app --bind 0.0.0.0:${PORT:-5000}",
+     "sh -c 'gunicorn app:app --bind 0.0.0.0:${PORT:-5000}'"),
+])
+def test_procfile_commands_get_only_the_binding_they_lack(line: str, command: str) -> None:
+    assert bind_host(line) == command
+
+
+def test_procfile_web_wins_over_detection_but_never_a_dev_server(tmp_path: Path) -> None:
+    app = folder(tmp_path, {"requirements.txt": "flask\ngunicorn\n",
+                            "app.py": "from flask import Flask\n"
+                            "app = Flask(__name__)\n",
+                            "Procfile": "# comment\nweb: gunicorn 'app:create()'\n"
+                                        "Worker_2: rq worker\nrelease: flask db upgrade\n"})
+    assert procfile(app) == {"web": "gunicorn 'app:create()'", "worker-2": "rq worker",
+                             "release": "flask db upgrade"}
+    found = detect(app)
+    assert found.command == "gunicorn 'app:create()' --bind $HOST:$PORT"
+    assert "(Procfile web:)" in found.reasons[-1]
+    assert detect(app, command="python3 app.py").command == "python3 app.py"
+    (app / "Procfile").write_text("web: python manage.py runserver 0.0.0.0:$PORT\n")
+    found = detect(app)
+    assert found.command == "gunicorn --bind $HOST:$PORT app:app"
+    assert "runs a dev server: not used" in " ".join(found.reasons)
+    only = folder(tmp_path / "only", {"Procfile": "web: ./server --port $PORT\n"})
+    assert detect(only).command == "./server --port $PORT"
+
+
+def test_a_dockerfile_only_app_runs_its_own_cmd(tmp_path: Path) -> None:
+    app = folder(tmp_path, {"Dockerfile": "FROM x\nENTRYPOINT [\"tini\", \"--\"]\n"
+                            "CMD gunicorn -b :8000 \\\n  app:app\n"})
+    found = detect(app)
+    assert found.command == "tini -- sh -c 'gunicorn -b :8000 app:app'"
+    assert found.containerfile == "Dockerfile"
+
+
+def spec_with(build: str = "") -> object:
+    return parse_spec(f'[app]\nname = "a"\n[processes.web]\ncommand = "python3 app.py"\n'
+                      f"[build]\n{build}\n")
+
+
+def context_of(source: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    context = tmp_path / "context"
+    shutil.copytree(source, context)
+    return context
+
+
+MAIN_APP = {"app.py": MAIN, "requirements.txt": "flask\n", "Dockerfile": "FROM own\n",
+            "deploy/Containerfile.prod": "FROM prod\n"}
+
+
+def test_an_apps_own_dockerfile_is_built_as_is(tmp_path: Path) -> None:
+    source = folder(tmp_path / "src", MAIN_APP)
+    context = context_of(source, tmp_path)
+    found = image.prepare_context(source, context, spec_with('base_image = "b:1"'))
+    assert found.containerfile == "Dockerfile"
+    assert not (context / "Containerfile").exists()  # nothing generated, base_image unused
+
+
+def test_containerfile_generate_ignores_the_apps_own(tmp_path: Path) -> None:
+    source = folder(tmp_path / "src", MAIN_APP)
+    context = context_of(source, tmp_path)
+    found = image.prepare_context(source, context, spec_with(
+        'containerfile = "generate"\nbase_image = "registry.local/python:3.12-slim"'))
+    assert found.containerfile is None
+    generated = (context / "Containerfile").read_text()
+    assert "FROM registry.local/python:3.12-slim" in generated
+    assert 'CMD ["python3", "app.py"]' in generated
+    assert (context / ".containerignore").exists()
+    assert (context / "Dockerfile").read_text() == "FROM own\n"  # the app's file untouched
+
+
+def test_containerfile_path_names_the_file_to_build(tmp_path: Path) -> None:
+    source = folder(tmp_path / "src", MAIN_APP)
+    context = context_of(source, tmp_path)
+    found = image.prepare_context(source, context, spec_with(
+        'containerfile = "deploy/Containerfile.prod"'))
+    assert found.containerfile == "deploy/Containerfile.prod"
+    assert not (context / "Containerfile").exists()
+    for wrong in ("deploy/missing", "../outside"):
+        with pytest.raises(ConfigError) as err:
+            image.prepare_context(source, context, spec_with(f'containerfile = "{wrong}"'))
+        assert f"build.containerfile: {wrong!r} is not a file" in err.value.message
+    bare = folder(tmp_path / "bare", {"Procfile": "web: ./serve\n"})
+    with pytest.raises(ConfigError) as err:
+        image.prepare_context(bare, bare, spec_with('containerfile = "generate"'))
+    assert "generates Containerfiles for Python and Node apps only" in err.value.message

@@ -169,7 +169,7 @@ def own_command(path: Path | None) -> str:
 
 
 def _joined_lines(text: str) -> list[str]:
-    return re.sub(r"\\\s*\n", " ", text).splitlines()
+    return re.sub(r"[ \t]*\\[ \t]*\n\s*", " ", text).splitlines()
 
 
 def _instruction_words(rest: str) -> list[str]:

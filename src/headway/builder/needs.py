@@ -90,7 +90,7 @@ OWN_VARS = {"PORT", "HOST", "NODE_ENV", "PATH", "HOME", "PWD", "USER", "SHELL", 
             "CI", "DEBUG_PORT", "PYTHONPATH", "VIRTUAL_ENV", "HOSTNAME", "TERM", "TMPDIR",
             "DJANGO_SETTINGS_MODULE", "WEB_CONCURRENCY", "DYNO", "FLASK_APP"}
 OWN_PREFIXES = ("HEADWAY_", "npm_", "NPM_", "HEROKU_", "RENDER", "VERCEL", "RAILWAY_", "FLY_",
-                "NETLIFY", "AWS_LAMBDA", "GITHUB_", "K_SERVICE", "KUBERNETES_", "NEXT_RUNTIME",
+                "NETLIFY", "AWS_LAMBDA", "GITHUB_ACTIONS", "K_SERVICE", "KUBERNETES_", "NEXT_RUNTIME",
                 "PYTEST", "JEST_", "VITE_")
 DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG"}
 SECRET = re.compile(r"SECRET|PASSWORD|PASSWD|_PASS$|TOKEN|(^|_)KEY$|API_KEY|PRIVATE|"
@@ -450,8 +450,7 @@ def _migrations(folder: Path, found: Detected, deps: set[str]) -> list[tuple[str
     if release := procfile(folder).get("release"):
         out.append((bind_host(release), "Procfile release:"))
     scripts = _package_json(folder).get("scripts", {})
-    runner = {"pnpm": "pnpm run", "yarn": "yarn", "bun": "bun run"}.get(found.installer,
-                                                                       "npm run")
+    runner = "bun run" if found.installer == "bun" else "npm run"  # npm is in every Node image
     for script in ("migrate", "db:migrate", "migrate:deploy", "migration:run", "migrate:prod"):
         if isinstance(scripts, dict) and script in scripts:
             out.append((f"{runner} {script}", f"the {script!r} script of package.json"))

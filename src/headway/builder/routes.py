@@ -20,7 +20,8 @@ PY_ROUTE = re.compile(r"@(\w+)\.(?:get|route|api_route|head)\(\s*[rf]?[\"']([^\"
 PY_PREFIX = re.compile(r"\b(?:include_router|register_blueprint|APIRouter|Blueprint|Mount)\("
                        r"[^)]*\b(?:url_)?prefix\s*=\s*[\"'][^\"']+|\bMount\(\s*[\"']/\w")
 STARLETTE = re.compile(r"\bRoute\(\s*[\"']([^\"']+)[\"']")
-DJANGO = re.compile(r"\b(?:path|re_path|url)\(\s*r?[\"']\^?([^\"'$]*)\$?[\"']\s*,\s*([^\n]*)")
+DJANGO = re.compile(r"\b(?:path|re_path|url)\(\s*r?[\"']\^?([^\"'$]*)\$?[\"']\s*,\s*"
+                    r"((?:[^()\n]|\([^()\n]*\))*)")
 JS_APP = re.compile(r"(\w+)\s*=\s*(?:await\s+)?(?:express|fastify|Fastify|Koa|polka|"
                     r"new\s+(?:Hono|Elysia|Koa))\s*\(")
 JS_ROUTE = re.compile(r"\b(\w+)\s*\.\s*(?:get|all|head)\(\s*['\"`]([^'\"`]+)['\"`]")

@@ -1,0 +1,291 @@
+"""`headway init` on a table of small app folders modelled on real projects' layouts: the
+headway.toml it writes is valid (parsed by the spec loader) and says what each app needs
+(command, workers, health route, release command, accessories wired to the variables the code
+reads, secrets, [env], volumes); what it cannot decide it names with the key to set. A few run
+through the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headway.builder.detect import detect, render_toml
+from headway.builder.needs import scan
+from headway.spec.load import parse_spec
+from headway.spec.models import Spec
+
+FASTAPI = "from fastapi import FastAPI\napp = FastAPI()\n"
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith("/"):
+            path.mkdir(exist_ok=True)
+        else:
+            path.write_text(text)
+    return folder
+
+
+def init(folder: Path) -> tuple[Spec, str, list[str]]:
+    found = detect(folder)
+    needs = scan(folder, found)
+    text = render_toml(found, port=8080, needs=needs)
+    return parse_spec(text), text, [f"{n.text} | {n.key}" for n in needs.notes]
+
+
+def acc(spec: Spec) -> dict[str, Any]:
+    return {name: (a.type, a.url_env, dict(a.env)) for name, a in spec.accessories.items()}
+
+
+CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    ("fastapi-package-alembic", {
+        "requirements.txt": "fastapi\nuvicorn[standard]\npsycopg2-binary==2.9.9\nalembic\n",
+        "alembic.ini": "[alembic]\nscript_location = migrations\n",
+        "app/__init__.py": "",
+        "app/main.py": FASTAPI + "import os\nSECRET = os.environ['SECRET_KEY']\n"
+                       "@app.get('/health')\ndef health():\n    return {}\n",
+        "app/db.py": "import os\nengine_url = os.environ['DATABASE_URL']\n",
+        "main.py": "from app.main import app\n",
+    }, {"health": "/health", "release": "alembic upgrade head", "secrets": ["SECRET_KEY"],
+        "accessories": {"db": ("postgres", None, {})}}),
+    ("flask-factory-procfile", {
+        "requirements/base.txt": "flask\nflask-migrate\nredis\nrq\ngunicorn\n",
+        "requirements.txt": "-r requirements/base.txt\n",
+        "Procfile": "web: gunicorn 'app:create_app()'\nworker: rq worker --url $REDIS_URL\n"
+                    "release: flask db upgrade\n",
+        "app.py": "import os\nfrom flask import Flask\ndef create_app():\n    app = Flask(__name__)\n"
+                  "    app.config['REDIS'] = os.environ.get('REDIS_URL')\n    return app\n",
+        "migrations/env.py": "",
+    }, {"command": "gunicorn 'app:create_app()' --bind $HOST:$PORT",
+        "workers": {"worker": "rq worker --url $REDIS_URL"}, "release": "flask db upgrade",
+        "accessories": {"cache": ("redis", None, {})}, "health": None}),
+    ("django-database-url", {
+        "requirements.txt": "Django>=5\ndj-database-url\npsycopg[binary]\ngunicorn\n",
+        "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+                     "'shop.settings')\nfrom django.core.management import execute_from_command_line\n",
+        "shop/__init__.py": "",
+        "shop/wsgi.py": "application = None\n",
+        "shop/settings.py": "import os\nimport dj_database_url\nfrom pathlib import Path\n"
+                            "BASE_DIR = Path(__file__).resolve().parent.parent\n"
+                            "SECRET_KEY = os.environ.get('SECRET_KEY', 'dev-insecure')\n"
+                            "DEBUG = os.environ.get('DEBUG') == '1'\n"
+                            "DATABASES = {'default': dj_database_url.config(default="
+                            "'sqlite:///db.sqlite3')}\nMEDIA_ROOT = BASE_DIR / 'media'\n",
+        "shop/urls.py": "from django.contrib import admin\nfrom django.urls import path\n"
+                        "urlpatterns = [path('admin/', admin.site.urls), "
+                        "path('healthz/', lambda r: None)]\n",
+        "orders/urls.py": "urlpatterns = [path('status/', view)]\n",
+    }, {"release": "python manage.py migrate --noinput", "health": "/healthz/",
+        "secrets": ["SECRET_KEY"], "accessories": {"db": ("postgres", None, {})},
+        "volumes": {"media": "media"}, "command": "gunicorn --bind $HOST:$PORT shop.wsgi"}),
+    ("express-knex-db-vars", {
+        "package.json": '{"scripts": {"start": "node server.js"}, "dependencies": '
+                        '{"express": "^4", "knex": "^3", "pg": "^8"}}',
+        "knexfile.js": "module.exports = { client: 'pg', connection: { host: process.env.DB_HOST,"
+                       " port: process.env.DB_PORT, user: process.env.DB_USER, password: "
+                       "process.env.DB_PASSWORD, database: process.env.DB_NAME } };\n",
+        "server.js": "const express = require('express');\nconst app = express();\n"
+                     "app.get('/healthz', (req, res) => res.send('ok'));\n"
+                     "app.listen(process.env.PORT || 3000);\n",
+    }, {"command": "node server.js", "health": "/healthz", "release": "npx knex migrate:latest",
+        "accessories": {"db": ("postgres", None, {
+            "DB_HOST": "host", "DB_PORT": "port", "DB_USER": "user", "DB_PASSWORD": "password",
+            "DB_NAME": "database"})}, "secrets": []}),
+    ("express-prisma", {
+        "package.json": '{"scripts": {"start": "node index.js"}, "dependencies": '
+                        '{"@prisma/client": "^5", "express": "^4"}, "devDependencies": '
+                        '{"prisma": "^5"}}',
+        "prisma/schema.prisma": 'datasource db {\n  provider = "postgresql"\n'
+                                '  url = env("DATABASE_URL")\n}\n',
+        "prisma/migrations/20240101_init/migration.sql": "CREATE TABLE t (id int);\n",
+        "index.js": "const app = require('express')();\napp.get('/api/health', (q, s) => "
+                    "s.json({}));\napp.listen(process.env.PORT);\n",
+    }, {"release": "npx prisma migrate deploy", "health": "/api/health",
+        "accessories": {"db": ("postgres", None, {})}}),
+    ("fastify-ioredis-parts", {
+        "package.json": '{"scripts": {"start": "node app.js"}, "dependencies": '
+                        '{"fastify": "^4", "ioredis": "^5"}}',
+        "app.js": "const fastify = require('fastify')();\nconst Redis = require('ioredis');\n"
+                  "const r = new Redis({host: process.env.REDIS_HOST, port: "
+                  "process.env.REDIS_PORT});\nfastify.get('/ping', async () => 'pong');\n",
+    }, {"health": "/ping", "accessories": {"cache": ("redis", None, {
+        "REDIS_HOST": "host", "REDIS_PORT": "port"})}}),
+    ("celery-worker-redis", {
+        "requirements.txt": "flask\ncelery[redis]\ngunicorn\n",
+        "app.py": "import os\nfrom flask import Flask\napp = Flask(__name__)\n"
+                  "BROKER = os.environ['CELERY_BROKER_URL']\n",
+        "Procfile": "web: gunicorn app:app\nworker: celery -A tasks worker --loglevel=info\n",
+    }, {"accessories": {"cache": ("redis", "CELERY_BROKER_URL", {})},
+        "workers": {"worker": "celery -A tasks worker --loglevel=info"}}),
+    ("postgres-url-only", {
+        "requirements.txt": "fastapi\nuvicorn\nasyncpg\n",
+        "main.py": FASTAPI + "import os\nDSN = os.getenv('POSTGRES_URL')\n"
+                   "API = os.getenv('PAYMENT_API_TOKEN', '')\n",
+    }, {"accessories": {"db": ("postgres", "POSTGRES_URL", {})}, "secrets": []}),
+    ("env-example-defaults", {
+        "requirements.txt": "fastapi\nuvicorn\n",
+        "main.py": FASTAPI + "import os\nLEVEL = os.environ['LOG_LEVEL']\n"
+                   "TOKEN = os.environ['GITHUB_API_TOKEN']\n",
+        ".env.example": "LOG_LEVEL=warning\nGITHUB_API_TOKEN=ghp_example_do_not_use\n"
+                        "PUBLIC_URL=https://example.com\nMAX_ITEMS=50\nDEBUG=true\n",
+    }, {"env": {"LOG_LEVEL": "warning", "MAX_ITEMS": "50"}, "secrets": ["GITHUB_API_TOKEN"],
+        "accessories": {}}),
+    ("pydantic-settings", {
+        "pyproject.toml": '[project]\nname = "svc"\ndependencies = ["fastapi", "uvicorn", '
+                          '"pydantic-settings", "redis>=5"]\n',
+        "svc/__init__.py": "",
+        "svc/config.py": "from pydantic_settings import BaseSettings\n\n"
+                         "class Settings(BaseSettings):\n    redis_url: str\n"
+                         "    api_key: str\n    workers: int = 2\n",
+        "main.py": FASTAPI,
+    }, {"secrets": ["API_KEY"], "accessories": {"cache": ("redis", None, {})}}),
+    ("sqlite-in-a-folder", {
+        "requirements.txt": "flask\ngunicorn\n",
+        "app.py": "from flask import Flask\napp = Flask(__name__)\n"
+                  "DB = 'sqlite:///data/app.db'\n@app.route('/up')\ndef up():\n    return 'ok'\n",
+    }, {"volumes": {"data": "data"}, "health": "/up", "accessories": {}}),
+    ("express-multer-uploads", {
+        "package.json": '{"main": "index.js", "dependencies": {"express": "^4", "multer": "^1"}}',
+        "index.js": "const multer = require('multer');\nconst upload = multer({ dest: "
+                    "'uploads/' });\n",
+    }, {"volumes": {"uploads": "uploads"}, "command": "node index.js"}),
+    ("node-migrate-script", {
+        "package.json": '{"scripts": {"start": "node server.js", "migrate": "node migrate.js"},'
+                        ' "dependencies": {"pg": "^8"}}',
+        "server.js": "const url = process.env.DATABASE_URL;\n",
+    }, {"release": "npm run migrate", "accessories": {"db": ("postgres", None, {})}}),
+    ("stdlib-script", {
+        "app.py": "import os\nfrom http.server import HTTPServer\n"
+                  "if __name__ == '__main__':\n    HTTPServer(('', int(os.environ['PORT'])), "
+                  "None).serve_forever()\n",
+    }, {"command": "python3 app.py", "health": None, "accessories": {}, "secrets": [],
+        "release": None}),
+    ("own-dockerfile", {
+        "Dockerfile": "FROM python:3.12-slim\nCOPY . .\nCMD [\"python\", \"serve.py\"]\n",
+    }, {"command": "python serve.py", "accessories": {}}),
+    ("procfile-dev-server", {
+        "requirements.txt": "flask\ngunicorn\n",
+        "app.py": "from flask import Flask\napp = Flask(__name__)\n",
+        "Procfile": "web: flask run --debug\n",
+    }, {"command": "gunicorn --bind $HOST:$PORT app:app"}),
+]
+
+
+@pytest.mark.parametrize(("files", "want"), [(f, w) for _, f, w in CORPUS],
+                         ids=[name for name, _, _ in CORPUS])
+def test_init_writes_what_the_app_needs(tmp_path: Path, files: dict[str, str],
+                                        want: dict[str, Any]) -> None:
+    spec, text, _ = init(write(tmp_path / "app", files))
+    web = spec.processes["web"]
+    if "command" in want:
+        assert web.command == want["command"]
+    if "health" in want:
+        assert (web.health.path, web.health.expect) == (
+            (want["health"], "2xx") if want["health"] else ("/", "below-500"))
+    if "release" in want:
+        assert spec.release.command == want["release"]
+    if "accessories" in want:
+        assert acc(spec) == want["accessories"]
+    if "secrets" in want:
+        assert spec.app.secrets == want["secrets"]
+    if "workers" in want:
+        assert {n: p.command for n, p in spec.processes.items() if n != "web"} == want["workers"]
+    if "volumes" in want:
+        assert dict(spec.volumes) == want["volumes"]
+    if "env" in want:
+        assert spec.environment("production") == want["env"]
+    assert "example_do_not_use" not in text  # never a secret's value from an example file
+
+
+def test_what_init_cannot_decide_is_named_with_its_key(tmp_path: Path) -> None:
+    app = write(tmp_path / "api", {
+        "requirements.txt": "fastapi\nuvicorn\npymysql\ncelery\n",
+        "main.py": FASTAPI + "from api.routes import router\n"
+                   "app.include_router(router, prefix='/v1/api')\n",
+        "api/routes.py": "from fastapi import APIRouter\nrouter = APIRouter()\n"
+                         "@router.get('/health')\ndef h():\n    return {}\n",
+        "api/config.py": "import os\nSENTRY = os.environ['SENTRY_DSN']\n",
+        "store.py": "import sqlite3\nsqlite3.connect('app.db')\n",
+    })
+    spec, text, notes = init(app)
+    assert spec.processes["web"].health.path == "/"  # a prefixed router route is not guessed
+    joined = "\n".join(notes)
+    assert "/health at api/routes.py:3 is on a router" in joined
+    assert "[processes.web.health] path" in joined
+    assert "MySQL (pymysql" in joined and "headway secrets set DATABASE_URL" in joined
+    assert "celery is a dependency" in joined and '[accessories.cache] type = "redis"' in joined
+    assert 'SENTRY_DSN is read (api/config.py:2) and has no default | [env] SENTRY_DSN' in joined
+    assert "SQLite file app.db" in joined and '[volumes] data = "data"' in joined
+    assert '# SENTRY_DSN = ""' in text
+
+
+def test_procfile_lines_are_kept_with_only_the_binding_added(tmp_path: Path) -> None:
+    app = write(tmp_path / "p", {
+        "requirements.txt": "fastapi\nuvicorn\n", "main.py": FASTAPI,
+        "Procfile": "web: cd src && uvicorn main:app --port ${PORT:-8000}\n"
+                    "clock: python clock.py\nrelease: ./bin/release.sh\n"
+                    "dev_worker: nodemon worker.js\n",
+    })
+    spec, _, notes = init(app)
+    assert spec.processes["web"].command == \
+        "sh -c 'cd src && uvicorn main:app --port ${PORT:-8000}'"
+    assert spec.processes["clock"].command == "python clock.py"
+    assert "dev-worker" not in spec.processes
+    assert any("Procfile dev-worker" in n and "dev server" in n for n in notes)
+    assert spec.release.command == "./bin/release.sh"
+    fixed = write(tmp_path / "q", {"requirements.txt": "", "main.py": FASTAPI,
+                                   "Procfile": "web: uvicorn main:app --host 0.0.0.0 "
+                                               "--port $PORT\n"})
+    assert detect(fixed).command == "uvicorn main:app --host 0.0.0.0 --port $PORT"
+
+
+def run_init(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "headway", "init", *args], cwd=folder,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_cli_prints_what_it_found_and_what_to_set(tmp_path: Path) -> None:
+    app = write(tmp_path / "shop", dict(CORPUS[0][1]) | {
+        "Procfile": "worker: python -m app.worker\n"})
+    result = run_init(app)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "found:\n" in out and "  health: GET /health (app/main.py:5)" in out
+    assert "  accessory db: postgres (psycopg2-binary in requirements.txt); gives DATABASE_URL" \
+        in out
+    assert "  release: alembic upgrade head (alembic.ini)" in out
+    assert "  process worker: python -m app.worker (Procfile)" in out
+    assert out.rstrip().endswith("next: headway secrets set SECRET_KEY; headway deploy")
+    spec = parse_spec((app / "headway.toml").read_text())
+    assert spec.app.name == "shop" and spec.app.secrets == ["SECRET_KEY"]
+    again = run_init(app)
+    assert again.returncode == 2 and "headway.toml exists" in again.stderr
+    assert "--force" in again.stderr
+
+
+def test_the_cli_refuses_a_folder_without_an_app(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("hi\n")
+    result = run_init(tmp_path)
+    assert result.returncode == 2
+    assert "no app found" in result.stderr and "Traceback" not in result.stderr
+    missing = run_init(tmp_path, "--path", "nowhere")
+    assert missing.returncode == 2 and "--path nowhere: no such folder" in missing.stderr
+
+
+def test_the_cli_on_an_express_app_with_knex(tmp_path: Path) -> None:
+    app = write(tmp_path / "orders", dict(CORPUS[3][1]) | {
+        ".env.example": "DB_HOST=localhost\nDB_PASSWORD=secret\nSESSION_SECRET=\nAPP_NAME=orders\n"})
+    result = run_init(app)
+    assert result.returncode == 0, result.stderr
+    text = (app / "headway.toml").read_text()
+    spec = parse_spec(text)
+    assert spec.accessories["db"].env["DB_PASSWORD"] == "password"
+    assert spec.app.secrets == ["SESSION_SECRET"] and spec.env == {"APP_NAME": "orders"}
+    assert "headway secrets set SESSION_SECRET" in text and "secret\"" not in text
+    assert "next: headway secrets set SESSION_SECRET; headway deploy" in result.stdout
