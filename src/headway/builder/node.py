@@ -63,7 +63,9 @@ def detect(folder: Path, name: str) -> Detected:
         reasons.append(f"Bun {BUN_DEFAULT}")
     else:
         version, wanted, source = node_version(folder, pkg)
-        reasons.append(f"Node {version} from {source} ({wanted!r})" if source else
+        reasons.append(f"Node {wanted} from {source}: image node:{version}-slim (the newest "
+                       "line that satisfies it); the process runtime checks this machine's "
+                       "node against it" if source else
                        f"Node {version}: no version declared (default; the process runtime "
                        "uses this machine's node)")
     build = _build_steps(folder, pkg, installer)
@@ -294,6 +296,7 @@ def install(app: Path, found: Detected, cache: Path) -> None:
     """node_modules for the release folder `app` from its lock file (dev dependencies too),
     then its build steps, then dev dependencies dropped. `cache`: download caches shared by
     every release. Raises RuntimeFailure (the tool's last lines and a hint) on failure."""
+    cache = cache / "node"  # npm, corepack, pnpm, yarn and bun caches, beside the venvs
     cache.mkdir(parents=True, exist_ok=True)
     env = _tool_env(cache)
     bun = ensure_bun(cache, env) if found.language == "bun" else ""
