@@ -1,20 +1,22 @@
 """A release artifact for the process runtime: an immutable snapshot of the app folder
-(respecting .gitignore and .headwayignore) plus a virtualenv keyed by the app's declared
-dependencies, so identical dependencies are installed once and shared read-only."""
+(respecting .gitignore and .headwayignore) plus its dependencies, installed the way the app's
+language and tool intend: for Python a virtualenv keyed by every dependency file and the
+interpreter (pyinstall.py), shared read-only by releases with the same key; for Node, node.py's
+install. Never edits the app's own files outside the release folder."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-import sys
-import tomllib
 from pathlib import Path
 
 import pathspec
 
-from headway.errors import RuntimeFailure
-from headway.runner import run
+from headway.builder import pydeps, python
+from headway.builder.detect import detect
+from headway.errors import ConfigError
+from headway.runtime import pyinstall
 from headway.spec.models import Spec
 
 ALWAYS_IGNORED = [".git/", ".headway/", ".venv/", "venv/", "__pycache__/", "*.pyc", "node_modules/"]
@@ -56,63 +58,37 @@ def materialize(source: Path, files: list[Path], dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def requirements(app: Path) -> list[str] | None:
-    """The app's declared dependencies, or None when it declares none."""
-    req = app / "requirements.txt"
-    if req.is_file():
-        return [line for line in req.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
-    pyproject = app / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            deps = tomllib.loads(pyproject.read_text()).get("project", {}).get("dependencies")
-        except tomllib.TOMLDecodeError as exc:
-            raise RuntimeFailure(f"{pyproject}: not valid TOML: {exc}") from exc
-        return list(deps) if deps else None
-    return None
-
-
-def ensure_venv(app: Path, cache: Path) -> Path | None:
-    """The virtualenv for the app's dependencies, built once per distinct set (uv if present)."""
-    deps = requirements(app)
-    if deps is None:
-        return None
-    key = hashlib.sha256(("\n".join(sorted(deps)) + sys.version).encode()).hexdigest()[:16]
-    venv = cache / key
-    if (venv / ".complete").exists():
-        return venv
-    tmp = cache / f"{key}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    req = tmp.with_suffix(".txt")
-    cache.mkdir(parents=True, exist_ok=True)
-    req.write_text("\n".join(deps) + "\n")
-    uv = shutil.which("uv") or _beside_python("uv")
+def install_dependencies(app: Path, spec: Spec, cache: Path, *,
+                         env: dict[str, str] | None = None) -> list[str]:
+    """The process runtime's dependencies for the release folder `app`, installed the way its
+    language intends: Python leaves a `.venv` link to its shared virtualenv (on the declared
+    interpreter) and runs the build steps; Node/Bun is node.install's. `cache`: where shared
+    environments are kept. `env`: the release's variables (default: [env] for the environment
+    the release folder belongs to). Returns notes on what was done or skipped."""
     try:
-        if uv:
-            run([uv, "venv", "--quiet", "--python", sys.executable, str(tmp)], what="uv venv")
-            run([uv, "pip", "install", "--quiet", "--python", str(tmp / "bin" / "python"),
-                 "-r", str(req)], what="installing the app's dependencies (uv pip install)")
-        else:
-            run([sys.executable, "-m", "venv", str(tmp)], what="python -m venv")
-            run([str(tmp / "bin" / "pip"), "install", "--quiet", "-r", str(req)],
-                what="installing the app's dependencies (pip install)")
-    finally:
-        req.unlink(missing_ok=True)
-    (tmp / ".complete").touch()
-    shutil.rmtree(venv, ignore_errors=True)
-    os.replace(tmp, venv)
-    return venv
+        found = detect(app, command=spec.processes["web"].command)
+    except ConfigError:
+        if (app / "package.json").exists() or any((app / f).exists() for f in python.MARKERS):
+            raise
+        return []  # no language Headway knows: the configured command runs as it is
+    if found.language in ("node", "bun"):
+        from headway.builder.node import install
+
+        install(app, found, cache)
+        return []
+    if found.language != "python":
+        return []
+    deps = pydeps.dependencies(app)
+    interp = pyinstall.choose(pydeps.wanted(app), pyinstall.interpreters())
+    venv = pyinstall.ensure_venv(app, deps, interp, cache)
+    link = app / ".venv"
+    if link.is_symlink() or link.exists():
+        link.unlink() if link.is_symlink() else shutil.rmtree(link)
+    link.symlink_to(venv)
+    return [f"Python {interp.text}, {deps.source}",
+            *pyinstall.build(app, found, spec.environment(_env_name(app)) if env is None else env)]
 
 
-def install_dependencies(app: Path, spec: Spec, cache: Path) -> None:
-    """The process runtime's dependencies for the release folder `app`: a `.venv` link to its
-    shared virtualenv (Python). `cache`: where shared environments are kept."""
-    del spec  # the language's own install (and the configured command) will need it
-    venv = ensure_venv(app, cache)
-    if venv:
-        (app / ".venv").symlink_to(venv)
-
-
-def _beside_python(name: str) -> str | None:
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else None
+def _env_name(app: Path) -> str:
+    """The environment a release folder belongs to (…/apps/APP/ENV/releases/N)."""
+    return app.parent.parent.name if app.parent.name == "releases" else ""
