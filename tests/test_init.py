@@ -289,3 +289,33 @@ def test_the_cli_on_an_express_app_with_knex(tmp_path: Path) -> None:
     assert spec.app.secrets == ["SESSION_SECRET"] and spec.env == {"APP_NAME": "orders"}
     assert "headway secrets set SESSION_SECRET" in text and "secret\"" not in text
     assert "next: headway secrets set SESSION_SECRET; headway deploy" in result.stdout
+
+
+def test_lessons_from_real_projects(tmp_path: Path) -> None:
+    """Each layout below made init write something wrong on a public project."""
+    django = write(tmp_path / "styleguide", {
+        "requirements.txt": "django\ndjango-environ\npsycopg2\ngunicorn\n",
+        "manage.py": "# django\n", "config/__init__.py": "", "config/wsgi.py": "",
+        "config/settings.py": "import environ\nenv = environ.Env()\n"
+        "DATABASES = {'default': env.db('DATABASE_URL', default='postgres:///x')}\n"
+        "SECRET_KEY = env('SECRET_KEY')\nALLOWED_HOSTS = env.list('ALLOWED_HOSTS', default=[])\n"
+        "if env('STORAGE', default='local') == 's3':\n"
+        "    AWS_SECRET_ACCESS_KEY = env('AWS_SECRET_ACCESS_KEY')\n",
+        ".env.example": "AWS_SECRET_ACCESS_KEY=\nPYTHONBREAKPOINT=ipdb.set_trace\n",
+    })
+    spec, text, notes = init(django)
+    assert spec.app.secrets == ["SECRET_KEY"]  # a read under `if` is not required
+    assert "AWS_SECRET_ACCESS_KEY" in text and "PYTHONBREAKPOINT" not in spec.env
+    assert not any("reads no postgres variable" in n for n in notes)  # env.db() is DATABASE_URL
+    assert any(n.startswith("Django reads ALLOWED_HOSTS") for n in notes)
+    nx = write(tmp_path / "realworld", {
+        "package.json": '{"scripts": {"start": "node dist/main.js"}, "prisma": {"schema": '
+                        '"src/prisma/schema.prisma"}, "dependencies": {"express": "4"}}',
+        "src/prisma/schema.prisma": 'datasource db {\n provider = "postgresql"\n}\n',
+        "src/prisma/migrations/0_init/migration.sql": "",
+        "Dockerfile": "FROM node\nCOPY dist/api api\nCOPY package.json ./\nCMD [\"node\", \"api\"]\n",
+    })
+    spec, _, notes = init(nx)
+    assert spec.release.command == "npx prisma migrate deploy --schema src/prisma/schema.prisma"
+    assert any("Dockerfile copies dist/api, which the app folder does not hold" in n and
+               '[build] containerfile = "generate"' in n for n in notes)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 import shlex
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -224,7 +225,7 @@ def _secrets(plan: Needs) -> str:
                     for v in plan.secrets),
                   f"secrets = {_toml_list([v.name for v in plan.secrets])}"]
     if plan.optional_secrets:
-        head = "# read with a default in the code (optional): `headway secrets set NAME` to give one"
+        head = "# optional (a default in the code, or read on one branch only): `headway secrets set NAME`"
         lines += [head, *(_pad(f"#   {v.name}", v.where) for v in plan.optional_secrets)]
     return "\n".join(lines) + "\n" if lines else ""
 
@@ -269,10 +270,16 @@ def _volumes(plan: Needs) -> str:
 def _env(plan: Needs) -> str:
     lines = ["", "[env]"]
     lines += [_pad(f"{k} = {_toml(v)}", f"from {w}") for k, (v, w) in plan.env.items()]
-    if plan.unset:
-        lines.append("# read by the app, no value known (set them here, or as secrets):")
-        lines += [_pad(f'# {v.name} = ""', v.where + ("; optional" if v.optional else ""))
-                  for v in plan.unset]
+    required = [v for v in plan.unset if not v.optional]
+    if required:
+        lines.append("# read by the app with no default, no value known (set them here, or as "
+                     "secrets):")
+        lines += [_pad(f'# {v.name} = ""', v.where) for v in required]
+    optional = [v.name for v in plan.unset if v.optional]
+    if optional:
+        lines.append("# also read, optional (a default in the code, or read on one branch only):")
+        lines += textwrap.wrap(", ".join(optional), 90, initial_indent="#   ",
+                               subsequent_indent="#   ")
     lines += ["# [env.staging]              # overrides for `--env staging`",
               '# LOG_LEVEL = "debug"']
     return "\n".join(lines) + "\n"

@@ -92,7 +92,7 @@ OWN_VARS = {"PORT", "HOST", "NODE_ENV", "PATH", "HOME", "PWD", "USER", "SHELL", 
 OWN_PREFIXES = ("HEADWAY_", "npm_", "NPM_", "HEROKU_", "RENDER", "VERCEL", "RAILWAY_", "FLY_",
                 "NETLIFY", "AWS_LAMBDA", "GITHUB_ACTIONS", "K_SERVICE", "KUBERNETES_", "NEXT_RUNTIME",
                 "PYTEST", "JEST_", "VITE_")
-DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG"}
+DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG", "PYTHONBREAKPOINT"}
 SECRET = re.compile(r"SECRET|PASSWORD|PASSWD|_PASS$|TOKEN|(^|_)KEY$|API_KEY|PRIVATE|"
                     r"CREDENTIALS|(^|_)SALT$|_PWD$|SIGNING")
 PLACEHOLDER = re.compile(r"^$|change.?me|your|xxx|<.*>|\.\.\.|replace|example|todo|secret|^\*+$",
@@ -100,7 +100,8 @@ PLACEHOLDER = re.compile(r"^$|change.?me|your|xxx|<.*>|\.\.\.|replace|example|to
 
 PY_ENV = re.compile(
     r"(?:os\.environ\s*\[\s*|(?:os\.)?environ\.get\(\s*|os\.getenv\(\s*|getenv\(\s*|"
-    r"\benv(?:\.(?:str|int|bool|float|list|json|url|db_url|cache_url|path|dict))?\(\s*|"
+    r"\benv(?:\.(?:str|int|bool|float|list|tuple|json|url|db|db_url|cache|cache_url|email|"
+    r"email_url|search_url|path|dict|decimal))?\(\s*|"
     r"\bconfig\(\s*)[\"']([A-Z][A-Z0-9_]*)[\"']\s*([,)\]])")
 JS_ENV = re.compile(r"\b(?:process\.env|Bun\.env|import\.meta\.env)(?:\.([A-Z][A-Z0-9_]*)|"
                     r"\[\s*['\"`]([A-Z][A-Z0-9_]*)['\"`]\s*\])(\s*(?:\|\||\?\?))?")
@@ -169,6 +170,7 @@ def scan(folder: Path, found: Detected) -> Needs:
     kinds = _accessories(folder, files, deps, dep_files, needs)
     wired = _wire(kinds, variables, needs)
     _release(folder, found, deps, needs)
+    _own_containerfile(folder, found, needs)
     _volumes(files, has_postgres="postgres" in kinds, needs=needs)
     _classify([v for v in variables.values() if v.name not in wired], found, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
@@ -288,25 +290,24 @@ def _health(files: dict[str, str], needs: Needs) -> None:
 
 # variables -------------------------------------------------------------------------------
 def _variables(folder: Path, files: dict[str, str]) -> dict[str, Var]:
-    out: dict[str, Var] = {}
-
-    def add(var: Var) -> None:
-        old = out.get(var.name)
-        if old is None:
-            out[var.name] = var
-        else:  # required anywhere = required; keep the first place it was seen
-            out[var.name] = Var(old.name, old.where, old.optional and var.optional,
-                                old.example or var.example,
-                                old.example_file or var.example_file)
-
+    """Variables the code reads (required when any read has no default) and those an example
+    env file lists, with its value."""
+    code: dict[str, Var] = {}
     for name, body in files.items():
         for where, var, optional in _reads(name, body):
-            add(Var(var, where, optional))
+            old = code.get(var)
+            code[var] = Var(var, old.where if old else where,
+                            optional and (old.optional if old else True))
+    examples: dict[str, tuple[str, str]] = {}
     for example in EXAMPLES:
         for line in read(folder / example).splitlines():
             if m := re.match(r"^\s*(?:export\s+)?([A-Z][A-Z0-9_]*)\s*=\s*(.*?)\s*$", line):
-                value = m.group(2).split(" #")[0].strip().strip("\"'")
-                add(Var(m.group(1), example, False, value, example))
+                value = re.split(r"\s+#", m.group(2))[0].strip().strip("\"'")
+                examples.setdefault(m.group(1), (value, example))
+    out = {name: Var(name, var.where, var.optional, *examples.get(name, (None, "")))
+           for name, var in code.items()}
+    out |= {name: Var(name, file, False, value, file) for name, (value, file) in
+            examples.items() if name not in code}
     return {k: v for k, v in out.items() if k not in OWN_VARS and not k.startswith(OWN_PREFIXES)}
 
 
@@ -315,7 +316,9 @@ def _reads(name: str, body: str) -> list[tuple[str, str, bool]]:
     out = []
     if name.endswith(".py"):
         for m in PY_ENV.finditer(body):
-            optional = m.group(2) == "," or ".get(" in m.group(0) or "getenv(" in m.group(0)
+            rest = body[m.end():body.find("\n", m.end())]
+            optional = ".get(" in m.group(0) or "getenv(" in m.group(0) or \
+                (m.group(2) == "," and "default" in rest) or _conditional(body, m.start())
             out.append((f"{name}:{_line(body, m.start())}", m.group(1), optional))
         out += _settings_fields(name, body)
     elif name.endswith(".prisma"):
@@ -330,6 +333,20 @@ def _reads(name: str, body: str) -> list[tuple[str, str, bool]]:
                 if v := re.match(r"\s*([A-Z][A-Z0-9_]*)\s*(=)?", part):
                     out.append((f"{name}:{_line(body, m.start())}", v.group(1), bool(v.group(2))))
     return out
+
+
+def _conditional(body: str, pos: int) -> bool:
+    """A read inside an if/else/try block of Python code runs only on that branch."""
+    start = body.rfind("\n", 0, pos) + 1
+    line = body[start:pos]
+    indent = len(line) - len(line.lstrip())
+    if not indent:
+        return False
+    for above in reversed(body[:start].splitlines()):
+        stripped = above.lstrip()
+        if stripped and not stripped.startswith("#") and len(above) - len(stripped) < indent:
+            return stripped.startswith(("if ", "elif ", "else", "try", "except", "with "))
+    return False
 
 
 def _settings_fields(name: str, body: str) -> list[tuple[str, str, bool]]:
@@ -378,6 +395,11 @@ def _accessories(folder: Path, files: dict[str, str], deps: set[str], dep_files:
     for kind in ("postgres", "redis"):
         if kind in why:
             needs.accessories.append(Accessory(NAMES[kind], kind, why[kind]))
+    if "postgres" in why and "asyncpg" in deps and "sqlalchemy" in deps | {
+            d.split("[")[0] for d in deps} | ({"sqlalchemy"} if "sqlmodel" in deps else set()):
+        needs.notes.append(Note("SQLAlchemy with asyncpg wants a postgresql+asyncpg:// URL; the "
+                                "accessory's URL starts with postgresql://",
+                                "make the app's engine swap the scheme if it does not already"))
     return set(why)
 
 
@@ -424,6 +446,11 @@ def _classify(variables: list[Var], found: Detected, needs: Needs) -> None:
     if needs.env:
         needs.found.append("env: " + ", ".join(f"{k} (from {w})" for k, (_, w) in
                                                needs.env.items()))
+    hosts = [v.name for v in variables if v.name in {"ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"}]
+    if django and hosts:
+        needs.notes.append(Note(f"Django reads {hosts[0]}: requests for any other host name get "
+                                "400 once DEBUG is off", f'[env] {hosts[0]} = "example.com" '
+                                "(the names users reach the app by)"))
     for var in needs.unset:
         if not var.optional:
             needs.notes.append(Note(f"{var.name} is read ({var.where}) and has no default",
@@ -439,7 +466,7 @@ def _release(folder: Path, found: Detected, deps: set[str], needs: Needs) -> Non
     needs.release = candidates[0]
     needs.found.append(f"release: {candidates[0][0]} ({candidates[0][1]})")
     for command, why in candidates[1:]:
-        if command == candidates[0][0]:
+        if command.startswith(candidates[0][0]) or candidates[0][0].startswith(command):
             continue
         needs.notes.append(Note(f"also found {why}: not used, the release command is "
                                 f"{candidates[0][0]!r}", f'[release] command = "{command}"'))
@@ -461,18 +488,56 @@ def _migrations(folder: Path, found: Detected, deps: set[str]) -> list[tuple[str
         out.append(("python manage.py migrate --noinput", "Django manage.py"))
     if "flask-migrate" in deps and (folder / "migrations" / "env.py").is_file():
         out.append(("flask db upgrade", "Flask-Migrate and migrations/"))
-    schema = next((p for p in (folder / "prisma/schema.prisma", folder / "schema.prisma")
-                   if p.is_file()), None)
-    if schema:
+    if schema := _prisma_schema(folder):
+        where = schema.relative_to(folder).as_posix()
+        flag = "" if where == "prisma/schema.prisma" else f" --schema {where}"
         migrations = (schema.parent / "migrations").is_dir()
-        out.append(("npx prisma migrate deploy" if migrations else
-                    "npx prisma db push --skip-generate",
-                    f"{schema.relative_to(folder)}" + ("" if migrations else
-                                                       " without migrations/")))
+        out.append((f"npx prisma migrate deploy{flag}" if migrations else
+                    f"npx prisma db push --skip-generate{flag}",
+                    where + ("" if migrations else " without migrations/")))
     knexfile = next(folder.glob("knexfile.*"), None)
     if knexfile:
         out.append(("npx knex migrate:latest", knexfile.name))
     return out
+
+
+def _prisma_schema(folder: Path) -> Path | None:
+    try:
+        named = json.loads(read(folder / "package.json") or "{}").get("prisma", {}).get("schema")
+    except (json.JSONDecodeError, AttributeError):
+        named = None
+    for path in (named, "prisma/schema.prisma", "schema.prisma"):
+        if isinstance(path, str) and (folder / path).is_file():
+            return folder / path
+    return None
+
+
+def _own_containerfile(folder: Path, found: Detected, needs: Needs) -> None:
+    """An app's own Dockerfile that copies what the repository does not hold (a dist/ built
+    outside it) cannot build here."""
+    if not found.containerfile:
+        return
+    text = re.sub(r"[ \t]*\\[ \t]*\n\s*", " ", read(folder / found.containerfile))
+    for m in re.finditer(r"^\s*(?:COPY|ADD)\s+(?!.*--from)(.+)$", text,
+                         re.MULTILINE | re.IGNORECASE):
+        words = [w for w in m.group(1).split() if not w.startswith("--")]
+        for src in words[:-1]:
+            rel = src.removeprefix("./").strip("/")
+            if not rel or rel == "." or "$" in rel or src.startswith(("[", "http", "/")):
+                continue
+            if not _exists(folder, rel):
+                needs.notes.append(Note(
+                    f"{found.containerfile} copies {src}, which the app folder does not hold "
+                    "(built outside it?): the image build would fail",
+                    '[build] containerfile = "generate" (Headway builds it in the image)'))
+                return
+
+
+def _exists(folder: Path, pattern: str) -> bool:
+    try:
+        return any(folder.glob(pattern))
+    except (ValueError, IndexError):  # a pattern pathlib cannot take: assume it is there
+        return True
 
 
 def _volumes(files: dict[str, str], *, has_postgres: bool, needs: Needs) -> None:
