@@ -319,3 +319,25 @@ def test_lessons_from_real_projects(tmp_path: Path) -> None:
     assert spec.release.command == "npx prisma migrate deploy --schema src/prisma/schema.prisma"
     assert any("Dockerfile copies dist/api, which the app folder does not hold" in n and
                '[build] containerfile = "generate"' in n for n in notes)
+
+
+def test_implicit_reads_and_sqlite_paths_built_from_parts(tmp_path: Path) -> None:
+    blog = write(tmp_path / "blog", {
+        "requirements.txt": "django\ndj-database-url\npsycopg\ngunicorn\n",
+        "manage.py": "# django\n", "blog/__init__.py": "", "blog/wsgi.py": "",
+        "blog/settings.py": "import os\nimport dj_database_url\n"
+        "SECRET_KEY = os.environ['SECRET_KEY']\n"
+        "ALLOWED_HOSTS = os.environ.get('ALLOWED_HOSTS', '*').split(',')\n"
+        "DATABASES = {'default': dj_database_url.config(conn_max_age=600)}\n",
+    })
+    spec, _, notes = init(blog)
+    assert acc(spec) == {"db": ("postgres", None, {})}
+    assert not any("reads no postgres variable" in n or "ALLOWED_HOSTS" in n for n in notes)
+    notes_app = write(tmp_path / "notes", {
+        "requirements.txt": "flask\ngunicorn\n",
+        "app.py": "import os\nfrom flask import Flask\napp = Flask(__name__)\n"
+                  "DATABASE = os.path.join(os.path.dirname(__file__), 'data', 'notes.db')\n",
+        "data/.gitkeep": "",
+    })
+    spec, _, _ = init(notes_app)
+    assert dict(spec.volumes) == {"data": "data"}

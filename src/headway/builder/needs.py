@@ -103,6 +103,10 @@ PY_ENV = re.compile(
     r"\benv(?:\.(?:str|int|bool|float|list|tuple|json|url|db|db_url|cache|cache_url|email|"
     r"email_url|search_url|path|dict|decimal))?\(\s*|"
     r"\bconfig\(\s*)[\"']([A-Z][A-Z0-9_]*)[\"']\s*([,)\]])")
+IMPLICIT = [  # calls that read a variable without naming it
+    (r"\bdj_database_url\.config\((?![^)]*\benv\s*=)", "DATABASE_URL"),
+    (r"\benv\.db(?:_url)?\(\s*\)", "DATABASE_URL"), (r"\benv\.cache(?:_url)?\(\s*\)", "CACHE_URL"),
+    (r"\bdb_url\s*=\s*os\.environ\b", "DATABASE_URL")]
 JS_ENV = re.compile(r"\b(?:process\.env|Bun\.env|import\.meta\.env)(?:\.([A-Z][A-Z0-9_]*)|"
                     r"\[\s*['\"`]([A-Z][A-Z0-9_]*)['\"`]\s*\])(\s*(?:\|\||\?\?))?")
 JS_DESTRUCTURE = re.compile(r"\{([^{}]+)\}\s*=\s*process\.env\b")
@@ -113,7 +117,8 @@ SETTINGS_FIELD = re.compile(r"^[ \t]+([a-z][a-z0-9_]*)\s*:\s*[^=\n]+(=)?", re.MU
 ENV_PREFIX = re.compile(r"env_prefix\s*=\s*[\"']([A-Za-z0-9_]*)[\"']")
 
 SQLITE = re.compile(r"sqlite(?:\+\w+)?:///(?!/)(?:\./)?([\w./-]+)|"
-                    r"[\"'`]((?:\./)?[\w-]+(?:/[\w.-]+)*\.(?:db|sqlite3?))[\"'`]")
+                    r"[\"'`]((?:\./)?[\w-]+(?:/[\w.-]+)*\.(?:db|sqlite3?))[\"'`]|"
+                    r"[\"'`]([\w-]+)[\"'`]\s*[,/]\s*[\"'`]([\w.-]+\.(?:db|sqlite3?))[\"'`]")
 UPLOADS = re.compile(r"\b(?:MEDIA_ROOT|UPLOAD_FOLDER|UPLOAD_DIR|UPLOADS_DIR|dest|destination)\s*"
                      r"[:=]\s*(?:[^\n]*?[\"'`](?:\./)?([a-z][\w-]*)/?[\"'`])")
 
@@ -173,6 +178,7 @@ def scan(folder: Path, found: Detected) -> Needs:
     _own_containerfile(folder, found, needs)
     _volumes(files, has_postgres="postgres" in kinds, needs=needs)
     _classify([v for v in variables.values() if v.name not in wired], found, needs)
+    _allowed_hosts(files, variables, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
     return needs
 
@@ -321,6 +327,8 @@ def _reads(name: str, body: str) -> list[tuple[str, str, bool]]:
                 (m.group(2) == "," and "default" in rest) or _conditional(body, m.start())
             out.append((f"{name}:{_line(body, m.start())}", m.group(1), optional))
         out += _settings_fields(name, body)
+        out += [(f"{name}:{_line(body, m.start())}", var, True) for pattern, var in IMPLICIT
+                for m in re.finditer(pattern, body)]
     elif name.endswith(".prisma"):
         out += [(f"{name}:{_line(body, m.start())}", m.group(1), False)
                 for m in PRISMA_ENV.finditer(body)]
@@ -446,16 +454,24 @@ def _classify(variables: list[Var], found: Detected, needs: Needs) -> None:
     if needs.env:
         needs.found.append("env: " + ", ".join(f"{k} (from {w})" for k, (_, w) in
                                                needs.env.items()))
-    hosts = [v.name for v in variables if v.name in {"ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"}]
-    if django and hosts:
-        needs.notes.append(Note(f"Django reads {hosts[0]}: requests for any other host name get "
-                                "400 once DEBUG is off", f'[env] {hosts[0]} = "example.com" '
-                                "(the names users reach the app by)"))
     for var in needs.unset:
         if not var.optional:
             needs.notes.append(Note(f"{var.name} is read ({var.where}) and has no default",
                                     f'[env] {var.name} = "..." (or headway secrets set '
                                     f"{var.name})"))
+
+
+def _allowed_hosts(files: dict[str, str], variables: dict[str, Var], needs: Needs) -> None:
+    """Django answers 400 to a Host header ALLOWED_HOSTS does not list (once DEBUG is off)."""
+    name = next((n for n in ("ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS") if n in variables), None)
+    if not name or name in needs.env:
+        return
+    wildcard = re.compile(rf"{name}\b.*[\"']\*[\"']")
+    if any(wildcard.search(body) for body in files.values()):
+        return
+    needs.notes.append(Note(f"Django reads {name} ({variables[name].where}): requests for "
+                            "any other host name get 400 once DEBUG is off",
+                            f'[env] {name} = "example.com" (the names users reach the app by)'))
 
 
 # release, volumes ------------------------------------------------------------------------
@@ -549,7 +565,8 @@ def _volumes(files: dict[str, str], *, has_postgres: bool, needs: Needs) -> None
         if has_postgres:
             continue
         for m in SQLITE.finditer(body):
-            path = (m.group(1) or m.group(2) or "").removeprefix("./")
+            path = (m.group(1) or m.group(2) or
+                    (f"{m.group(3)}/{m.group(4)}" if m.group(3) else "")).removeprefix("./")
             if "/" in path and ":memory:" not in path:
                 _volume(path.rsplit("/", 1)[0], f"SQLite {path} ({name}:"
                         f"{_line(body, m.start())})", needs)
