@@ -178,7 +178,7 @@ def test_two_environments_on_one_router_port_need_distinct_hosts(
     apps = [{"app": "shop", "env": "staging", "router_port": 8080} | theirs,
             {"app": "shop", "env": "production", "router_port": 8080, "hosts": [],
              "is_default": 0}]
-    check = lambda: ports.check_router_port(apps, app="shop", env="production",  # noqa: E731
+    check = lambda: ports.check_router_port(apps, app="shop", env="production",
                                             port=8080, **mine)
     if refused:
         with pytest.raises(ConfigError, match="shop \\(staging\\) already uses this port"):
@@ -191,3 +191,260 @@ def test_the_agent_environment_keeps_nothing_from_the_shell_but_an_allow_list() 
     env = agent_environment(Path("/h"), {"PATH": "/bin", "API_TOKEN": "s3cret", "LC_ALL": "C",
                                          "HEADWAY_REGISTRY_PASSWORD": "pw", "HOME": "/root"})
     assert env == {"PATH": "/bin", "LC_ALL": "C", "HOME": "/root", "HEADWAY_HOME": "/h"}
+
+
+# the store, under load -----------------------------------------------------------------------
+@pytest.mark.integration
+def test_a_locked_store_fails_commands_clearly_and_the_agent_rides_it_out(app: App) -> None:
+    app.run("deploy")
+    agent = agent_pid(app)
+    app.set_version("v2")
+    with Load(app.url) as load:
+        holder = hold_write_lock(app.home / "state.db", 120)
+        env = app.env() | {"HEADWAY_STORE_TIMEOUT": "2"}
+        result = subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir,
+                                env=env, capture_output=True, text=True, timeout=60,
+                                check=False)
+        time.sleep(3)  # the agent meets the lock too, several times
+        holder.kill()
+        holder.wait()
+        time.sleep(1)
+    assert result.returncode == 3, result.stderr
+    assert f"the store {app.home / 'state.db'} is locked by another process (waited 2s)" \
+        in result.stderr
+    assert "Traceback" not in result.stderr
+    assert load.failed == 0, (load.codes, load.errors)
+    assert agent_pid(app) == agent  # it never exited
+    log = (app.home / "agent.log").read_text()
+    assert "is locked" in log and "works again" in log
+    app.run("deploy")  # the lock gone, everything works
+    assert app.version() == "v2"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """HEADWAY_HOME on a 300 MB tmpfs of its own (set up before `app`, torn down after it)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(home)], check=True)
+    yield home
+    subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Take every free byte of folder's file system."""
+    filler = folder / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "status=none"], check=False)
+    subprocess.run(["sync"], check=False)
+    return filler
+
+
+@pytest.mark.integration
+def test_a_full_disk_fails_commands_clearly_and_the_agent_keeps_serving(small_disk: Path,
+                                                                       app: App) -> None:
+    assert app.home == small_disk
+    app.run("deploy")
+    agent = agent_pid(app)
+    app.set_version("v2")
+    with Load(app.url) as load:
+        filler = fill(small_disk)
+        result = app.run("deploy", check=False)
+        time.sleep(3)  # the agent writes samples every 100 ms: each one fails now
+        alive = agent_pid(app) == agent
+        filler.unlink()
+        time.sleep(1)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "the disk is full" in result.stderr and "Traceback" not in result.stderr
+    assert load.failed == 0, (load.codes, load.errors)
+    assert alive and agent_pid(app) == agent
+    app.run("deploy")
+    assert app.version() == "v2"
+
+
+@pytest.mark.integration
+def test_a_corrupted_store_fails_commands_and_doctor_says_how_to_restore_it(app: App) -> None:
+    app.run("deploy")
+    db = app.home / "state.db"
+    with Load(app.url) as load:
+        size = db.stat().st_size  # the file, and the write-ahead log holding its newest pages
+        db.write_bytes(b"garbage!" * (size // 8))
+        for suffix in ("-wal", "-shm"):
+            db.with_name(f"state.db{suffix}").unlink(missing_ok=True)
+        result = app.run("status", check=False)
+        doctor = app.run("doctor", check=False)
+        time.sleep(2)
+    assert result.returncode == 3 and f"the store {db} is corrupted" in result.stderr
+    assert "headway doctor" in result.stderr and "Traceback" not in result.stderr
+    assert load.failed == 0, (load.codes, load.errors)  # HAProxy and instances never noticed
+    assert doctor.returncode == 1 and "FAIL" in doctor.stdout
+    copy = snapshots.listing(app.home)[0]
+    assert str(copy) in doctor.stdout and "to restore" in doctor.stdout
+    # the steps doctor gives, as a person would run them
+    os.kill(int((app.home / "agent.pid").read_text()), signal.SIGTERM)
+    wait_for(lambda: not agent_running(app.home), "the agent to stop")
+    db.rename(db.with_name("state.db.damaged"))
+    for suffix in ("-wal", "-shm"):
+        db.with_name(f"state.db{suffix}").unlink(missing_ok=True)
+    db.write_bytes(copy.read_bytes())
+    after = app.run("status", "--json")
+    assert json.loads(after.stdout)["active_release"] == 1
+    assert "started it again" in after.stderr
+    assert app.version() == "v1"
+    assert app.run("doctor").returncode == 0
+
+
+# builds, instances, releases -----------------------------------------------------------------
+@pytest.mark.integration
+def test_a_build_killed_midway_is_failed_by_the_next_command_and_cleaned(app: App) -> None:
+    app.run("deploy")
+    (app.dir / "requirements.txt").write_text(
+        (app.dir / "requirements.txt").read_text() + "six\n")  # a new virtualenv to build
+    app.set_version("v2")
+    with Load(app.url) as load:
+        cli = app.deploy_until("building")
+        venvs = app.home / "venvs"
+        wait_for(lambda: any(venvs.glob(f"*.tmp{cli.pid}")), "the virtualenv build", 60)
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        rels = releases(app)
+    assert load.failed == 0, (load.codes, load.errors)
+    assert rels[1]["status"] == "active"
+    assert rels[2]["status"] == "failed" and "build interrupted" in rels[2]["failure"]
+    assert not list(venvs.glob(f"*.tmp{cli.pid}*"))
+    assert not (app.home / "apps" / "hello" / "production" / "releases" / "2").exists()
+    app.run("deploy")
+    assert app.version() == "v2"
+
+
+@pytest.mark.integration
+def test_the_agent_replaces_an_instance_that_fails_its_health_check(app: App) -> None:
+    app.configure(processes__web__health='interval = "200ms"\ntimeout = "1s"\n'
+                                         'restart_after = "2s"')
+    app.run("deploy")
+    victim = status(app)["instances"][0]
+    os.kill(victim["pid"], signal.SIGSTOP)  # hung: alive, answers nothing
+    try:
+        wait_for(lambda: {i["id"]: i for i in status(app)["instances"]}[victim["id"]]
+                 ["restarts"] == 1, "the agent to replace the hung instance", 20)
+    finally:
+        try:
+            os.kill(victim["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    now = {i["id"]: i for i in status(app)["instances"]}[victim["id"]]
+    assert now["pid"] != victim["pid"]
+    events = app.run("events").stdout
+    assert "instance.replaced" in events and "failed its health check for 2s" in events
+    wait_for(lambda: {i["id"]: i for i in status(app)["instances"]}[victim["id"]]["health"]
+             == "up", "the new instance to be healthy")
+    with Load(app.url) as load:
+        time.sleep(1)
+    assert load.failed == 0, (load.codes, load.errors)
+
+
+def metric(app: App, name: str) -> str:
+    text = httpx.get(f"http://127.0.0.1:{app.metrics_port}/metrics", timeout=5).text
+    return "\n".join(line for line in text.splitlines() if line.startswith(name))
+
+
+@pytest.mark.integration
+def test_a_live_release_that_goes_bad_falls_back_to_the_warm_one(app: App) -> None:
+    app.configure(deploy='timeout = "20s"\ndrain_timeout = "5s"\nfallback_after = "2s"')
+    app.run("deploy")
+    app.set_version("v2")
+    app.run("deploy")
+    folder = Path(releases(app)[2]["number"] and app.home / "apps" / "hello" / "production" /
+                  "releases" / "2")
+    with Load(app.url) as load:
+        (folder / "BROKEN").write_text("unhealthy")  # every instance of 2 restarts unhealthy
+        for inst in status(app)["instances"]:
+            if inst["release"] == 2:
+                os.kill(inst["pid"], signal.SIGKILL)
+        went_bad = time.monotonic()
+        wait_for(lambda: app.version() == "v1", "the agent to fall back to release 1", 30)
+        took = time.monotonic() - went_bad
+    with Load(app.url) as after:
+        time.sleep(2)
+    assert after.failed == 0 and after.versions.keys() == {"v1"}, after.codes
+    print(f"fallback: {load.failed} of {load.total} requests failed, traffic back in {took:.1f}s")
+    assert took < 15
+    rels = releases(app)
+    assert rels[1]["status"] == "active"
+    assert rels[2]["status"] == "failed" and "no healthy instance" in rels[2]["failure"]
+    assert "deploy.fallback" in app.run("events").stdout
+    assert 'result="fallback"' in metric(app, "headway_deploys_total")
+
+
+# the agent: environment, death, reboot --------------------------------------------------------
+@pytest.mark.integration
+def test_secret_sources_in_the_shell_never_reach_the_agent(app: App) -> None:
+    app.configure(secrets='API_TOKEN = "env:SHELL_ONLY_TOKEN"')
+    env = app.env() | {"SHELL_ONLY_TOKEN": "tok-8d7f6e5c"}
+    subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir, env=env,
+                   check=True, capture_output=True, timeout=120)
+    environ = Path(f"/proc/{agent_pid(app)}/environ").read_bytes()
+    assert b"tok-8d7f6e5c" not in environ and b"SHELL_ONLY_TOKEN" not in environ
+    assert f"HEADWAY_HOME={app.home}".encode() in environ
+
+
+@pytest.mark.integration
+def test_a_command_that_finds_the_agent_dead_starts_it_and_says_so(app: App) -> None:
+    app.run("deploy")
+    os.kill(agent_pid(app), signal.SIGKILL)
+    wait_for(lambda: not agent_running(app.home), "the agent to die")
+    result = app.run("status")
+    assert "the headway agent was not running: started it again" in result.stderr
+    assert agent_running(app.home)
+    assert "not running" not in app.run("status").stderr  # said once, not every time
+
+
+def unit_command(unit: Path) -> tuple[list[str], dict[str, str]]:
+    """ExecStart and Environment of a systemd unit, as systemd would run it."""
+    env, argv = {}, []
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.split("=", 1)[1].strip('"').partition("=")
+            env[key] = value
+        elif line.startswith("ExecStart="):
+            argv = line.split("=", 1)[1].split()
+    return argv, env
+
+
+@pytest.mark.integration
+def test_after_a_reboot_the_unit_brings_the_live_release_back(app: App) -> None:
+    app.run("deploy")
+    app.set_version("v2")
+    app.run("deploy")
+    before = status(app)
+    unit = app.home.parent / "headway-agent.service"
+    app.run("agent", "install", "--path", str(unit))
+    argv, env = unit_command(unit)
+    assert env["HEADWAY_HOME"] == str(app.home) and argv[-2:] == ["headway", "agent"]
+    # the reboot: every process of the home dies at once
+    pids = [agent_pid(app), int((app.home / "router" / "haproxy.pid").read_text().split()[0])]
+    pids += [i["pid"] for i in before["instances"]]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not agent_running(app.home), "everything to die")
+    with pytest.raises(httpx.HTTPError):
+        app.version()
+    log = open(app.home / "agent.log", "ab")  # noqa: SIM115 - the child's
+    agent = subprocess.Popen(argv, env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        def serves_v2() -> bool:
+            try:
+                return app.version() == "v2"
+            except httpx.HTTPError:
+                return False
+
+        wait_for(serves_v2, "the active release to serve again", 30)
+        after = status(app)
+        assert agent_pid(app) == agent.pid  # the unit's agent did it, none was started for it
+        assert after["active_release"] == 2
+        assert {i["id"] for i in after["instances"]} == {i["id"] for i in before["instances"]}
+        assert releases(app)[1]["status"] == "previous"
+        app.run("rollback")  # the warm release came back warm too
+        assert app.version() == "v1"
+    finally:
+        log.close()
