@@ -1,4 +1,4 @@
-"""The engine over fakes: FakeRouter records runtime-API exchanges, FakeRuntime marks instances
+"""The engine over fakes: FakeRouter records the router changes of each exchange, FakeRuntime marks instances
 running at once, probes always pass. Proves ordering only; tests/test_deploy.py proves traffic.
 Also the podman argv, pinned whole."""
 
@@ -10,6 +10,7 @@ import pytest
 
 from headway.engine import Engine
 from headway.errors import DeployFailed, NotFound
+from headway.router.base import Add, Drain, Maint, Ready
 from headway.router.fake import FakeRouter
 from headway.runtime.container import EXPORT_SECRETS, Box, run_argv
 from headway.runtime.fake import FakeRuntime
@@ -54,19 +55,15 @@ def test_blue_green_moves_all_traffic_in_one_exchange(engine: Engine, tmp_path: 
     router: FakeRouter = engine.router  # type: ignore[assignment]
     deploy(engine, tmp_path, "1")
     old = list(router.state["be_shop_production"])
-    router.commands.clear()
+    router.exchanges.clear()
     deploy(engine, tmp_path, "2")
-    add, switch, park = router.commands[:3]
-    assert all(c.startswith("add server be_shop_production/web-r2-") for c in add)
-    new = [c.split()[2].split("/")[1] for c in add]
-    enable = [c for n in new for c in (
-        f"enable health be_shop_production/{n}", f"set weight be_shop_production/{n} 100",
-        f"set server be_shop_production/{n} state ready",
-        f"set server be_shop_production/{n} health up")]
-    assert switch[:len(enable)] == enable
-    assert sorted(switch[len(enable):]) == sorted(
-        f"set server be_shop_production/{o} state drain" for o in old)
-    assert sorted(park) == sorted(f"set server be_shop_production/{o} state maint" for o in old)
+    (be, add), (_, switch), (_, park) = router.exchanges[:3]
+    assert be == "be_shop_production"
+    assert all(isinstance(c, Add) and c.server.startswith("web-r2-") for c in add)
+    new = [c.server for c in add]
+    assert switch[:len(new)] == [Ready(n, 100) for n in new]
+    assert sorted(switch[len(new):], key=str) == sorted((Drain(o) for o in old), key=str)
+    assert sorted(park, key=str) == sorted((Maint(o) for o in old), key=str)
     assert router.state["be_shop_production"] == {**{n: "ready" for n in new},
                                                   **{o: "maint" for o in old}}
 
@@ -86,13 +83,13 @@ def test_failed_release_leaves_the_router_as_it_was(engine: Engine, tmp_path: Pa
 def test_rolling_replaces_one_instance_per_exchange(engine: Engine, tmp_path: Path) -> None:
     router: FakeRouter = engine.router  # type: ignore[assignment]
     deploy(engine, tmp_path, "1")
-    router.commands.clear()
+    router.exchanges.clear()
     deploy(engine, tmp_path, "2", strategy="rolling")
-    switches = [c for c in router.commands if any("state drain" in x for x in c)]
+    switches = [c for _, c in router.exchanges if any(isinstance(x, Drain) for x in c)]
     assert len(switches) == 2
     for exchange in switches:
-        assert sum("state ready" in c for c in exchange) == 1
-        assert sum("state drain" in c for c in exchange) == 1
+        assert sum(isinstance(c, Ready) for c in exchange) == 1
+        assert sum(isinstance(c, Drain) for c in exchange) == 1
 
 
 def test_release_command_runs_once_in_the_release_runtime_and_streams(

@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from headway.cli import output
+from headway.engine import routing
+from headway.errors import RouterError
+from headway.observer.metrics import HeadwayCollector
+from headway.observer.requests import RequestLog
+from headway.router.base import ServerState
+from headway.router.fake import FakeRouter
+from headway.store import Instance, Store
 from tests.conftest import App
 
 
@@ -80,3 +89,62 @@ def test_config_check_refuses_what_deploy_refuses(app: App) -> None:
     for command in (("config", "check"), ("deploy",)):
         assert 'headway.toml: app.runtime: "docker" is not supported yet' in refused(app, *command)
     assert not (app.home / "router").exists()
+
+
+def _routed_app(tmp_path: Path) -> tuple[Store, FakeRouter, list[Instance], list[Instance]]:
+    """shop (production): release 1 on 2 instances in rotation, release 2 on 1 (added)."""
+    store, router = Store(tmp_path / "home"), FakeRouter()
+    store.upsert_app("shop", "production", 80, "127.0.0.1", [], True, "/up", 1.0)
+
+    def inst(n: int, release: int) -> Instance:
+        i = Instance(f"web-r{release}-{n}", "shop", "production", release, "web", 20000 + n,
+                     ["serve"], "/", {}, "/dev/null", 1.0, "running", "running")
+        store.add_instance(i)
+        return i
+
+    stable, canary = [inst(1, 1), inst(2, 1)], [inst(3, 2)]
+    routing.add(store, router, stable + canary, check_interval=1.0)
+    routing.switch(store, router, enable=store.instances("shop", "production", release=1),
+                   drain=[])
+    return store, router, stable, canary
+
+
+def test_a_10_percent_canary_shows_10_percent_in_status_and_metrics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, router, stable, canary = _routed_app(tmp_path)
+    routing.split(store, router, canary=canary, stable=stable, share=10)
+
+    class LiveRouter:  # the router's live state, as `status` reads it from HAProxy
+        def __init__(self, home: Path) -> None:
+            pass
+
+        def running(self) -> bool:
+            return True
+
+        def servers(self, backend: str) -> dict[str, ServerState]:
+            return router.servers(backend)
+
+    monkeypatch.setattr("headway.router.HAProxy", LiveRouter)
+    ctx = output.Context(app_name="shop", _store=store)  # this store: no agent is started
+    rows = ctx.status()["instances"]
+    by_release: dict[int, float] = {}
+    for row in rows:
+        by_release[row["release"]] = by_release.get(row["release"], 0) + row["traffic"]
+    assert by_release == {1: 90.0, 2: 10.0}
+    collector = HeadwayCollector(store.home, RequestLog(tmp_path / "log.sock"))
+    family = next(f for f in collector._releases(store) if f.name == "headway_traffic_weight")
+    assert {s.labels["release"]: s.value for s in family.samples} == {"1": 0.9, "2": 0.1}
+
+
+def test_a_switch_that_would_leave_no_server_is_refused_except_by_destroy(
+        tmp_path: Path) -> None:
+    store, router, _, _ = _routed_app(tmp_path)
+    live = store.instances("shop", "production", release=1)
+    with pytest.raises(RouterError, match="refusing to drain every server of shop"):
+        routing.switch(store, router, enable=[], drain=live)
+    assert router.state["be_shop_production"]["web-r1-1"] == "ready"  # nothing was sent
+    routing.switch(store, router, enable=[], drain=live[:1])  # one is left: fine
+    routing.switch(store, router, enable=[], drain=store.instances("shop", "production",
+                                                                   release=1), destroy=True)
+    assert {s for s, state in router.state["be_shop_production"].items()
+            if state == "ready"} == set()

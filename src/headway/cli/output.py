@@ -146,6 +146,7 @@ class Context:
 
     def status(self) -> dict[str, Any]:
         from headway.router import HAProxy, backend_name
+        from headway.router.base import shares
 
         store, app = self.recovered_store(), self.app()
         router = HAProxy(store.home)
@@ -153,8 +154,8 @@ class Context:
         insts = store.instances(app, self.env)
         if not insts and not store.releases(app, self.env):
             raise NotFound(f"{app} ({self.env}) is not deployed on this host")
-        weights = {i.id: 100 for i in insts if i.id in live and live[i.id].admin == "ready"}
-        total = sum(weights.values()) or 1
+        share = shares({i.id: live[i.id].weight for i in insts
+                        if i.id in live and live[i.id].serving})
         active = next((r.number for r in store.releases(app, self.env) if r.status == "active"),
                       None)
         rows = [{
@@ -163,7 +164,7 @@ class Context:
             "router": live[i.id].admin if i.id in live else "none",
             "health": ("up" if live[i.id].up else "down")
             if i.id in live and live[i.id].admin != "maint" else None,
-            "traffic": round(100 * weights.get(i.id, 0) / total, 1),
+            "traffic": share.get(i.id, 0.0),
         } for i in insts]
         from headway.accessories import backups, manage
 

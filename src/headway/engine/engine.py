@@ -473,7 +473,7 @@ class Engine:
                 raise NotFound(f"{app} ({env}) is not deployed on this host")
             if self.router.running():
                 web = [i for i in insts if i.routed in {"ready", "drain"}]
-                routing.switch(self.store, self.router, enable=[], drain=web)
+                routing.switch(self.store, self.router, enable=[], drain=web, destroy=True)
                 self._wait_drained(self._get([i.id for i in web]), 10)
             for inst in insts:
                 self._of(inst).stop(inst)
@@ -495,7 +495,8 @@ class Engine:
                "is_default": spec.router.default,
                "health_path": spec.processes["web"].health.path or "/",
                "health_interval": spec.processes["web"].health.interval,
-               "health_expect": spec.processes["web"].health.expect}
+               "health_expect": spec.processes["web"].health.expect,
+               "request_timeout": spec.router.request_timeout}
         current = next((a for a in self.store.apps()
                         if (a["app"], a["env"]) == (spec.app.name, env)), None)
         same = current is not None and all(current[k] == v for k, v in row.items())

@@ -1,6 +1,7 @@
 """The bridge between the store and the router: which backends and servers should exist, and
-the runtime-API commands that move instances in and out of rotation, recorded in the store so
-that a reload renders exactly the live state."""
+the changes (router intents, see router/base.py) that move instances in and out of rotation,
+recorded in the store so that a reload renders exactly the live state. The only code that
+changes the router; it never lets a switch leave a live app with no server."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from typing import Any
 
 from headway.errors import RouterError
 from headway.router import base
-from headway.router.base import Backend, Router
+from headway.router.base import (
+    Add,
+    Backend,
+    Drain,
+    Maint,
+    Ready,
+    Remove,
+    Router,
+    RouterBusy,
+    Weight,
+)
 from headway.store import Instance, Store
 
 PENDING = "router.pending_deletes"
@@ -31,6 +42,7 @@ def backends(store: Store, *, pending: dict[str, Any] | None = None) -> list[Bac
             address=app["router_address"], hosts=app["hosts"], default=bool(app["is_default"]),
             health_path=app["health_path"], health_interval=app["health_interval"],
             health_expect=app.get("health_expect") or "2xx",
+            request_timeout=app.get("request_timeout") or base.DEFAULT_REQUEST_TIMEOUT,
             servers=servers))
     return result
 
@@ -66,42 +78,37 @@ def add(store: Store, router: Router, insts: list[Instance], *, check_interval: 
     todo = [i for i in insts if i.routed == "none"]
     if not todo:
         return
-    be = base.backend_name(todo[0].app, todo[0].env)
-    router.apply([base.add_server(be, i.id, i.port, weight=100, check_interval=check_interval)
-                  for i in todo])
+    router.change(_backend(todo), [Add(i.id, i.port, check_interval) for i in todo])
     for i in todo:
         store.set_instance(i.id, routed="maint")
 
 
-def switch(store: Store, router: Router, *, enable: list[Instance], drain: list[Instance]) -> None:
-    """Put `enable` in rotation and `drain` out of it, in one runtime-API exchange."""
+def switch(store: Store, router: Router, *, enable: list[Instance], drain: list[Instance],
+           destroy: bool = False) -> None:
+    """Put `enable` in rotation and `drain` out of it, in one exchange. Draining every server
+    in rotation without enabling any is refused, unless the app is being destroyed."""
     insts = enable + drain
     if not insts:
         return
-    be = base.backend_name(insts[0].app, insts[0].env)
-    commands = [c for i in enable for c in base.enable_server(be, i.id)]
-    commands += [base.set_state(be, i.id, "drain") for i in drain if i.routed == "ready"]
-    router.apply(commands)
+    draining = [i for i in drain if i.routed == "ready"]
+    if not enable and draining and not destroy:
+        _keep_a_server(store, insts[0], leaving={i.id for i in draining})
+    router.change(_backend(insts), [*(Ready(i.id) for i in enable),
+                                    *(Drain(i.id) for i in draining)])
     for i in enable:
         store.set_instance(i.id, routed="ready", weight=base.FULL)
-    for i in drain:
-        if i.routed == "ready":
-            store.set_instance(i.id, routed="drain")
+    for i in draining:
+        store.set_instance(i.id, routed="drain")
 
 
 def split(store: Store, router: Router, *, canary: list[Instance], stable: list[Instance],
           share: int) -> None:
     """Send `share` percent of requests to `canary`, the rest to `stable`, in one exchange."""
-    be = base.backend_name(canary[0].app, canary[0].env)
     weights = {i.id: max(1, round(2 * share / len(canary))) for i in canary}
     weights |= {i.id: max(1, round(2 * (100 - share) / len(stable))) for i in stable}
-    commands = []
-    for i in canary + stable:
-        if i.routed == "ready":
-            commands.append(base.set_weight(be, i.id, weights[i.id]))
-        else:
-            commands += base.enable_server(be, i.id, weights[i.id])
-    router.apply(commands)
+    router.change(_backend(canary), [
+        Weight(i.id, weights[i.id]) if i.routed == "ready" else Ready(i.id, weights[i.id])
+        for i in canary + stable])
     for i in canary + stable:
         store.set_instance(i.id, routed="ready", weight=weights[i.id])
 
@@ -110,8 +117,7 @@ def park(store: Store, router: Router, insts: list[Instance]) -> None:
     """Out of rotation but kept (warm, for an instant rollback)."""
     todo = [i for i in insts if i.routed not in {"none", "maint"}]
     if todo:
-        be = base.backend_name(todo[0].app, todo[0].env)
-        router.apply([base.set_state(be, i.id, "maint") for i in todo])
+        router.change(_backend(todo), [Maint(i.id) for i in todo])
     for i in todo:
         store.set_instance(i.id, routed="maint")
 
@@ -122,25 +128,42 @@ def remove(store: Store, router: Router, insts: list[Instance]) -> None:
     todo = [i for i in insts if i.routed != "none"]
     if not todo:
         return
-    be = base.backend_name(todo[0].app, todo[0].env)
-    router.apply([base.set_state(be, i.id, "maint") for i in todo])
+    be = _backend(todo)
+    router.change(be, [Maint(i.id) for i in todo])
     for i in todo:
         store.set_instance(i.id, routed="none")
     store.put(PENDING, json.dumps(_pending(store) + [f"{be}/{i.id}" for i in todo]))
     purge(store, router)
 
 
-
 def purge(store: Store, router: Router) -> None:
-    """Delete the servers taken out by `remove`; keep those HAProxy still holds connections to."""
+    """Delete the servers taken out by `remove`; keep those the router still holds
+    connections to."""
     left = []
     for server in _pending(store):
+        be, _, name = server.partition("/")
         try:
-            router.apply([f"del server {server}"])
-        except RouterError as exc:
-            if "connections" in exc.message:
-                left.append(server)  # anything else (e.g. gone after a reload) is done
+            router.change(be, [Remove(name)])
+        except RouterBusy:
+            left.append(server)
+        except RouterError:
+            pass  # gone already (e.g. after a reload): done
     store.put(PENDING, json.dumps(left) if left else None)
+
+
+def _backend(insts: list[Instance]) -> str:
+    return base.backend_name(insts[0].app, insts[0].env)
+
+
+def _keep_a_server(store: Store, inst: Instance, *, leaving: set[str]) -> None:
+    """Refuse to take the last servers in rotation out of a live app's backend."""
+    ready = [i.id for i in store.instances(inst.app, inst.env)
+             if i.process == "web" and i.routed == "ready"]
+    if ready and set(ready) <= leaving:
+        raise RouterError(f"refusing to drain every server of {inst.app} ({inst.env}) with "
+                          "none to take its traffic",
+                          hint="deploy or roll back to a release; `headway destroy` takes an "
+                          "app down")
 
 
 def _pending(store: Store) -> list[str]:

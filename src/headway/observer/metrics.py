@@ -17,6 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from headway.observer.requests import BUCKETS, RequestLog
+from headway.router.base import FULL
 from headway.store import Store
 
 DEPLOY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -102,9 +103,12 @@ class HeadwayCollector(Collector):
                 if rel.status in {"active", "previous"}:
                     info.add_metric([name, env, str(rel.number), rel.status, rel.digest[:12]], 1)
             insts = store.instances(name, env)
-            ready = Counter(i.release for i in insts if i.routed == "ready")
+            weights: Counter[int] = Counter()  # the router's weights, as routing records them
+            for i in insts:
+                if i.process == "web" and i.routed == "ready":
+                    weights[i.release] += i.weight or FULL
             for release in {i.release for i in insts if i.process == "web"}:
-                share = ready[release] / sum(ready.values()) if ready else 0.0
+                share = weights[release] / sum(weights.values()) if weights else 0.0
                 weight.add_metric([name, env, str(release)], share)
             by_process: Counter[str] = Counter()
             for i in insts:

@@ -1,14 +1,22 @@
-"""What the engine needs from a router: a handful of operations on named servers.
-Implementations: HAProxy (runtime API), FakeRouter (tests). No driver imports another."""
+"""What the engine needs from a router, as intent: add a server, put it in rotation at a weight,
+drain it, park it in maintenance, remove it; read the live state. No router syntax here: each
+driver translates the changes (HAProxy: router/haproxy.py). Implementations: HAProxy, FakeRouter
+(tests). No driver imports another."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from headway.errors import RouterError
+
 
 def backend_name(app: str, env: str) -> str:
     return f"be_{app}_{env}"
+
+
+FULL = 100  # a server's weight when its release takes all the traffic
+DEFAULT_REQUEST_TIMEOUT = 60.0  # [router] request_timeout's default
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class Backend:
     health_interval: float
     servers: list[tuple[str, int, str, int]] = field(default_factory=list)  # name, port, state, weight
     health_expect: str = "2xx"  # 2xx (or 3xx) | below-500
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # longest wait for a server's answer
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,77 @@ class ServerState:
     admin: str  # ready | drain | maint
     up: bool  # health check says UP
     sessions: int  # requests in flight
+    weight: int = FULL  # its share of requests among the servers in rotation
+
+    @property
+    def serving(self) -> bool:
+        """In rotation and healthy: the router sends it requests."""
+        return self.admin == "ready" and self.up
+
+
+def shares(weights: dict[str, int]) -> dict[str, float]:
+    """Each server's percentage of requests, from the weights of the servers in rotation."""
+    total = sum(weights.values())
+    return {name: round(100 * w / total, 1) if total else 0.0 for name, w in weights.items()}
+
+
+# Changes: what should happen to one server of a backend. Server names are instance ids.
+@dataclass(frozen=True)
+class Add:
+    """A new server on 127.0.0.1:port, in maintenance (no traffic until Ready)."""
+
+    server: str
+    port: int
+    check_interval: float
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Into rotation at `weight`, and counted healthy at once: Headway has just probed it, and a
+    server leaving maintenance would otherwise wait for its next check, a gap with no server."""
+
+    server: str
+    weight: int = FULL
+
+
+@dataclass(frozen=True)
+class Weight:
+    """A new share for a server already in rotation."""
+
+    server: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Drain:
+    """No new requests; those in flight finish."""
+
+    server: str
+
+
+@dataclass(frozen=True)
+class Maint:
+    """Out of rotation, kept (a warm release, or one on its way out)."""
+
+    server: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    """Deleted. Refused with RouterBusy while the router holds connections to it."""
+
+    server: str
+
+
+Change = Add | Ready | Weight | Drain | Maint | Remove
+
+
+class RouterBusy(RouterError):
+    """A server could not be removed yet: the router still holds (pooled) connections to it."""
+
+    def __init__(self, message: str, *, servers: list[str]) -> None:
+        super().__init__(message, hint="it is removed once they close (a few seconds)")
+        self.servers = servers
 
 
 class Router(Protocol):
@@ -41,44 +121,12 @@ class Router(Protocol):
         its own Prometheus exporter at `exporter` (address, port) if given, and log each
         request to the agent unless `request_log` is off."""
 
-    def apply(self, commands: list[str]) -> None:
-        """Run runtime-API commands in one exchange; raise RouterError if any is refused."""
+    def change(self, backend: str, changes: list[Change]) -> None:
+        """Apply the changes to a backend's servers together (one runtime-API exchange for
+        HAProxy), in order; RouterBusy if a Remove must wait, RouterError if any is refused."""
 
     def servers(self, backend: str) -> dict[str, ServerState]:
         """Live state of a backend's servers."""
 
     def running(self) -> bool:
         """Whether the router process answers."""
-
-
-def server_options(check_interval: float) -> str:
-    """Options of every server line, in the config and in `add server` alike: servers added
-    at run time do not inherit defaults, and without an idle-connection pool HAProxy loses
-    keep-alive to the app (measured: p99 56 ms instead of 2.8 ms at 2 connections)."""
-    inter = max(int(check_interval * 1000), 100)
-    return f"check inter {inter} rise 1 fall 2 pool-max-conn -1 pool-purge-delay 5s"
-
-
-# Runtime-API commands, as data. Server names are instance ids; backends from backend_name().
-def add_server(backend: str, name: str, port: int, *, weight: int, check_interval: float) -> str:
-    return (f"add server {backend}/{name} 127.0.0.1:{port} weight {weight} "
-            + server_options(check_interval))
-
-
-FULL = 100  # a server's weight when its release takes all the traffic
-
-
-def enable_server(backend: str, name: str, weight: int = FULL) -> list[str]:
-    """Into rotation, and UP at once: Headway has just probed it, and a server leaving
-    maintenance would otherwise stay DOWN until its next check, leaving a gap with no server."""
-    return [f"enable health {backend}/{name}", set_weight(backend, name, weight),
-            f"set server {backend}/{name} state ready", f"set server {backend}/{name} health up"]
-
-
-def set_weight(backend: str, name: str, weight: int) -> str:
-    return f"set weight {backend}/{name} {weight}"
-
-
-def set_state(backend: str, name: str, state: str) -> str:
-    return f"set server {backend}/{name} state {state}"
-
