@@ -16,14 +16,16 @@ RAW = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
 
 class _Dashed(click.Command):
-    """Remembers which arguments came before `--` (Click does not tell them apart)."""
+    """Remembers the arguments before and after the first `--` (Click does not tell them
+    apart, and keeps a `--` that follows a positional argument)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta["before_dashes"] = args[:args.index("--")] if "--" in args else None
+        at = args.index("--") if "--" in args else None
+        ctx.meta["dashes"] = None if at is None else (args[:at], args[at + 1:])
         return super().parse_args(ctx, args)
 
 
-def _command(words: tuple[str, ...], usage: str) -> list[str]:
+def _command(words: tuple[str, ...] | list[str], usage: str) -> list[str]:
     if not words:
         raise ConfigError("no command given", hint=f"e.g. {usage}")
     return list(words)
@@ -36,7 +38,8 @@ def _command(words: tuple[str, ...], usage: str) -> list[str]:
 @pass_ctx
 def run(ctx: output.Context, release: int | None, command: tuple[str, ...]) -> None:
     """Run a one-off command in a new instance of the release: headway run -- CMD ARGS."""
-    argv = _command(command, "headway run -- python manage.py shell")
+    dashes = click.get_current_context().meta["dashes"]
+    argv = _command(dashes[1] if dashes else command, "headway run -- python manage.py shell")
     code = ctx.engine().run(ctx.app(), ctx.env, argv, release=release,
                             tty=sys.stdin.isatty())
     sys.exit(code)
@@ -47,12 +50,12 @@ def run(ctx: output.Context, release: int | None, command: tuple[str, ...]) -> N
 @pass_ctx
 def exec_(ctx: output.Context, words: tuple[str, ...]) -> None:
     """Run a command inside a running instance: headway exec [INSTANCE] -- CMD ARGS."""
-    before = click.get_current_context().meta.get("before_dashes")
-    instance = before[0] if before else None
-    if before and len(before) > 1:
+    before, after = click.get_current_context().meta["dashes"] or ([], list(words))
+    if len(before) > 1:
         raise ConfigError(f"exec: {' '.join(before)}: one instance before --",
                           hint="headway exec web-r3-1a2b3c -- ls")
-    argv = _command(words[1:] if instance else words, "headway exec -- ls -la")
+    instance = before[0] if before else None
+    argv = _command(after, "headway exec -- ls -la")
     code = ctx.engine().exec(ctx.app(), ctx.env, argv, instance=instance,
                              tty=sys.stdin.isatty())
     sys.exit(code)

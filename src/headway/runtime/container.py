@@ -181,8 +181,7 @@ class ContainerRuntime:
                    *wrap, *argv]
             return run_command(cmd, env=_client_env(), timeout=timeout, output=output)
         name = f"headway-{release.app}-{release.env}-run-{secrets.token_hex(4)}"
-        base = release_env(release, env) | {"HEADWAY_INSTANCE": name}
-        box = self._box(release, name, "run", base, expose=0)
+        box = self._box(release, name, "run", release_env(release, env), expose=0)
         box.command, box.interactive, box.tty = argv, interactive, tty
         return run_command(run_argv(self.binary, box), env=_client_env(), timeout=timeout,
                            output=output, on_timeout=lambda: self._kill(name))

@@ -118,8 +118,10 @@ def run_command(argv: list[str], *, env: dict[str, str], cwd: str | None = None,
                                 stdout=subprocess.PIPE if piped else None,
                                 stderr=subprocess.STDOUT if piped else None)
     except OSError as exc:
-        if output:
-            output(f"headway: cannot start {argv[0]}: {exc.strerror}\n")
+        if output is None:
+            raise RuntimeFailure(f"cannot start {argv[0]}: {exc.strerror}",
+                                 hint="is it installed in the release (its PATH)?") from exc
+        output(f"headway: cannot start {argv[0]}: {exc.strerror}\n")
         return 127
     expired = threading.Event()
 
