@@ -435,7 +435,7 @@ def test_after_a_reboot_the_unit_brings_the_live_release_back(app: App) -> None:
         def serves_v2() -> bool:
             try:
                 return app.version() == "v2"
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # no router yet, or no healthy server
                 return False
 
         wait_for(serves_v2, "the active release to serve again", 30)
