@@ -341,3 +341,22 @@ def test_implicit_reads_and_sqlite_paths_built_from_parts(tmp_path: Path) -> Non
     })
     spec, _, _ = init(notes_app)
     assert dict(spec.volumes) == {"data": "data"}
+
+
+def test_settings_classes_and_secret_names(tmp_path: Path) -> None:
+    app = write(tmp_path / "backend", {
+        "pyproject.toml": '[project]\nname = "b"\ndependencies = ["fastapi", "uvicorn", '
+                          '"psycopg"]\n',
+        "app/__init__.py": "", "app/main.py": FASTAPI,
+        "app/config.py": "from pydantic_settings import BaseSettings\n\n"
+        "class Settings(BaseSettings):\n    SECRET_KEY: str\n    PROJECT_NAME: str\n"
+        "    DATABASE_URL: PostgresDsn\n    ACCESS_TOKEN_EXPIRE_MINUTES: int = 60\n"
+        "    SMTP_PASSWORD: str | None\n\n    def check(self, value: str) -> None:\n"
+        "        if value:\n            pass\n        else:\n            other: int = 1\n",
+    })
+    spec, text, notes = init(app)
+    assert spec.app.secrets == ["SECRET_KEY"]
+    assert acc(spec) == {"db": ("postgres", None, {})}
+    assert any(n.startswith("PROJECT_NAME is read (app/config.py:5)") for n in notes)
+    assert "SMTP_PASSWORD" in text and "ELSE" not in text and "OTHER" not in text
+    assert "ACCESS_TOKEN_EXPIRE_MINUTES" in text.split("[env]")[1]  # not a secret

@@ -93,8 +93,8 @@ OWN_PREFIXES = ("HEADWAY_", "npm_", "NPM_", "HEROKU_", "RENDER", "VERCEL", "RAIL
                 "NETLIFY", "AWS_LAMBDA", "GITHUB_ACTIONS", "K_SERVICE", "KUBERNETES_", "NEXT_RUNTIME",
                 "PYTEST", "JEST_", "VITE_")
 DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG", "PYTHONBREAKPOINT"}
-SECRET = re.compile(r"SECRET|PASSWORD|PASSWD|_PASS$|TOKEN|(^|_)KEY$|API_KEY|PRIVATE|"
-                    r"CREDENTIALS|(^|_)SALT$|_PWD$|SIGNING")
+SECRET = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|PASS|PWD|TOKEN|KEY|CREDENTIALS|SALT|DSN_SECRET)$"
+                    r"|^SECRET_|_SECRET_")
 PLACEHOLDER = re.compile(r"^$|change.?me|your|xxx|<.*>|\.\.\.|replace|example|todo|secret|^\*+$",
                          re.IGNORECASE)
 
@@ -113,7 +113,8 @@ JS_DESTRUCTURE = re.compile(r"\{([^{}]+)\}\s*=\s*process\.env\b")
 PRISMA_ENV = re.compile(r"env\(\s*\"([A-Z][A-Z0-9_]*)\"\s*\)")
 SETTINGS_CLASS = re.compile(r"^class\s+\w+\((?:[\w.]*BaseSettings)\):\s*\n((?:[ \t]+.*\n|\s*\n)*)",
                             re.MULTILINE)
-SETTINGS_FIELD = re.compile(r"^[ \t]+([a-z][a-z0-9_]*)\s*:\s*[^=\n]+(=)?", re.MULTILINE)
+SETTINGS_FIELD = re.compile(r"^([ \t]+)([A-Za-z][A-Za-z0-9_]*)[ \t]*:[ \t]*([^=\n]+)(=)?",
+                            re.MULTILINE)
 ENV_PREFIX = re.compile(r"env_prefix\s*=\s*[\"']([A-Za-z0-9_]*)[\"']")
 
 SQLITE = re.compile(r"sqlite(?:\+\w+)?:///(?!/)(?:\./)?([\w./-]+)|"
@@ -362,11 +363,17 @@ def _settings_fields(name: str, body: str) -> list[tuple[str, str, bool]]:
     out = []
     for cls in SETTINGS_CLASS.finditer(body):
         prefix = m.group(1) if (m := ENV_PREFIX.search(cls.group(1))) else ""
-        for f in SETTINGS_FIELD.finditer(cls.group(1)):
-            if f.group(1) in {"model_config", "class"}:
+        block = cls.group(1)
+        indent = min((len(x) - len(x.lstrip()) for x in block.splitlines() if x.strip()),
+                     default=0)
+        for f in SETTINGS_FIELD.finditer(block):
+            if len(f.group(1)) != indent or f.group(2) in {"model_config", "else", "try",
+                                                           "finally", "class", "Config"}:
                 continue
+            # `x: str | None` (no value) is optional too: pydantic defaults it to None
+            optional = bool(f.group(4)) or "None" in f.group(3) or "Optional" in f.group(3)
             out.append((f"{name}:{_line(body, cls.start(1) + f.start())}",
-                        (prefix + f.group(1)).upper(), bool(f.group(2))))
+                        (prefix + f.group(2)).upper(), optional))
     return out
 
 
