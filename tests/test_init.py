@@ -65,6 +65,19 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
     }, {"command": "gunicorn 'app:create_app()' --bind $HOST:$PORT",
         "workers": {"worker": "rq worker --url $REDIS_URL"}, "release": "flask db upgrade",
         "accessories": {"cache": ("redis", None, {})}, "health": None}),
+    ("flask-package-flaskenv", {
+        "requirements.txt": "flask\nflask-migrate\npsycopg2-binary\ngunicorn\n",
+        "Procfile": "web: gunicorn 'shop:create_app()'\nrelease: flask db upgrade\n",
+        ".flaskenv": "FLASK_APP=shop\n",
+        "shop/__init__.py": "from flask import Flask\ndef create_app():\n    return Flask('x')\n",
+        "migrations/env.py": "",
+    }, {"release": "flask db upgrade", "env": {"FLASK_APP": "shop"},
+        "accessories": {"db": ("postgres", None, {})}}),
+    ("flask-migrate-from-command", {
+        "requirements.txt": "flask\nflask-migrate\ngunicorn\n",
+        "autoapp.py": "from flask import Flask\napp = Flask(__name__)\n",
+        "migrations/env.py": "",
+    }, {"release": "flask db upgrade", "env": {"FLASK_APP": "autoapp:app"}}),
     ("django-database-url", {
         "requirements.txt": "Django>=5\ndj-database-url\npsycopg[binary]\ngunicorn\n",
         "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', "
@@ -177,6 +190,10 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
 ]
 
 
+def corpus(name: str) -> dict[str, str]:
+    return next(files for n, files, _ in CORPUS if n == name)
+
+
 @pytest.mark.parametrize(("files", "want"), [(f, w) for _, f, w in CORPUS],
                          ids=[name for name, _, _ in CORPUS])
 def test_init_writes_what_the_app_needs(tmp_path: Path, files: dict[str, str],
@@ -251,7 +268,7 @@ def run_init(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_cli_prints_what_it_found_and_what_to_set(tmp_path: Path) -> None:
-    app = write(tmp_path / "shop", dict(CORPUS[0][1]) | {
+    app = write(tmp_path / "shop", dict(corpus('fastapi-package-alembic')) | {
         "Procfile": "worker: python -m app.worker\n"})
     result = run_init(app)
     assert result.returncode == 0, result.stderr
@@ -279,7 +296,7 @@ def test_the_cli_refuses_a_folder_without_an_app(tmp_path: Path) -> None:
 
 
 def test_the_cli_on_an_express_app_with_knex(tmp_path: Path) -> None:
-    app = write(tmp_path / "orders", dict(CORPUS[3][1]) | {
+    app = write(tmp_path / "orders", dict(corpus('express-knex-db-vars')) | {
         ".env.example": "DB_HOST=localhost\nDB_PASSWORD=secret\nSESSION_SECRET=\nAPP_NAME=orders\n"})
     result = run_init(app)
     assert result.returncode == 0, result.stderr

@@ -488,11 +488,30 @@ def _release(folder: Path, found: Detected, deps: set[str], needs: Needs) -> Non
         return
     needs.release = candidates[0]
     needs.found.append(f"release: {candidates[0][0]} ({candidates[0][1]})")
+    if re.match(r"(python -m )?flask\b", candidates[0][0]):
+        _flask_app(folder, found, needs)
     for command, why in candidates[1:]:
         if command.startswith(candidates[0][0]) or candidates[0][0].startswith(command):
             continue
         needs.notes.append(Note(f"also found {why}: not used, the release command is "
                                 f"{candidates[0][0]!r}", f'[release] command = "{command}"'))
+
+
+def _flask_app(folder: Path, found: Detected, needs: Needs) -> None:
+    """`flask db upgrade` finds the app by FLASK_APP unless app.py or wsgi.py is at the root;
+    .flaskenv is read only when python-dotenv is installed, so it is written to [env]."""
+    if any((folder / f).is_file() for f in ("app.py", "wsgi.py")):
+        return
+    for name in (".flaskenv", ".env.example", ".env"):
+        if m := re.search(r"^\s*FLASK_APP\s*=\s*[\"']?([^\"'\s#]+)", read(folder / name),
+                          re.MULTILINE):
+            needs.env["FLASK_APP"] = (m.group(1), name)
+            return
+    if m := re.search(r"\bgunicorn\b.*?\s'?\"?([\w.]+:[\w.]+(?:\(\))?)", found.command):
+        needs.env["FLASK_APP"] = (m.group(1), "the web command")
+        return
+    needs.notes.append(Note("flask db upgrade needs to find the app: no app.py or wsgi.py, "
+                            "no FLASK_APP", '[env] FLASK_APP = "package:create_app()"'))
 
 
 def _migrations(folder: Path, found: Detected, deps: set[str]) -> list[tuple[str, str]]:
