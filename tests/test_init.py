@@ -377,3 +377,19 @@ def test_settings_classes_and_secret_names(tmp_path: Path) -> None:
     assert any(n.startswith("PROJECT_NAME is read (app/config.py:5)") for n in notes)
     assert "SMTP_PASSWORD" in text and "ELSE" not in text and "OTHER" not in text
     assert "ACCESS_TOKEN_EXPIRE_MINUTES" in text.split("[env]")[1]  # not a secret
+
+
+def test_without_a_web_command_init_writes_the_rest_and_exits_2(tmp_path: Path) -> None:
+    app = write(tmp_path / "inventory", {
+        "pyproject.toml": '[project]\nname = "inventory"\ndependencies = ["aiohttp", '
+                          '"asyncpg"]\n',
+        "src/inventory/__init__.py": "",
+        "src/inventory/db.py": "import os\nURL = os.environ['DATABASE_URL']\n",
+    })
+    result = run_init(app)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "headway.toml is written, but the web command could not be decided" in result.stderr
+    assert '[processes.web] command = "..."' in result.stderr
+    spec = parse_spec((app / "headway.toml").read_text())
+    assert "set [processes.web] command" in spec.processes["web"].command
+    assert acc(spec) == {"db": ("postgres", None, {})}

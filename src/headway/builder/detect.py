@@ -28,16 +28,19 @@ __all__ = ["Detected", "bind_host", "detect", "dev_server", "own_command", "proc
            "render_toml"]
 
 OWN = ("Containerfile", "Dockerfile")
+# written when no web command was found: valid, and says what to do if deployed as is
+PLACEHOLDER = "sh -c 'echo set [processes.web] command in headway.toml >&2; exit 1'"
 # besides node.DEV (watchers, framework dev servers): Python's and package managers' own
 DEV_SERVER = re.compile(r"\brunserver\b|\bflask\s+run\b|--reload\b|--debug\b"
                         r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?dev\b")
 SHELL = re.compile(r"&&|\|\||[;|<>`]|\$\(|\$\{\w+:|^\s*(cd|export|source|\.)\s|^\s*\w+=\S")
 
 
-def detect(folder: Path, *, command: str | None = None, containerfile: str | None = None
-           ) -> Detected:
+def detect(folder: Path, *, command: str | None = None, containerfile: str | None = None,
+           partial: bool = False) -> Detected:
     """What the app in `folder` is. `command`: the web command from headway.toml, which wins
-    over whatever would be detected (and makes a missing entrypoint no error).
+    over whatever would be detected (and makes a missing entrypoint no error). `partial`
+    (init): no web command found is no error; the result's command is "".
     `containerfile`: [build] containerfile: "generate" ignores the app's own file, a path uses
     that file; default (None): the app's Containerfile or Dockerfile if it has one."""
     name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-")[:40] or "app"
@@ -66,7 +69,7 @@ def detect(folder: Path, *, command: str | None = None, containerfile: str | Non
         return dataclasses.replace(
             found, explain=f"{found.explain}; {own} used as is", containerfile=own,
             reasons=[*found.reasons, f"{own} found: built as is instead of a generated one"])
-    if not found.command:
+    if not found.command and not partial:
         raise ConfigError(f"{folder}: {found.explain}",
                           hint="set it in headway.toml: [processes.web] command = \"...\"")
     return found
@@ -191,7 +194,7 @@ def render_toml(found: Detected, *, port: int, needs: Needs | None = None) -> st
     from headway.builder.needs import Needs
 
     plan = needs or Needs()
-    command = found.command or "sh -c 'echo set [processes.web] command; exit 1'"
+    command = found.command or PLACEHOLDER
     return "".join([f'''# headway.toml, written by `headway init` ({found.explain}).
 # Reference: every key, its type and default, is in the README ("Config reference").
 

@@ -163,7 +163,7 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
 
     if not path.is_dir():
         raise ConfigError(f"--path {path}: no such folder")
-    found = detect(path)
+    found = detect(path, partial=True)
     try:
         needs = scan.scan(path, found)
     except OSError as exc:
@@ -181,7 +181,7 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
         if (path / name).exists() and not force:
             raise ConfigError(f"{path / name} exists", hint="pass --force to overwrite it")
     click.echo(found.explain)
-    click.echo("\n".join(f"  {reason}" for reason in found.reasons))
+    click.echo("\n".join(f"  {reason}" for reason in found.reasons if reason != found.explain))
     if needs.found:
         click.echo("found:")
         click.echo("\n".join(f"  {line}" for line in needs.found))
@@ -192,6 +192,10 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
     for name, text in files.items():
         (path / name).write_text(text)
         click.echo(f"wrote {path / name}")
+    if not found.command:
+        raise ConfigError(f"{path / 'headway.toml'} is written, but the web command could not "
+                          f"be decided: {found.explain}", hint="set it there: [processes.web] "
+                          'command = "..." (it must listen on $HOST:$PORT)')
     steps = [f"headway secrets set {v.name}" for v in needs.secrets]
     click.echo("next: " + "; ".join([*steps, "headway deploy"]))
 
