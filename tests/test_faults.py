@@ -342,6 +342,13 @@ def test_the_agent_replaces_an_instance_that_fails_its_health_check(app: App) ->
     assert load.failed == 0, (load.codes, load.errors)
 
 
+def serves(app: App, version: str) -> bool:
+    try:
+        return app.version() == version
+    except (httpx.HTTPError, ValueError):  # no router, or no healthy server (a 503 page)
+        return False
+
+
 def metric(app: App, name: str) -> str:
     text = httpx.get(f"http://127.0.0.1:{app.metrics_port}/metrics", timeout=5).text
     return "\n".join(line for line in text.splitlines() if line.startswith(name))
@@ -361,7 +368,7 @@ def test_a_live_release_that_goes_bad_falls_back_to_the_warm_one(app: App) -> No
             if inst["release"] == 2:
                 os.kill(inst["pid"], signal.SIGKILL)
         went_bad = time.monotonic()
-        wait_for(lambda: app.version() == "v1", "the agent to fall back to release 1", 30)
+        wait_for(lambda: serves(app, "v1"), "the agent to fall back to release 1", 30)
         took = time.monotonic() - went_bad
     with Load(app.url) as after:
         time.sleep(2)
@@ -432,13 +439,7 @@ def test_after_a_reboot_the_unit_brings_the_live_release_back(app: App) -> None:
     agent = subprocess.Popen(argv, env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
     try:
-        def serves_v2() -> bool:
-            try:
-                return app.version() == "v2"
-            except (httpx.HTTPError, ValueError):  # no router yet, or no healthy server
-                return False
-
-        wait_for(serves_v2, "the active release to serve again", 30)
+        wait_for(lambda: serves(app, "v2"), "the active release to serve again", 30)
         after = status(app)
         assert agent_pid(app) == agent.pid  # the unit's agent did it, none was started for it
         assert after["active_release"] == 2
