@@ -168,6 +168,12 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
         "index.js": "const multer = require('multer');\nconst upload = multer({ dest: "
                     "'uploads/' });\n",
     }, {"volumes": {"uploads": "uploads"}, "command": "node index.js"}),
+    ("node-pg-bare-pool", {
+        "package.json": '{"main": "db.js", "dependencies": {"pg": "^8"}}',
+        "db.js": "const { Pool } = require('pg');\nexport const pool = new Pool();\n",
+    }, {"accessories": {"db": ("postgres", None, {
+        "PGHOST": "host", "PGPORT": "port", "PGUSER": "user", "PGPASSWORD": "password",
+        "PGDATABASE": "database"})}}),
     ("node-migrate-script", {
         "package.json": '{"scripts": {"start": "node server.js", "migrate": "node migrate.js"},'
                         ' "dependencies": {"pg": "^8"}}',

@@ -103,6 +103,7 @@ PY_ENV = re.compile(
     r"\benv(?:\.(?:str|int|bool|float|list|tuple|json|url|db|db_url|cache|cache_url|email|"
     r"email_url|search_url|path|dict|decimal))?\(\s*|"
     r"\bconfig\(\s*)[\"']([A-Z][A-Z0-9_]*)[\"']\s*([,)\]])")
+LIBPQ = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 IMPLICIT = [  # calls that read a variable without naming it
     (r"\bdj_database_url\.config\((?![^)]*\benv\s*=)", "DATABASE_URL"),
     (r"\benv\.db(?:_url)?\(\s*\)", "DATABASE_URL"), (r"\benv\.cache(?:_url)?\(\s*\)", "CACHE_URL"),
@@ -341,6 +342,9 @@ def _reads(name: str, body: str) -> list[tuple[str, str, bool]]:
             for part in m.group(1).split(","):
                 if v := re.match(r"\s*([A-Z][A-Z0-9_]*)\s*(=)?", part):
                     out.append((f"{name}:{_line(body, m.start())}", v.group(1), bool(v.group(2))))
+        # node-postgres with no settings reads libpq's variables itself
+        for m in re.finditer(r"\bnew\s+(?:pg\.)?(?:Pool|Client)\(\s*\)", body):
+            out += [(f"{name}:{_line(body, m.start())}", var, True) for var in LIBPQ]
     return out
 
 
