@@ -26,6 +26,7 @@ class Detected:
     build: list[str] = field(default_factory=list)  # run after installing, dev deps present
     version_range: str = ""  # the declared range, e.g. ">=20" or "20.x"; "" = none declared
     version_from: str = ""  # where it was declared, e.g. ".nvmrc (v20.11.1)", "engines.node"
+    installer_version: str = ""  # pnpm / yarn / bun version to install, e.g. "9", "1.22.22"
 
 
 def exec_form(command: str) -> str:

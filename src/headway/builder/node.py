@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 from headway.builder import semver
@@ -54,9 +55,9 @@ def detect(folder: Path, name: str) -> Detected:
     reasons = [f"dependencies: {lock} -> {installer}" +
                (" install (no lock file: versions are not pinned)" if lock == "package.json"
                 else "")]
-    manager = pkg.get("packageManager")
-    if isinstance(manager, str) and manager.startswith(f"{installer}@"):
-        reasons.append(f"packageManager: {manager.split('+')[0]}")
+    tool = tool_version(folder, pkg, installer)
+    if tool:
+        reasons.append(f"{installer} {tool} (from the npm registry's {installer} package)")
     language = "bun" if installer == "bun" else "node"
     if language == "bun":
         version, wanted, source = BUN_DEFAULT, "", ""
@@ -75,7 +76,21 @@ def detect(folder: Path, name: str) -> Detected:
         reasons.append(f"command: {command} ({explain}; it must listen on $PORT)")
     return Detected(name, command, f"{language.title()} app: {explain}" if command else
                     f"{package}: {explain}", language, version, installer, None, reasons, build,
-                    version_range=wanted, version_from=source)
+                    version_range=wanted, version_from=source, installer_version=tool)
+
+
+def tool_version(folder: Path, pkg: dict[str, object], installer: str) -> str:
+    """The pnpm / yarn / bun version to install: packageManager's, else the one the lock
+    file's format asks for ("" for npm: the one that comes with node)."""
+    manager = pkg.get("packageManager")
+    if isinstance(manager, str) and manager.startswith(f"{installer}@"):
+        return manager.split("@", 1)[1].split("+")[0]
+    if installer == "pnpm":
+        lock = re.search(r"lockfileVersion:\s*'?(\d+)", read(folder / "pnpm-lock.yaml"))
+        return {"5": "7", "6": "8"}.get(lock.group(1) if lock else "", "9")
+    if installer == "yarn":
+        return "4" if "__metadata:" in read(folder / "yarn.lock") else "1"
+    return BUN_DEFAULT if installer == "bun" else ""
 
 
 # Version ----------------------------------------------------------------------------------------
@@ -228,21 +243,29 @@ def _install_lines(found: Detected, *, production: bool) -> tuple[str, str]:
         return ("COPY package.json bun.lock* bun.lockb* ./",
                 "RUN --mount=type=cache,target=/root/.bun/install/cache bun install "
                 "--frozen-lockfile" + (" --production" if production else ""))
-    enable = (f"(corepack enable {pm} 2>/dev/null || npm install -g --no-audit --no-fund "
-              f"{pm}@{_pinned_tool(found, pm)})")
+    # npm's copy of pnpm/yarn, not corepack: its shims download at first use and check
+    # signatures that old corepack releases cannot verify, and Node 25 images drop it
+    tool = f"npm install -g --no-audit --no-fund {_package(pm, found.installer_version)}"
     if pm == "pnpm":
         return ("COPY package.json pnpm-lock.yaml ./",
-                "RUN --mount=type=cache,target=/root/.local/share/pnpm/store " + enable +
+                "RUN --mount=type=cache,target=/root/.local/share/pnpm/store " + tool +
                 " && pnpm install --frozen-lockfile" + (" --prod" if production else ""))
+    frozen = " --immutable" if _berry(found) else " --frozen-lockfile"
     return ("COPY package.json yarn.lock .yarnrc* ./",
-            "RUN --mount=type=cache,target=/usr/local/share/.cache/yarn " + enable +
-            " && yarn install --frozen-lockfile" + (" --production" if production else ""))
+            "RUN --mount=type=cache,target=/usr/local/share/.cache/yarn " + tool +
+            " && yarn install" + frozen + (" --production" if production and not _berry(found)
+                                           else ""))
 
 
-def _pinned_tool(found: Detected, pm: str) -> str:
-    return next((r.split("@", 1)[1] for r in found.reasons
-                 if r.startswith(f"packageManager: {pm}@")),
-                "latest" if pm == "pnpm" else "1")
+def _package(pm: str, version: str) -> str:
+    """The npm package that brings `pm` at `version` (Yarn 2+ is @yarnpkg/cli-dist)."""
+    if pm == "yarn" and not version.startswith("1"):
+        return f"@yarnpkg/cli-dist@{version or '4'}"
+    return f"{pm}@{version or 'latest'}"
+
+
+def _berry(found: Detected) -> bool:
+    return found.installer == "yarn" and not found.installer_version.startswith("1")
 
 
 def _prune(found: Detected) -> str:
@@ -250,7 +273,8 @@ def _prune(found: Detected) -> str:
     in it, e.g. the Prisma client, stays)."""
     return {"npm": "npm prune --omit=dev --no-audit --no-fund",
             "pnpm": "pnpm prune --prod",
-            "yarn": "yarn install --frozen-lockfile --production --prefer-offline",
+            "yarn": ("yarn workspaces focus --all --production" if _berry(found) else
+                     "yarn install --frozen-lockfile --production --prefer-offline"),
             "bun": "rm -rf node_modules && bun install --frozen-lockfile --production"
             }[found.installer]
 
@@ -294,76 +318,98 @@ RUN {_prune(found)}
 # Process runtime ------------------------------------------------------------------------------
 def install(app: Path, found: Detected, cache: Path) -> None:
     """node_modules for the release folder `app` from its lock file (dev dependencies too),
-    then its build steps, then dev dependencies dropped. `cache`: download caches shared by
-    every release. Raises RuntimeFailure (the tool's last lines and a hint) on failure."""
-    cache = cache / "node"  # npm, corepack, pnpm, yarn and bun caches, beside the venvs
+    then its build steps, then dev dependencies dropped. `cache`: download caches and the
+    pnpm / yarn / bun tools, shared by every release. Raises RuntimeFailure (the tool's last
+    lines and a hint) on failure; nothing runs on a Node the app does not declare."""
+    cache = cache / "node"  # beside the shared virtualenvs
     cache.mkdir(parents=True, exist_ok=True)
     env = _tool_env(cache)
-    bun = ensure_bun(cache, env) if found.language == "bun" else ""
-    if bun:
-        _step([bun, "install", *(["--frozen-lockfile"] if _locked(app, found) else [])],
-              app, env, "bun install", found)
-    else:
+    if found.language != "bun":
         check_node(found, env)
-        _step(_node_install(app, found, cache, production=False), app, env,
-              f"{found.installer} install", found)
+    tool = "npm" if found.installer == "npm" else ensure_tool(
+        cache, env, found.installer, found.installer_version)
+    env["PATH"] = f"{Path(tool).parent}:{env['PATH']}" if tool != "npm" else env["PATH"]
+    _step(_install_argv(app, found, tool, cache, production=False), app, env,
+          f"{found.installer} install", found)
     build_env = env | {"NODE_ENV": "production",
                        "PATH": f"{app / 'node_modules' / '.bin'}:{env['PATH']}"}
     for step in found.build:
         _step(shlex.split(step), app, build_env, step, found)
-    if bun:
-        shutil.rmtree(app / "node_modules", ignore_errors=True)
-        _step([bun, "install", "--production", *(["--frozen-lockfile"] if _locked(app, found)
-                                                 else [])], app, env, "bun install", found)
+    if found.build or found.installer == "bun":
+        if found.installer in ("bun", "yarn") and not _berry(found):
+            shutil.rmtree(app / "node_modules", ignore_errors=True)  # reinstalled without dev
+        _step(_prune_argv(app, found, tool, cache), app, env, "dropping dev dependencies",
+              found)
+    if found.installer == "bun":  # instances find bun on PATH (node_modules/.bin)
         bins = app / "node_modules" / ".bin"
         bins.mkdir(parents=True, exist_ok=True)
         (bins / "bun").unlink(missing_ok=True)
-        (bins / "bun").symlink_to(bun)  # instances find bun on PATH (node_modules/.bin)
-    elif found.build:
-        _step(_prune_argv(found, cache), app, env, "dropping dev dependencies", found)
+        (bins / "bun").symlink_to(tool)
 
 
 def _locked(app: Path, found: Detected) -> bool:
     return any((app / f).exists() for f in LOCKS[found.installer])
 
 
-def _node_install(app: Path, found: Detected, cache: Path, *, production: bool) -> list[str]:
-    pm = found.installer
+def _install_argv(app: Path, found: Detected, tool: str, cache: Path, *,
+                  production: bool) -> list[str]:
+    pm, locked = found.installer, _locked(app, found)
     if pm == "npm":
-        verb = "ci" if _locked(app, found) else "install"
-        return ["npm", verb, "--include=dev" if not production else "--omit=dev",
-                "--cache", str(cache / "npm"), "--prefer-offline", "--no-audit", "--no-fund"]
+        return ["npm", "ci" if locked else "install", "--omit=dev" if production else
+                "--include=dev", "--cache", str(cache / "npm"), "--prefer-offline",
+                "--no-audit", "--no-fund"]
     if pm == "pnpm":
-        return ["corepack", "pnpm", "install", "--store-dir", str(cache / "pnpm-store"),
-                *(["--frozen-lockfile"] if _locked(app, found) else []),
-                *(["--prod"] if production else [])]
-    return ["corepack", "yarn", "install", "--cache-folder", str(cache / "yarn"),
-            *(["--frozen-lockfile"] if _locked(app, found) else []),
-            *(["--production"] if production else [])]
+        return [tool, "install", "--store-dir", str(cache / "pnpm-store"),
+                *(["--frozen-lockfile"] if locked else []), *(["--prod"] if production else [])]
+    if pm == "bun":
+        return [tool, "install", *(["--frozen-lockfile"] if locked else []),
+                *(["--production"] if production else [])]
+    if _berry(found):
+        return [tool, "install", *(["--immutable"] if locked else [])]
+    return [tool, "install", "--cache-folder", str(cache / "yarn"), "--non-interactive",
+            *(["--frozen-lockfile"] if locked else []), *(["--production"] if production else [])]
 
 
-def _prune_argv(found: Detected, cache: Path) -> list[str]:
+def _prune_argv(app: Path, found: Detected, tool: str, cache: Path) -> list[str]:
     if found.installer == "npm":
         return ["npm", "prune", "--omit=dev", "--no-audit", "--no-fund"]
     if found.installer == "pnpm":
-        return ["corepack", "pnpm", "prune", "--prod"]
-    return ["corepack", "yarn", "install", "--cache-folder", str(cache / "yarn"),
-            "--frozen-lockfile", "--production", "--prefer-offline"]
+        return [tool, "prune", "--prod"]
+    if _berry(found):
+        return [tool, "workspaces", "focus", "--all", "--production"]
+    return _install_argv(app, found, tool, cache, production=True)
 
 
 def _tool_env(cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "NODE_ENV"}  # dev deps are wanted
-    return env | {"COREPACK_HOME": str(cache / "corepack"), "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
-                  "COREPACK_ENABLE_STRICT": "0", "BUN_INSTALL_CACHE_DIR": str(cache / "bun"),
-                  "npm_config_update_notifier": "false",
+    return env | {"BUN_INSTALL_CACHE_DIR": str(cache / "bun"), "YARN_CACHE_FOLDER":
+                  str(cache / "yarn"), "YARN_ENABLE_GLOBAL_CACHE": "false",
+                  "npm_config_update_notifier": "false", "CI": "true",  # no prompts
                   "PATH": env.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
 
 
 def _step(argv: list[str], app: Path, env: dict[str, str], what: str, found: Detected) -> None:
+    """Run one install or build step in `app`; on failure, a RuntimeFailure with the tool's
+    own last lines (runner.run keeps only the last 15, which for npm is its usage text)."""
     try:
-        run(argv, cwd=app, env=env, timeout=900, what=what)
-    except RuntimeFailure as exc:
-        raise RuntimeFailure(exc.message, hint=_hint(argv, found)) from exc
+        proc = subprocess.run(argv, cwd=app, env=env, capture_output=True, text=True,
+                              timeout=900, check=False)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"{what}: {argv[0]} not found", hint=_hint(argv, found)) from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(f"{what} took longer than 900s", hint=_hint(argv, found)) from None
+    if proc.returncode != 0:
+        tail = "\n".join(_without_usage(proc.stdout + proc.stderr)[-15:])
+        raise RuntimeFailure(f"{what} failed (exit {proc.returncode}):\n{tail}",
+                             hint=_hint(argv, found))
+
+
+def _without_usage(output: str) -> list[str]:
+    """The output's lines, without the usage text npm prints after its error."""
+    lines = [line for line in output.strip().splitlines() if line.strip() != "npm error"]
+    cut = next((n for n, line in enumerate(lines) if re.match(
+        r"npm error (Clean install a project|Usage:|Install a package)", line)), len(lines))
+    return lines[:cut]
 
 
 def _hint(argv: list[str], found: Detected) -> str:
@@ -372,7 +418,7 @@ def _hint(argv: list[str], found: Detected) -> str:
                 "reach it, or set PRISMA_ENGINES_MIRROR / the engine paths in [env]")
     if "build" in argv:
         return "the app's build script failed: run it in the app folder to see why"
-    lock = next((f for f in LOCKS[found.installer]), "the lock file")
+    lock = LOCKS[found.installer][0]
     return (f"check that {lock} matches package.json (run `{found.installer} install` and "
             "commit the lock file) and that the npm registry is reachable")
 
@@ -400,18 +446,20 @@ def _get_node(found: Detected) -> str:
             f'deploy in a container (runtime = "podman": image node:{major}-slim)')
 
 
-def ensure_bun(cache: Path, env: dict[str, str]) -> str:
-    """Bun from the npm registry's `bun` package (it ships the binary), once per cache."""
-    home = cache / "bun-runtime"
-    bun = home / "node_modules" / ".bin" / "bun"
-    if not bun.exists():
+def ensure_tool(cache: Path, env: dict[str, str], pm: str, version: str) -> str:
+    """pnpm, yarn or bun from the npm registry (the bun package ships its binary), installed
+    once per version under `cache`; the path of its executable."""
+    package = _package(pm, version)
+    home = cache / "tools" / re.sub(r"[^\w.@-]+", "_", package)
+    exe = home / "node_modules" / ".bin" / pm
+    if not exe.exists():
         home.mkdir(parents=True, exist_ok=True)
         try:
             run(["npm", "install", "--prefix", str(home), "--no-audit", "--no-fund",
-                 "--cache", str(cache / "npm"), f"bun@{BUN_DEFAULT}"], env=env,
-                what="installing Bun (npm install bun)")
+                 "--no-save", "--cache", str(cache / "npm"), package], env=env,
+                what=f"installing {package} (npm install)")
         except RuntimeFailure as exc:
-            raise RuntimeFailure(exc.message, hint="Bun comes from the npm registry's bun "
-                                 "package: check that the registry is reachable, or put bun "
-                                 "on PATH") from exc
-    return str(bun.resolve())
+            raise RuntimeFailure(exc.message, hint=f"{pm} comes from the npm "
+                                 f"registry's {package.rsplit('@', 1)[0]} package: check that "
+                                 "the registry is reachable") from exc
+    return str(exe)
