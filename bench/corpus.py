@@ -93,6 +93,8 @@ class Outcome:
     init_to_serving_s: float | None = None
     cold_deploy_s: float | None = None
     warm_deploy_s: float | None = None
+    cold_build_s: float | None = None
+    warm_build_s: float | None = None
     secrets_set: list[str] = field(default_factory=list)
 
 
@@ -131,8 +133,8 @@ class Run:
                              f"{timeout:.0f} s") from None
         if proc.returncode != 0:
             raise StepFailed(step, f"`headway {' '.join(args)}` exited {proc.returncode}: "
-                             + tail(proc.stderr + "\n" + proc.stdout))
-        return proc.stdout
+                             + tail(readable(proc.stderr) + "\n" + proc.stdout))
+        return proc.stdout + proc.stderr
 
     def execute(self) -> Outcome:
         """Every step in order; the first that fails is recorded with its message."""
@@ -142,17 +144,26 @@ class Run:
             said = self.headway("init", "init", "--port", str(self.port))
             self.make_ports_test_safe()
             self.set_user_secrets(said)
-            self.outcome.cold_deploy_s = self.timed_deploy("deploy")
+            self.outcome.cold_deploy_s, self.outcome.cold_build_s = self.timed_deploy("deploy")
             token = f"corpus-{secrets.token_hex(4)}"
             self.write(token)
             self.outcome.init_to_serving_s = round(time.monotonic() - started, 1)
             self.read(token, "read")
-            self.outcome.warm_deploy_s = self.timed_deploy("redeploy", "--force")
+            self.outcome.warm_deploy_s, self.outcome.warm_build_s = self.timed_deploy(
+                "redeploy", "--force")
             self.read(token, "read after redeploy")
             self.outcome.deployed_unedited = True
         except StepFailed as failed:
             self.outcome.step, self.outcome.message = failed.step, failed.message
+            if failed.step.startswith(("write", "read")):
+                self.outcome.message += "\napp's log:\n" + self.app_log()
         return self.outcome
+
+    def app_log(self) -> str:
+        try:
+            return tail(self.headway("logs", "logs", "-n", "12", timeout=60), 24)
+        except StepFailed as failed:
+            return failed.message
 
     def copy(self) -> None:
         shutil.copytree(CORPUS / self.app.name, self.dir,
@@ -179,10 +190,11 @@ class Run:
                 self.headway("secrets", "secrets", "set", name, stdin=secrets.token_urlsafe(40))
                 self.outcome.secrets_set.append(name)
 
-    def timed_deploy(self, step: str, *extra: str) -> float:
+    def timed_deploy(self, step: str, *extra: str) -> tuple[float, float | None]:
+        """Seconds the deploy took, and its build step (from its JSON progress lines)."""
         t0 = time.monotonic()
-        self.headway(step, "deploy", *extra)
-        return round(time.monotonic() - t0, 1)
+        said = self.headway(step, "--log-format", "json", "deploy", *extra)
+        return round(time.monotonic() - t0, 1), build_seconds(said)
 
     def write(self, token: str) -> None:
         try:
@@ -250,6 +262,37 @@ def set_keys(text: str, sections: dict[str, dict[str, str]]) -> str:
             else:
                 lines[at] = f"{key} = {value}"
     return "\n".join(lines) + "\n"
+
+
+def progress(text: str) -> list[dict[str, object]]:
+    lines = []
+    for line in text.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    return [line for line in lines if isinstance(line, dict) and "ts" in line]
+
+
+def build_seconds(text: str) -> float | None:
+    lines = progress(text)
+    at = next((n for n, line in enumerate(lines) if line.get("step") == "build"), None)
+    if at is None or at + 1 >= len(lines):
+        return None
+    return round(float(lines[at + 1]["ts"]) - float(lines[at]["ts"]), 1)  # type: ignore[arg-type]
+
+
+def readable(text: str) -> str:
+    """JSON progress lines as their messages; anything else as is."""
+    out = []
+    for line in text.splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            parsed = None
+        out.append(str(parsed["message"]) if isinstance(parsed, dict) and "message" in parsed
+                   else line)
+    return "\n".join(out)
 
 
 def tail(text: str, lines: int = 15) -> str:
