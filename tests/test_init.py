@@ -399,3 +399,19 @@ def test_without_a_web_command_init_writes_the_rest_and_exits_2(tmp_path: Path) 
     spec = parse_spec((app / "headway.toml").read_text())
     assert "set [processes.web] command" in spec.processes["web"].command
     assert acc(spec) == {"db": ("postgres", None, {})}
+
+
+def test_alembic_ini_with_its_own_server_is_named(tmp_path: Path) -> None:
+    files = {"requirements.txt": "fastapi\nuvicorn\nasyncpg\nsqlmodel\nalembic\n",
+             "main.py": FASTAPI,
+             "alembic.ini": "[alembic]\nscript_location = migrations\n"
+                            "sqlalchemy.url = postgresql+asyncpg://u:p@db:5432/foo\n",
+             "migrations/env.py": "url = config.get_main_option('sqlalchemy.url')\n"}
+    _, _, notes = init(write(tmp_path / "a", files))
+    assert any(n.startswith("alembic.ini names its own server (db)") for n in notes)
+    assert any(n.startswith("SQLAlchemy with asyncpg wants a postgresql+asyncpg:// URL")
+               for n in notes)
+    files["migrations/env.py"] += "import os\nconfig.set_main_option('sqlalchemy.url', " \
+        "os.environ['DATABASE_URL'])\n"
+    _, _, notes = init(write(tmp_path / "b", files))
+    assert not any("alembic.ini names its own server" in n for n in notes)

@@ -492,6 +492,8 @@ def _release(folder: Path, found: Detected, deps: set[str], needs: Needs) -> Non
         return
     needs.release = candidates[0]
     needs.found.append(f"release: {candidates[0][0]} ({candidates[0][1]})")
+    if "alembic upgrade" in candidates[0][0]:
+        _alembic_url(folder, needs)
     if re.match(r"(python -m )?flask\b", candidates[0][0]):
         _flask_app(folder, found, needs)
     for command, why in candidates[1:]:
@@ -499,6 +501,22 @@ def _release(folder: Path, found: Detected, deps: set[str], needs: Needs) -> Non
             continue
         needs.notes.append(Note(f"also found {why}: not used, the release command is "
                                 f"{candidates[0][0]!r}", f'[release] command = "{command}"'))
+
+
+def _alembic_url(folder: Path, needs: Needs) -> None:
+    """alembic.ini naming its own server, with an env.py that never looks at the environment:
+    the release command would migrate that server, not the accessory."""
+    ini = read(folder / "alembic.ini")
+    url = re.search(r"^\s*sqlalchemy\.url\s*=\s*(\S+://\S*@([\w.-]+)\S*)", ini, re.MULTILINE)
+    where = re.search(r"^\s*script_location\s*=\s*(\S+)", ini, re.MULTILINE)
+    env_py = read(folder / (where.group(1) if where else "alembic") / "env.py")
+    if url and env_py and not re.search(r"environ|getenv|settings|config\.set_main_option|"
+                                        r"get_url|DATABASE", env_py):
+        needs.notes.append(Note(
+            f"alembic.ini names its own server ({url.group(2)}) and "
+            f"{where.group(1) if where else 'alembic'}/env.py does not read the environment: "
+            "`alembic upgrade head` would not reach the accessory",
+            "in env.py, config.set_main_option(\"sqlalchemy.url\", os.environ[\"DATABASE_URL\"])"))
 
 
 def _flask_app(folder: Path, found: Detected, needs: Needs) -> None:
