@@ -369,3 +369,47 @@ def test_typescript_app_is_built_and_runs_its_output_in_production(
     assert httpx.get(app.url, timeout=5).json() == {"app": "ts-hello", "version": "v1",
                                                    "env": "production"}
     assert release_files(app, "dist/index.js", "node_modules/typescript") == [True, False]
+
+
+BUN_APP = {
+    "package.json": {"name": "bun-hello", "private": True, "scripts": {"start": "bun server.ts",
+                                                                       "dev": "bun --hot server.ts"},
+                     "dependencies": {"ms": "2.1.3"}},
+    "bun.lock": """{
+  "lockfileVersion": 2,
+  "configVersion": 1,
+  "workspaces": {
+    "": {
+      "name": "bun-hello",
+      "dependencies": {
+        "ms": "2.1.3",
+      },
+    },
+  },
+  "packages": {
+    "ms": ["ms@2.1.3", "", {}, "sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA=="],
+  }
+}
+""",
+    "server.ts": """import ms from "ms";
+const server = Bun.serve({
+  port: Number(process.env.PORT ?? 8080), hostname: process.env.HOST ?? "127.0.0.1",
+  fetch: () => Response.json({ app: "bun-hello", bun: Bun.version, minute: ms("1m"),
+                               env: process.env.NODE_ENV ?? "" }),
+});
+process.on("SIGTERM", () => { server.stop(); process.exit(0); });
+""",
+}
+
+
+@pytest.mark.integration
+def test_bun_app_deploys_on_the_process_runtime_with_bun_from_npm(
+        deployable: Callable[..., App]) -> None:
+    """Bun from the npm registry's bun package; the podman side needs docker.io/oven/bun,
+    which cannot be pulled here (no stand-in is made for it)."""
+    app = deployable(BUN_APP, "process")
+    assert 'command = "bun server.ts"' in (app.dir / "headway.toml").read_text()
+    assert "release 1 is live" in app.run("deploy", timeout=300).stdout
+    answer = httpx.get(app.url, timeout=5).json()
+    assert answer["app"] == "bun-hello" and answer["minute"] == 60000
+    assert answer["bun"].startswith("1.") and answer["env"] == "production"
