@@ -4,10 +4,16 @@ serving when an instance hangs."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from headway.cli import output
@@ -148,3 +154,90 @@ def test_a_switch_that_would_leave_no_server_is_refused_except_by_destroy(
                                                                    release=1), destroy=True)
     assert {s for s, state in router.state["be_shop_production"].items()
             if state == "ready"} == set()
+
+
+def _haproxy_pids(app: App) -> list[int]:
+    config = str(app.home / "router" / "haproxy.cfg")
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and config.encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.integration
+def test_haproxy_runs_with_a_clean_environment(app: App) -> None:
+    token = "env-source-" + "7f3a" * 8
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text() + '\n[secrets]\nAPI_TOKEN = "env:HW_TEST_TOKEN"\n')
+    env = dict(app.env(), HW_TEST_TOKEN=token, UNRELATED="x")
+    subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir, env=env,
+                   capture_output=True, text=True, timeout=120, check=True)
+    pids = _haproxy_pids(app)
+    assert len(pids) >= 2  # master and worker
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert token.encode() not in environ
+        names = {entry.split(b"=")[0].decode() for entry in environ.split(b"\0") if entry}
+        ours = {n for n in names if not n.startswith("HAPROXY_")}  # HAProxy sets its own
+        assert ours <= {"PATH", "HEADWAY_HOME"}, names
+
+
+def _web_pids(app: App) -> list[int]:
+    status = json.loads(app.run("status", "--json").stdout)
+    return [i["pid"] for i in status["instances"] if i["process"] == "web"]
+
+
+@pytest.mark.integration
+def test_requests_on_a_hung_instance_are_not_held(app: App) -> None:
+    """SIGSTOP: the kernel still accepts connections, so requests sent to the instance before
+    its checks mark it down would wait for the server timeout (60 s); they are cut instead,
+    and every later request goes to the other instance."""
+    app.run("deploy")
+    stopped = _web_pids(app)[0]
+    timings: list[tuple[float, float, int]] = []  # (start, seconds, status; 0 = error)
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as http:
+            end = time.monotonic() + 8
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                try:
+                    code = http.get(app.url).status_code
+                except httpx.HTTPError:
+                    code = 0
+                timings.append((t0, time.monotonic() - t0, code))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    os.kill(stopped, signal.SIGSTOP)
+    hung_at = time.monotonic()
+    try:
+        for t in threads:
+            t.join(timeout=40)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    slowest = max(seconds for _, seconds, _ in timings)
+    assert slowest < 5, f"a request was held {slowest:.1f}s"
+    late = [code for start, _, code in timings if start > hung_at + 3]
+    assert late and all(code == 200 for code in late), late
+    # those cut on the hung instance were retried on the other one (retry-on empty-response)
+    assert all(code == 200 for _, _, code in timings), [t for t in timings if t[2] != 200]
+
+
+@pytest.mark.integration
+def test_request_timeout_is_the_longest_wait_for_an_answer(app: App) -> None:
+    app.configure(router='address = "127.0.0.1"\nrequest_timeout = "1s"')
+    app.run("deploy")
+    t0 = time.monotonic()
+    answer = httpx.get(app.url + "slow?seconds=25", timeout=30)
+    took = time.monotonic() - t0
+    assert answer.status_code == 504
+    assert took < 10  # HAProxy retries a timed-out request up to 3 times (retry-on)
+    assert httpx.get(app.url, timeout=5).status_code == 200
