@@ -1,12 +1,15 @@
 """What an interrupted build leaves on disk: a partial release folder (`releases/N` or
 `releases/N.tmp`) and a half-built shared virtualenv (`venvs/KEY.tmpPID`, `KEY.tmpPID.txt`).
-Removes only what belongs to a builder process that is gone; never a finished virtualenv or
-a release that is not failed or building."""
+Removes only what belongs to a builder process that is gone (and stops that builder's
+orphaned children, e.g. a `uv pip install` still writing there); never a finished virtualenv
+or a release that is not failed or building."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 from headway.store.procs import pid_alive
@@ -42,7 +45,27 @@ def sweep(home: Path) -> list[Path]:
     return gone
 
 
+def _orphans(path: Path) -> list[int]:
+    """Processes whose command line names `path` (what a killed builder started)."""
+    found = []
+    needle = str(path).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def _remove(path: Path) -> None:
+    for pid in _orphans(path):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
