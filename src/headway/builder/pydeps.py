@@ -260,7 +260,10 @@ def _pad(v: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def image_minor(want: Wanted) -> str | None:
-    """The X.Y of the base image: the oldest known minor the declaration allows (any patch)."""
+    """The X.Y of the base image: the one pinned, else the oldest known minor the range
+    allows (any patch)."""
+    if m := re.fullmatch(r"==(\d+\.\d+)(\.\*|\.\d+)", want.spec):
+        return m.group(1)
     for major, minor in KNOWN_MINORS:
         if any(satisfies((major, minor, patch), want.spec) for patch in range(40)):
             return f"{major}.{minor}"

@@ -275,8 +275,12 @@ def _install_lines(deps: pydeps.Deps, source: Path | None) -> tuple[str, str]:
     """COPY lines for the dependency files (paths kept: -r requirements/base.txt works) and
     the RUN that installs them into /venv the way their tool intends."""
     cache = "--mount=type=cache,target=/root/.cache"
-    tools = f"RUN {cache} python -m venv /opt/tools && /opt/tools/bin/pip install -q"
-    pip = "/venv/bin/pip install -r"
+    # the tools (uv, then poetry/pdm through uv: seconds, where pip takes minutes to resolve
+    # them) live in /opt/tools, which the final stage never copies; uv trusts the system's CAs
+    uv = "UV_NATIVE_TLS=1 UV_PYTHON_DOWNLOADS=never /opt/tools/bin/uv"
+    tools = (f"RUN {cache} python -m venv /opt/tools && /opt/tools/bin/pip install -q uv && "
+             f"{uv} pip install -q --python /opt/tools/bin/python")
+    export = f"-o /tmp/req.txt && {uv} pip install --python /venv/bin/python -r /tmp/req.txt"
     files = deps.files
     if deps.generated is not None:
         if source:
@@ -284,14 +288,14 @@ def _install_lines(deps: pydeps.Deps, source: Path | None) -> tuple[str, str]:
         files = (GENERATED_DEPS,)
     copy = "".join(f"COPY {f} {f}\n" for f in files)
     run = {
-        "uv": (f"{tools} uv && UV_PROJECT_ENVIRONMENT=/venv UV_PYTHON_DOWNLOADS=never "
-               "/opt/tools/bin/uv sync --frozen --no-dev --no-install-project"),
+        "uv": (f"RUN {cache} python -m venv /opt/tools && /opt/tools/bin/pip install -q uv && "
+               f"UV_PROJECT_ENVIRONMENT=/venv {uv} sync --frozen --no-dev --no-install-project"),
         "poetry": (f"{tools} poetry poetry-plugin-export && /opt/tools/bin/poetry export "
-                   f"--only main --without-hashes -o /tmp/req.txt && {pip} /tmp/req.txt"),
-        "pdm": (f"{tools} 'pdm[locked]' && PDM_CHECK_UPDATE=false /opt/tools/bin/pdm export --prod --no-hashes -f requirements "
-                f"-o /tmp/req.txt && {pip} /tmp/req.txt"),
+                   f"--only main --without-hashes {export}"),
+        "pdm": (f"{tools} 'pdm[locked]' && PDM_CHECK_UPDATE=false /opt/tools/bin/pdm export "
+                f"--prod --no-hashes -f requirements {export}"),
         "none": "# no dependency file: an empty virtualenv",
-    }.get(deps.installer) or f"RUN {cache}/pip {pip} {files[0]}"
+    }.get(deps.installer) or f"RUN {cache}/pip /venv/bin/pip install -r {files[0]}"
     return copy, run
 
 
