@@ -415,3 +415,17 @@ def test_alembic_ini_with_its_own_server_is_named(tmp_path: Path) -> None:
         "os.environ['DATABASE_URL'])\n"
     _, _, notes = init(write(tmp_path / "b", files))
     assert not any("alembic.ini names its own server" in n for n in notes)
+
+
+def test_an_unused_production_settings_module_is_named(tmp_path: Path) -> None:
+    app = write(tmp_path / "site", {
+        "requirements.txt": "django\ngunicorn\n",
+        "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+                     "'config.django.base')\n",
+        "config/__init__.py": "", "config/wsgi.py": "", "config/django/__init__.py": "",
+        "config/django/base.py": "DEBUG = True\n", "config/django/production.py": "DEBUG = False\n",
+    })
+    _, _, notes = init(app)
+    assert 'the code defaults to settings config.django.base; config.django.production exists ' \
+        'and is not used unless DJANGO_SETTINGS_MODULE says so | [env] DJANGO_SETTINGS_MODULE ' \
+        '= "config.django.production"' in notes

@@ -181,6 +181,7 @@ def scan(folder: Path, found: Detected) -> Needs:
     _volumes(files, has_postgres="postgres" in kinds, needs=needs)
     _classify([v for v in variables.values() if v.name not in wired], found, needs)
     _allowed_hosts(files, variables, needs)
+    _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
     return needs
 
@@ -483,6 +484,29 @@ def _allowed_hosts(files: dict[str, str], variables: dict[str, Var], needs: Need
     needs.notes.append(Note(f"Django reads {name} ({variables[name].where}): requests for "
                             "any other host name get 400 once DEBUG is off",
                             f'[env] {name} = "example.com" (the names users reach the app by)'))
+
+
+def _django_settings(folder: Path, files: dict[str, str], needs: Needs) -> None:
+    """A settings package with a production module that manage.py/wsgi.py do not default to:
+    on Heroku-style hosts DJANGO_SETTINGS_MODULE is set outside the code."""
+    if "DJANGO_SETTINGS_MODULE" in needs.env:
+        return
+    for body in (read(folder / "manage.py"), *(b for n, b in files.items()
+                                               if n.endswith("wsgi.py"))):
+        if m := re.search(r"DJANGO_SETTINGS_MODULE[\"']\s*,\s*[\"']([\w.]+)[\"']", body):
+            module = m.group(1)
+            break
+    else:
+        return
+    package = module.rsplit(".", 1)[0]
+    for prod in ("production", "prod"):
+        if f"{package.replace('.', '/')}/{prod}.py" in files and \
+                not module.endswith(f".{prod}"):
+            needs.notes.append(Note(
+                f"the code defaults to settings {module}; {package}.{prod} exists and is "
+                "not used unless DJANGO_SETTINGS_MODULE says so",
+                f'[env] DJANGO_SETTINGS_MODULE = "{package}.{prod}"'))
+            return
 
 
 # release, volumes ------------------------------------------------------------------------
