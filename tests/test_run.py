@@ -93,7 +93,7 @@ def test_run_and_exec_on_the_process_runtime(app: App) -> None:
 
 
 @pytest.mark.integration
-def test_release_command_run_and_exec_in_the_image(podman_app: App) -> None:  # noqa: F811
+def test_release_command_run_and_exec_in_the_image_and_a_timeout(podman_app: App) -> None:  # noqa: F811
     app = podman_app
     token = setup(app)
     (app.dir / "migrate.py").write_text(MIGRATE)
@@ -106,15 +106,6 @@ def test_release_command_run_and_exec_in_the_image(podman_app: App) -> None:  # 
     log = app.home / "apps" / "hello" / "production" / "logs" / "release-1.log"
     assert "migrated in /app" in log.read_text()
     check_run_and_exec(app, token, release="1")
-    assert not podman("ps", "-aq", "--filter", f"label=headway.home={app.home}",
-                      "--filter", "label=headway.process=run").split()  # removed, each one
-
-
-@pytest.mark.integration
-def test_release_command_past_its_timeout_is_killed_and_traffic_stays(
-        podman_app: App) -> None:  # noqa: F811
-    app = podman_app
-    app.run("deploy")
     app.set_version("v2")
     app.configure(release='command = "sleep 60"\ntimeout = "2s"')
     failed = app.run("deploy", check=False)
@@ -123,7 +114,7 @@ def test_release_command_past_its_timeout_is_killed_and_traffic_stays(
         failed.stderr
     assert app.version() == "v1"
     assert not podman("ps", "-aq", "--filter", f"label=headway.home={app.home}",
-                      "--filter", "label=headway.process=run").split()
+                      "--filter", "label=headway.process=run").split()  # removed, each one
 
 
 @pytest.mark.integration

@@ -481,7 +481,7 @@ class Engine:
                                                                default=0) + 5)
             for acc in manage.load(self.store, app, env):
                 manage.stop(self.store, acc)
-            container.remove_secrets(app, env)
+            container.remove_secrets(self.store.home, app, env)
             if volumes:
                 shutil.rmtree(volumes_root(self.store, app, env), ignore_errors=True)
             self.store.delete_app(app, env)

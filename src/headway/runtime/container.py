@@ -14,6 +14,7 @@ user); `headway exec` is `podman exec` in a running instance. The argv is `run_a
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import os
@@ -235,7 +236,7 @@ class ContainerRuntime:
         out = {}
         for name, value in values.items():
             mac = hmac.new(key, f"{name}\0{value}".encode(), "sha256").hexdigest()[:16]
-            engine_name = f"headway-{release.app}-{release.env}-{name}-{mac}"
+            engine_name = f"{secret_prefix(self.store.home, release.app, release.env)}{name}-{mac}"
             exists = subprocess.run([self.binary, "secret", "inspect", engine_name],
                                     capture_output=True, check=False).returncode == 0
             if not exists:
@@ -250,13 +251,20 @@ def _client_env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def remove_secrets(app: str, env: str) -> None:
+def secret_prefix(home: Path, app: str, env: str) -> str:
+    """Engine secrets are per host state folder too: two homes (two test runs, two users)
+    deploying the same app never remove each other's."""
+    tag = hashlib.sha256(str(home).encode()).hexdigest()[:8]
+    return f"headway-{app}-{env}-{tag}-"
+
+
+def remove_secrets(home: Path, app: str, env: str) -> None:
     """The engine secrets of an app's environment, when it is destroyed."""
     binary = shutil.which("podman")
     if not binary:
         return
     names = subprocess.run([binary, "secret", "ls", "--format", "{{.Name}}"],
                            capture_output=True, text=True, check=False).stdout.split()
-    mine = [n for n in names if n.startswith(f"headway-{app}-{env}-")]
+    mine = [n for n in names if n.startswith(secret_prefix(home, app, env))]
     if mine:
         subprocess.run([binary, "secret", "rm", *mine], capture_output=True, check=False)
