@@ -34,7 +34,7 @@ def _command(words: tuple[str, ...] | list[str], usage: str) -> list[str]:
 @click.command(cls=_Dashed, context_settings=RAW)
 @click.option("--release", type=int, default=None,
               help="the release to run it in (default: the live one)")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
 @pass_ctx
 def run(ctx: output.Context, release: int | None, command: tuple[str, ...]) -> None:
     """Run a one-off command in a new instance of the release: headway run -- CMD ARGS."""
@@ -46,11 +46,12 @@ def run(ctx: output.Context, release: int | None, command: tuple[str, ...]) -> N
 
 
 @click.command("exec", cls=_Dashed, context_settings=RAW)
-@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED,
+                metavar="[INSTANCE] -- CMD [ARGS]...")
 @pass_ctx
-def exec_(ctx: output.Context, words: tuple[str, ...]) -> None:
+def exec_(ctx: output.Context, command: tuple[str, ...]) -> None:
     """Run a command inside a running instance: headway exec [INSTANCE] -- CMD ARGS."""
-    before, after = click.get_current_context().meta["dashes"] or ([], list(words))
+    before, after = click.get_current_context().meta["dashes"] or ([], list(command))
     if len(before) > 1:
         raise ConfigError(f"exec: {' '.join(before)}: one instance before --",
                           hint="headway exec web-r3-1a2b3c -- ls")
