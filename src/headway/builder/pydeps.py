@@ -212,7 +212,8 @@ def wanted(folder: Path) -> Wanted | None:
     if m := re.search(r"^python\s+(\d+\.\d+)", tools, re.MULTILINE):
         return Wanted(f"=={m.group(1)}.*", ".tool-versions")
     pyproject = load_toml(folder / "pyproject.toml")
-    if spec := pyproject.get("project", {}).get("requires-python", pyproject.get("requires-python")):
+    project = pyproject.get("project", {})
+    if spec := project.get("requires-python", pyproject.get("requires-python")):
         return Wanted(str(spec), "pyproject.toml requires-python")
     poetry = pyproject.get("tool", {}).get("poetry", {}).get("dependencies", {}).get("python")
     if isinstance(poetry, str):

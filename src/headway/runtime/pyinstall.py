@@ -60,7 +60,8 @@ def interpreters() -> tuple[Interpreter, ...]:
             text = run([real, "-c", _PROBE], timeout=10, what=f"{real} --version").strip()
         except HeadwayError:
             continue
-        found[real] = Interpreter(real, tuple(int(p) for p in text.split(".")))  # type: ignore[arg-type]
+        major, minor, patch = (int(p) for p in text.split("."))
+        found[real] = Interpreter(real, (major, minor, patch))
     return tuple(sorted(found.values(), key=lambda i: i.version, reverse=True))
 
 
