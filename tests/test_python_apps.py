@@ -327,12 +327,14 @@ def test_collectstatic_runs_in_the_image_build_when_static_root_is_set(tmp_path:
 
 def test_collectstatic_is_skipped_when_the_settings_need_a_secret(tmp_path: Path) -> None:
     settings = SETTINGS.replace("'build'", "os.environ['DJANGO_SECRET_KEY']") + \
-        "STATIC_ROOT = BASE_DIR / 'staticfiles'\n"
+        "STATIC_ROOT = BASE_DIR / 'staticfiles'\nDATABASES = {'default': env.db('DATABASE_URL')}\n" \
+        "HOSTS = env.list('ALLOWED_HOSTS', default=[])\n"
     app = folder(tmp_path, {**DJANGO, "shop/settings.py": "import os\n" + settings})
     found = detect(app)
-    assert any("needs DJANGO_SECRET_KEY" in r for r in found.reasons)
-    assert "not run here: the settings need DJANGO_SECRET_KEY" in render(found, source=app)
-    notes = pyinstall.build(app, found, {"OTHER": "1"})
+    assert any("needs DATABASE_URL, DJANGO_SECRET_KEY" in r for r in found.reasons)
+    assert "not run here: the settings need DATABASE_URL, DJANGO_SECRET_KEY" in render(
+        found, source=app)
+    notes = pyinstall.build(app, found, {"DATABASE_URL": "sqlite://"})
     assert "need DJANGO_SECRET_KEY, which [env] does not set" in notes[0]
 
 

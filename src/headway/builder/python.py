@@ -230,9 +230,10 @@ def _build_steps(folder: Path) -> tuple[list[str], str]:
 
 
 def required_env(text: str) -> list[str]:
-    """Variables settings read with no default: os.environ["X"], env("X"), config("X")."""
+    """Variables settings read with no default: os.environ["X"], env("X"), env.db("X") and
+    the other django-environ readers, config("X") (python-decouple)."""
     found = re.findall(r"""os\.environ\[\s*["'](\w+)["']\s*\]""", text)
-    found += re.findall(r"""(?<![\w.])(?:env|config|env\.str)\(\s*["'](\w+)["']\s*\)""", text)
+    found += re.findall(r"""(?<![\w.])(?:env(?:\.\w+)?|config)\(\s*["'](\w+)["']\s*\)""", text)
     return sorted(set(found))
 
 
