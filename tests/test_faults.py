@@ -449,3 +449,48 @@ def test_after_a_reboot_the_unit_brings_the_live_release_back(app: App) -> None:
         assert app.version() == "v1"
     finally:
         log.close()
+
+
+# two homes on one host ------------------------------------------------------------------------
+def another_app(tmp_path: Path, name: str) -> App:
+    """The example app in a HEADWAY_HOME of its own, configured as the `app` fixture does."""
+    import shutil
+
+    from tests.conftest import EXAMPLE, free_port
+
+    folder = tmp_path / name / "hello"
+    shutil.copytree(EXAMPLE, folder)
+    port = free_port()
+    toml = (folder / "headway.toml").read_text().replace("port = 18080", f"port = {port}")
+    (folder / "headway.toml").write_text(toml)
+    other = App(folder, tmp_path / name / "home", port, free_port(), free_port())
+    other.configure(
+        observe=f"metrics_port = {other.metrics_port}\n"
+                f"router_metrics_port = {other.router_metrics_port}",
+        router='address = "127.0.0.1"', processes__web__health='interval = "200ms"',
+        deploy='timeout = "30s"\ndrain_timeout = "5s"')
+    return other
+
+
+@pytest.mark.integration
+def test_two_homes_deploying_at_once_get_distinct_ports(app: App, tmp_path: Path) -> None:
+    from tests.conftest import _kill_leftovers
+
+    other = another_app(tmp_path, "second")
+    try:
+        app.run("deploy")
+        with Load(app.url) as load:
+            for version in ("v2", "v3"):
+                app.set_version(version)
+                other.set_version(version)
+                both = [a.popen("deploy") for a in (app, other)]
+                outputs = [p.communicate(timeout=180)[0] for p in both]
+                assert [p.returncode for p in both] == [0, 0], outputs
+        assert load.failed == 0, (load.codes, load.errors)
+        mine = {i["port"] for i in status(app)["instances"]}
+        theirs = {i["port"] for i in status(other)["instances"]}
+        assert mine and theirs and not mine & theirs
+        assert app.version() == other.version() == "v3"
+    finally:
+        other.run("destroy", "--yes", check=False, timeout=60)
+        _kill_leftovers(other.home)
