@@ -63,6 +63,7 @@ def cli_reference() -> str:
     commands = []
     for name, cmd in sorted(cli.commands.items()):
         if isinstance(cmd, click.Group):
+            commands += [(name, cmd)] if cmd.invoke_without_command else []  # `headway agent`
             commands += [(f"{name} {sub}", cmd.commands[sub]) for sub in sorted(cmd.commands)]
         else:
             commands.append((name, cmd))
