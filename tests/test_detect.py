@@ -181,3 +181,38 @@ def test_containerfile_path_names_the_file_to_build(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         image.prepare_context(bare, bare, spec_with('containerfile = "generate"'))
     assert "generates Containerfiles for Python and Node apps only" in err.value.message
+
+
+@pytest.mark.integration
+def test_headway_build_uses_the_apps_own_dockerfile_unless_told_to_generate(
+        tmp_path: Path) -> None:
+    """Real podman builds: the app's Dockerfile as is, then `containerfile = "generate"`."""
+    import os
+    import subprocess
+    import sys
+
+    from tests import images
+
+    images.ensure()
+    app = folder(tmp_path / "own", {
+        "app.py": MAIN, "requirements.txt": "", ".python-version": "3.11\n",
+        "Dockerfile": f"FROM {images.PYTHON}\nRUN echo mine > /own.txt\nCOPY . /app\n",
+        "headway.toml": '[app]\nname = "own-build"\n[processes.web]\ncommand = "python3 app.py"\n'})
+    env = dict(os.environ, HEADWAY_HOME=str(tmp_path / "home"))
+    tag = "localhost/headway/own-build:latest"
+
+    def build() -> str:
+        done = subprocess.run([sys.executable, "-m", "headway", "build"], cwd=app, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr
+        return subprocess.run(["podman", "run", "--rm", tag, "sh", "-c",
+                               "cat /own.txt 2>/dev/null || echo generated"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        assert build() == "mine"
+        with open(app / "headway.toml", "a") as f:
+            f.write('[build]\ncontainerfile = "generate"\n')
+        assert build() == "generated"
+    finally:
+        subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, check=False)
