@@ -61,13 +61,15 @@ class Chaos:
     # the faults ---------------------------------------------------------------------------------
     def store_locked(self) -> dict[str, Any]:
         holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(self.home / "state.db"),
-                                   "8"], stdout=subprocess.PIPE, text=True)
+                                   "120"], stdout=subprocess.PIPE, text=True)
         assert holder.stdout is not None
         holder.stdout.readline()
         env = dict(self.app.env, HEADWAY_STORE_TIMEOUT="2")
         self.app.write("VERSION", "locked\n")
         code = subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=self.app.dir,
                               env=env, capture_output=True, check=False).returncode
+        time.sleep(2)  # the agent meets the lock a few more times
+        holder.kill()
         holder.wait()
         return {"deploy_exit_code": code}
 
