@@ -37,6 +37,10 @@ DEV = [(r"\bnodemon\b", "nodemon"), (r"--watch\b", "--watch"), (r"--hot\b", "--h
        (r"\bgatsby\s+develop\b", "gatsby develop"),
        (r"\bnest\s+start\b(?!.*--prod)", "nest start (compiles at every start)")]
 PRODUCTION_SCRIPTS = ("start", "start:prod", "start:production", "prod", "serve", "preview")
+# Yarn 2+: the yarn npm installed (not .yarnrc.yml's yarnPath), and node_modules rather than
+# Plug'n'Play, so that `node server.js` finds its packages (an app's own nodeLinker wins).
+BERRY = ("export YARN_IGNORE_PATH=1 && { grep -qs nodeLinker .yarnrc.yml || "
+         "export YARN_NODE_LINKER=node-modules; } &&")
 TS_ENTRIES = ("main", "index", "server", "app")
 ENV_PREFIX = re.compile(r"^(cross-env\s+)?(NODE_ENV=production\s+)+")
 
@@ -250,11 +254,13 @@ def _install_lines(found: Detected, *, production: bool) -> tuple[str, str]:
         return ("COPY package.json pnpm-lock.yaml ./",
                 "RUN --mount=type=cache,target=/root/.local/share/pnpm/store " + tool +
                 " && pnpm install --frozen-lockfile" + (" --prod" if production else ""))
-    frozen = " --immutable" if _berry(found) else " --frozen-lockfile"
-    return ("COPY package.json yarn.lock .yarnrc* ./",
+    if _berry(found):
+        return ("COPY package.json yarn.lock .yarnrc* ./",
+                (f"RUN --mount=type=cache,target=/root/.yarn/berry/cache {tool} && {BERRY} "
+                 "yarn install --immutable"))
+    return ("COPY package.json yarn.lock ./",
             "RUN --mount=type=cache,target=/usr/local/share/.cache/yarn " + tool +
-            " && yarn install" + frozen + (" --production" if production and not _berry(found)
-                                           else ""))
+            " && yarn install --frozen-lockfile" + (" --production" if production else ""))
 
 
 def _package(pm: str, version: str) -> str:
@@ -273,7 +279,7 @@ def _prune(found: Detected) -> str:
     in it, e.g. the Prisma client, stays)."""
     return {"npm": "npm prune --omit=dev --no-audit --no-fund",
             "pnpm": "pnpm prune --prod",
-            "yarn": ("yarn workspaces focus --all --production" if _berry(found) else
+            "yarn": (f"{BERRY} yarn workspaces focus --all --production" if _berry(found) else
                      "yarn install --frozen-lockfile --production --prefer-offline"),
             "bun": "rm -rf node_modules && bun install --frozen-lockfile --production"
             }[found.installer]
@@ -326,6 +332,10 @@ def install(app: Path, found: Detected, cache: Path) -> None:
     env = _tool_env(cache)
     if found.language != "bun":
         check_node(found, env)
+    if _berry(found):  # the yarn installed here, not .yarnrc.yml's yarnPath (often absent)
+        env["YARN_IGNORE_PATH"] = "1"
+    if _berry(found) and "nodeLinker" not in read(app / ".yarnrc.yml"):
+        env["YARN_NODE_LINKER"] = "node-modules"  # `node server.js` needs node_modules, not PnP
     tool = "npm" if found.installer == "npm" else ensure_tool(
         cache, env, found.installer, found.installer_version)
     env["PATH"] = f"{Path(tool).parent}:{env['PATH']}" if tool != "npm" else env["PATH"]
