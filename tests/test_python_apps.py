@@ -201,6 +201,22 @@ def test_the_shared_venv_is_keyed_by_every_dependency_file_and_the_interpreter(
     assert len({key, changed, other}) == 3
 
 
+def test_requirements_that_install_the_app_itself_key_the_venv_by_its_code(
+        tmp_path: Path) -> None:
+    app = folder(tmp_path, {"requirements.txt": "-r requirements/base.txt\n",
+                            "requirements/base.txt": "bottle\n-e .\n./libs/util\n",
+                            "libs/util/setup.py": "", "shop/__init__.py": "A = 1\n",
+                            "app.py": BOTTLE_APP})
+    deps = pydeps.dependencies(app)
+    assert pydeps.local_paths(app, deps) == [".", "libs/util"]
+    py311 = pyinstall.Interpreter("/usr/bin/python3.11", (3, 11, 2))
+    key = pyinstall.venv_key(app, deps, py311)
+    (app / "shop/__init__.py").write_text("A = 2\n")
+    assert pyinstall.venv_key(app, deps, py311) != key
+    text = render(detect(app, command=GUNICORN), source=app)
+    assert "WORKDIR /app\nCOPY . .\nRUN --mount=type=cache,target=/root/.cache/pip" in text
+
+
 # the Python version -----------------------------------------------------------------------
 @pytest.mark.parametrize(("files", "spec", "source", "image"), [
     ({".python-version": "3.11.7\n"}, "==3.11.7", ".python-version", "3.11"),

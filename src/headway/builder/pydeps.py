@@ -117,6 +117,23 @@ def names(folder: Path, deps: Deps) -> set[str]:
     return found
 
 
+def local_paths(folder: Path, deps: Deps) -> list[str]:
+    """Folders of the app that requirement files install from (`-e .`, `./libs/x`), relative
+    to the app: what they hold is a dependency too."""
+    if deps.installer != "pip" or deps.generated is not None:
+        return []
+    found = []
+    for name in deps.files:
+        for line in _logical_lines((folder / name).read_text(errors="replace")):
+            word = re.sub(r"^(-e|--editable)\s+", "", line).split(";")[0].split()[0]
+            word = word.removeprefix("file:")
+            if word.startswith((".", "/")) and not line.startswith(("-r", "-c", "--")):
+                where = (folder / word.split("[")[0]).resolve()  # pip: from the cwd
+                if where.is_relative_to(folder.resolve()):
+                    found.append(str(where.relative_to(folder.resolve())))
+    return sorted(set(found))
+
+
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 

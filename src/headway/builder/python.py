@@ -288,6 +288,10 @@ def _install_lines(deps: pydeps.Deps, source: Path | None) -> tuple[str, str]:
             (source / GENERATED_DEPS).write_text("\n".join(deps.generated) + "\n")
         files = (GENERATED_DEPS,)
     copy = "".join(f"COPY {f} {f}\n" for f in files)
+    if source and pydeps.local_paths(source, deps):
+        # `-e .` installs the code itself: from /app, where the final stage puts it
+        copy = "# the requirements install the app's own folders: they need the code\n" \
+            "WORKDIR /app\nCOPY . .\n"
     run = {
         "uv": (f"RUN {cache} python -m venv /opt/tools && /opt/tools/bin/pip install -q uv && "
                f"UV_PROJECT_ENVIRONMENT=/venv {uv} sync --frozen --no-dev --no-install-project"),

@@ -28,6 +28,7 @@ from headway.runner import run
 SCHEME = "2"  # bump when the way environments are built changes: new keys, fresh venvs
 # pdm[locked]: pdm's own tested pins (a plain `pdm` with the newest hishel fails to start)
 TOOLS = {"poetry": ["poetry", "poetry-plugin-export"], "pdm": ["pdm[locked]"], "uv": ["uv"]}
+LOCAL_SKIP = {".venv", "venv", ".git", "__pycache__", "node_modules", ".headway"}
 _PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 
 
@@ -126,6 +127,12 @@ def venv_key(app: Path, deps: pydeps.Deps, interp: Interpreter) -> str:
         h.update(name.encode() + b"\0" + (app / name).read_bytes() + b"\0")
     for line in deps.generated or ():
         h.update(line.encode() + b"\n")
+    for local in pydeps.local_paths(app, deps):  # `-e .`: the code it installs is keyed too
+        for root, dirs, files in os.walk(app / local):
+            dirs[:] = sorted(d for d in dirs if d not in LOCAL_SKIP)
+            for name in sorted(files):
+                path = Path(root, name)
+                h.update(str(path.relative_to(app)).encode() + b"\0" + path.read_bytes())
     return f"py{interp.version[0]}{interp.version[1]}-{h.hexdigest()[:16]}"
 
 
