@@ -494,3 +494,19 @@ def test_two_homes_deploying_at_once_get_distinct_ports(app: App, tmp_path: Path
     finally:
         other.run("destroy", "--yes", check=False, timeout=60)
         _kill_leftovers(other.home)
+
+
+@pytest.mark.parametrize(("health", "router", "says"), [
+    (["up", "down"], ["ready", "ready"], None),
+    (["down", "down"], ["ready", "ready"], "every instance of shop in rotation fails"),
+    (["up", "up"], ["maint", "maint"], "no instance of shop is in rotation"),
+])
+def test_status_knows_when_no_server_is_healthy(health: list, router: list,
+                                                says: str | None) -> None:
+    from headway.agent.watchdog import no_healthy_server
+
+    data = {"app": "shop", "active_release": 2, "instances": [
+        {"process": "web", "health": h, "router": r} for h, r in zip(health, router, strict=True)]
+        + [{"process": "worker", "health": None, "router": "none"}]}
+    why = no_healthy_server(data)
+    assert (why is None) if says is None else (says in (why or ""))
