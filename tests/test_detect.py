@@ -200,11 +200,14 @@ def test_headway_build_uses_the_apps_own_dockerfile_unless_told_to_generate(
         "headway.toml": '[app]\nname = "own-build"\n[processes.web]\ncommand = "python3 app.py"\n'})
     env = dict(os.environ, HEADWAY_HOME=str(tmp_path / "home"))
     tag = "localhost/headway/own-build:latest"
+    built: list[str] = []
 
     def build() -> str:
         done = subprocess.run([sys.executable, "-m", "headway", "build"], cwd=app, env=env,
                               capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0, done.stderr
+        built.append(subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", tag],
+                                    capture_output=True, text=True, check=True).stdout.strip())
         return subprocess.run(["podman", "run", "--rm", tag, "sh", "-c",
                                "cat /own.txt 2>/dev/null || echo generated"],
                               capture_output=True, text=True, check=True).stdout.strip()
@@ -215,4 +218,4 @@ def test_headway_build_uses_the_apps_own_dockerfile_unless_told_to_generate(
             f.write('[build]\ncontainerfile = "generate"\n')
         assert build() == "generated"
     finally:
-        subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, check=False)
+        subprocess.run(["podman", "rmi", "-f", *built], capture_output=True, check=False)
