@@ -7,24 +7,17 @@ copies a secret-looking value from an example file into headway.toml."""
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headway.builder import routes
+from headway.builder import migrations, routes
+from headway.builder.appfiles import code_files, dependencies
+from headway.builder.appfiles import line as _line
 from headway.builder.common import Detected, read
 from headway.builder.detect import bind_host, dev_server, procfile
-
-SKIP_DIRS = {".git", ".hg", "node_modules", ".venv", "venv", "env", ".env", "__pycache__",
-             "dist", "build", ".next", "out", "coverage", ".tox", ".nox", "site-packages",
-             "vendor", "tests", "test", "__tests__", "spec", "e2e", "cypress", "docs",
-             ".pytest_cache", ".mypy_cache", "static", "public", "fixtures", "examples"}
-CODE = (".py", ".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".prisma")
-EXAMPLES = (".env.example", ".env.sample", ".env.template", ".env.dist", "env.example",
-            "example.env", ".env.defaults", ".env.local.example")
-MAX_FILES, MAX_BYTES = 3000, 400_000
+from headway.builder.envvars import EXAMPLES, Var
+from headway.builder.envvars import variables as read_variables
 
 # an accessory's parts, by the variable names apps use for them
 PARTS = {
@@ -85,53 +78,18 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
      "a Django Redis cache"),
 ]
 
-# variables Headway sets itself, or platforms' own
-OWN_VARS = {"PORT", "HOST", "NODE_ENV", "PATH", "HOME", "PWD", "USER", "SHELL", "LANG", "TZ",
-            "CI", "DEBUG_PORT", "PYTHONPATH", "VIRTUAL_ENV", "HOSTNAME", "TERM", "TMPDIR",
-            "DJANGO_SETTINGS_MODULE", "WEB_CONCURRENCY", "DYNO", "FLASK_APP"}
-OWN_PREFIXES = ("HEADWAY_", "npm_", "NPM_", "HEROKU_", "RENDER", "VERCEL", "RAILWAY_", "FLY_",
-                "NETLIFY", "AWS_LAMBDA", "GITHUB_ACTIONS", "K_SERVICE", "KUBERNETES_", "NEXT_RUNTIME",
-                "PYTEST", "JEST_", "VITE_")
 DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG", "PYTHONBREAKPOINT"}
 SECRET = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|PASS|PWD|TOKEN|KEY|CREDENTIALS|SALT|DSN_SECRET)$"
                     r"|^SECRET_|_SECRET_")
 PLACEHOLDER = re.compile(r"^$|change.?me|your|xxx|<.*>|\.\.\.|replace|example|todo|secret|^\*+$",
                          re.IGNORECASE)
 
-PY_ENV = re.compile(
-    r"(?:os\.environ\s*\[\s*|(?:os\.)?environ\.get\(\s*|os\.getenv\(\s*|getenv\(\s*|"
-    r"\benv(?:\.(?:str|int|bool|float|list|tuple|json|url|db|db_url|cache|cache_url|email|"
-    r"email_url|search_url|path|dict|decimal))?\(\s*|"
-    r"\bconfig\(\s*)[\"']([A-Z][A-Z0-9_]*)[\"']\s*([,)\]])")
-LIBPQ = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
-IMPLICIT = [  # calls that read a variable without naming it
-    (r"\bdj_database_url\.config\((?![^)]*\benv\s*=)", "DATABASE_URL"),
-    (r"\benv\.db(?:_url)?\(\s*\)", "DATABASE_URL"), (r"\benv\.cache(?:_url)?\(\s*\)", "CACHE_URL"),
-    (r"\bdb_url\s*=\s*os\.environ\b", "DATABASE_URL")]
-JS_ENV = re.compile(r"\b(?:process\.env|Bun\.env|import\.meta\.env)(?:\.([A-Z][A-Z0-9_]*)|"
-                    r"\[\s*['\"`]([A-Z][A-Z0-9_]*)['\"`]\s*\])(\s*(?:\|\||\?\?))?")
-JS_DESTRUCTURE = re.compile(r"\{([^{}]+)\}\s*=\s*process\.env\b")
-PRISMA_ENV = re.compile(r"env\(\s*\"([A-Z][A-Z0-9_]*)\"\s*\)")
-SETTINGS_CLASS = re.compile(r"^class\s+\w+\((?:[\w.]*BaseSettings)\):\s*\n((?:[ \t]+.*\n|\s*\n)*)",
-                            re.MULTILINE)
-SETTINGS_FIELD = re.compile(r"^([ \t]+)([A-Za-z][A-Za-z0-9_]*)[ \t]*:[ \t]*([^=\n]+)(=)?",
-                            re.MULTILINE)
-ENV_PREFIX = re.compile(r"env_prefix\s*=\s*[\"']([A-Za-z0-9_]*)[\"']")
 
 SQLITE = re.compile(r"sqlite(?:\+\w+)?:///(?!/)(?:\./)?([\w./-]+)|"
                     r"[\"'`]((?:\./)?[\w-]+(?:/[\w.-]+)*\.(?:db|sqlite3?))[\"'`]|"
                     r"[\"'`]([\w-]+)[\"'`]\s*[,/]\s*[\"'`]([\w.-]+\.(?:db|sqlite3?))[\"'`]")
 UPLOADS = re.compile(r"\b(?:MEDIA_ROOT|UPLOAD_FOLDER|UPLOAD_DIR|UPLOADS_DIR|dest|destination)\s*"
                      r"[:=]\s*(?:[^\n]*?[\"'`](?:\./)?([a-z][\w-]*)/?[\"'`])")
-
-
-@dataclass(frozen=True)
-class Var:
-    name: str
-    where: str  # "file:line" or an example file
-    optional: bool = False  # the code has a default for it
-    example: str | None = None  # its value in .env.example
-    example_file: str = ""
 
 
 @dataclass
@@ -168,12 +126,12 @@ class Needs:
 
 def scan(folder: Path, found: Detected) -> Needs:
     """Everything init writes beyond the web command."""
-    files = _code_files(folder)
-    deps, dep_files = _dependencies(folder)
+    files = code_files(folder)
+    deps, dep_files = dependencies(folder)
     needs = Needs()
     _workers(folder, needs)
     _health(files, needs)
-    variables = _variables(folder, files)
+    variables = read_variables(folder, files)
     kinds = _accessories(folder, files, deps, dep_files, needs)
     wired = _wire(kinds, variables, needs)
     _release(folder, found, deps, needs)
@@ -184,86 +142,6 @@ def scan(folder: Path, found: Detected) -> Needs:
     _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
     return needs
-
-
-# reading ---------------------------------------------------------------------------------
-def _code_files(folder: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    stack = [folder]
-    while stack and len(out) < MAX_FILES:
-        for path in sorted(stack.pop().iterdir()):
-            if path.is_dir() and not path.is_symlink():
-                if path.name not in SKIP_DIRS and not path.name.startswith("."):
-                    stack.append(path)
-            elif path.suffix in CODE and not _test_file(path.name) and \
-                    path.stat().st_size <= MAX_BYTES:
-                out[path.relative_to(folder).as_posix()] = path.read_text(errors="replace")
-    return out
-
-
-def _test_file(name: str) -> bool:
-    return bool(re.search(r"^test_|_test\.py$|^conftest\.py$|\.(test|spec)\.[cm]?[jt]sx?$",
-                          name))
-
-
-def _dependencies(folder: Path) -> tuple[set[str], str]:
-    """Declared package names (lowercase), and the files they came from."""
-    names: set[str] = set()
-    sources = []
-    reqs = [*folder.glob("requirements*.txt"), *folder.glob("requirements/*.txt"),
-            *folder.glob("requirements*.in")]
-    for req in reqs:
-        sources.append(req.relative_to(folder).as_posix())
-        for line in req.read_text(errors="replace").splitlines():
-            if m := re.match(r"^\s*([A-Za-z0-9][\w.-]*)(\[[^\]]*\])?", line):
-                names.add(m.group(1).lower().replace("_", "-"))
-                names |= {e.strip().lower() for e in (m.group(2) or "").strip("[]").split(",")
-                          if e.strip()}
-    for name in ("pyproject.toml", "Pipfile"):
-        if (folder / name).is_file():
-            sources.append(name)
-            names |= _toml_dependencies(folder / name)
-    for name in ("setup.py", "setup.cfg"):
-        if (folder / name).is_file():
-            sources.append(name)
-            names |= {w.lower() for w in re.findall(r"[\"']([A-Za-z0-9][\w.-]*)",
-                                                    read(folder / name))}
-    if (folder / "package.json").is_file():
-        sources.append("package.json")
-        names |= set(_package_json(folder).get("deps", []))
-    return names, ", ".join(sources)
-
-
-def _toml_dependencies(path: Path) -> set[str]:
-    try:
-        data = tomllib.loads(path.read_text(errors="replace"))
-    except tomllib.TOMLDecodeError:
-        return set()
-    project = data.get("project", {})
-    lines = [*project.get("dependencies", []),
-             *(d for group in project.get("optional-dependencies", {}).values() for d in group)]
-    poetry = data.get("tool", {}).get("poetry", {})
-    keys = [*poetry.get("dependencies", {}), *data.get("packages", {})]
-    for group in poetry.get("group", {}).values():
-        keys += list(group.get("dependencies", {}))
-    names = {k.lower() for k in keys}
-    for line in lines:
-        if m := re.match(r"^\s*([A-Za-z0-9][\w.-]*)(\[[^\]]*\])?", str(line)):
-            names.add(m.group(1).lower().replace("_", "-"))
-            names |= {e.strip().lower() for e in (m.group(2) or "").strip("[]").split(",")}
-    return names
-
-
-def _package_json(folder: Path) -> dict[str, list[str] | dict[str, str]]:
-    try:
-        pkg = json.loads(read(folder / "package.json") or "{}")
-    except json.JSONDecodeError:
-        return {}
-    deps = [*pkg.get("dependencies", {}), *pkg.get("devDependencies", {}),
-            *pkg.get("optionalDependencies", {})]
-    scripts = pkg.get("scripts", {})
-    return {"deps": [d.lower() for d in deps],
-            "scripts": scripts if isinstance(scripts, dict) else {}}
 
 
 # processes, health -----------------------------------------------------------------------
@@ -295,95 +173,6 @@ def _health(files: dict[str, str], needs: Needs) -> None:
         needs.notes.append(Note(
             "no health route found: the check accepts any answer below 500 on /",
             '[processes.web.health] path = "/health" (a route that answers 2xx when ready)'))
-
-
-# variables -------------------------------------------------------------------------------
-def _variables(folder: Path, files: dict[str, str]) -> dict[str, Var]:
-    """Variables the code reads (required when any read has no default) and those an example
-    env file lists, with its value."""
-    code: dict[str, Var] = {}
-    for name, body in files.items():
-        for where, var, optional in _reads(name, body):
-            old = code.get(var)
-            code[var] = Var(var, old.where if old else where,
-                            optional and (old.optional if old else True))
-    examples: dict[str, tuple[str, str]] = {}
-    for example in EXAMPLES:
-        for line in read(folder / example).splitlines():
-            if m := re.match(r"^\s*(?:export\s+)?([A-Z][A-Z0-9_]*)\s*=\s*(.*?)\s*$", line):
-                value = re.split(r"\s+#", m.group(2))[0].strip().strip("\"'")
-                examples.setdefault(m.group(1), (value, example))
-    out = {name: Var(name, var.where, var.optional, *examples.get(name, (None, "")))
-           for name, var in code.items()}
-    out |= {name: Var(name, file, False, value, file) for name, (value, file) in
-            examples.items() if name not in code}
-    return {k: v for k, v in out.items() if k not in OWN_VARS and not k.startswith(OWN_PREFIXES)}
-
-
-def _reads(name: str, body: str) -> list[tuple[str, str, bool]]:
-    """(file:line, variable, read with a default) for each variable the file reads."""
-    out = []
-    if name.endswith(".py"):
-        for m in PY_ENV.finditer(body):
-            rest = body[m.end():body.find("\n", m.end())]
-            optional = ".get(" in m.group(0) or "getenv(" in m.group(0) or \
-                (m.group(2) == "," and "default" in rest) or _conditional(body, m.start())
-            out.append((f"{name}:{_line(body, m.start())}", m.group(1), optional))
-        out += _settings_fields(name, body)
-        out += [(f"{name}:{_line(body, m.start())}", var, True) for pattern, var in IMPLICIT
-                for m in re.finditer(pattern, body)]
-    elif name.endswith(".prisma"):
-        out += [(f"{name}:{_line(body, m.start())}", m.group(1), False)
-                for m in PRISMA_ENV.finditer(body)]
-    else:
-        for m in JS_ENV.finditer(body):
-            out.append((f"{name}:{_line(body, m.start())}", m.group(1) or m.group(2),
-                        bool(m.group(3))))
-        for m in JS_DESTRUCTURE.finditer(body):
-            for part in m.group(1).split(","):
-                if v := re.match(r"\s*([A-Z][A-Z0-9_]*)\s*(=)?", part):
-                    out.append((f"{name}:{_line(body, m.start())}", v.group(1), bool(v.group(2))))
-        # node-postgres with no settings reads libpq's variables itself
-        for m in re.finditer(r"\bnew\s+(?:pg\.)?(?:Pool|Client)\(\s*\)", body):
-            out += [(f"{name}:{_line(body, m.start())}", var, True) for var in LIBPQ]
-    return out
-
-
-def _conditional(body: str, pos: int) -> bool:
-    """A read inside an if/else/try block of Python code runs only on that branch."""
-    start = body.rfind("\n", 0, pos) + 1
-    line = body[start:pos]
-    indent = len(line) - len(line.lstrip())
-    if not indent:
-        return False
-    for above in reversed(body[:start].splitlines()):
-        stripped = above.lstrip()
-        if stripped and not stripped.startswith("#") and len(above) - len(stripped) < indent:
-            return stripped.startswith(("if ", "elif ", "else", "try", "except", "with "))
-    return False
-
-
-def _settings_fields(name: str, body: str) -> list[tuple[str, str, bool]]:
-    """pydantic BaseSettings fields: each is a variable (upper-cased, with env_prefix)."""
-    out = []
-    for cls in SETTINGS_CLASS.finditer(body):
-        prefix = m.group(1) if (m := ENV_PREFIX.search(cls.group(1))) else ""
-        block = cls.group(1)
-        indent = min((len(x) - len(x.lstrip()) for x in block.splitlines() if x.strip()),
-                     default=0)
-        for f in SETTINGS_FIELD.finditer(block):
-            if len(f.group(1)) != indent or f.group(2) in {"model_config", "else", "try",
-                                                           "finally", "class", "Config"}:
-                continue
-            # `x: str | None` (no value) is optional too: pydantic defaults it to None
-            optional = bool(f.group(4)) or "None" in f.group(3) or "Optional" in f.group(3)
-            out.append((f"{name}:{_line(body, cls.start(1) + f.start())}",
-                        (prefix + f.group(2)).upper(), optional))
-    return out
-
-
-def _line(body: str, pos: int) -> int:
-    return body.count("\n", 0, pos) + 1
 
 
 # accessories -----------------------------------------------------------------------------
@@ -511,93 +300,19 @@ def _django_settings(folder: Path, files: dict[str, str], needs: Needs) -> None:
 
 # release, volumes ------------------------------------------------------------------------
 def _release(folder: Path, found: Detected, deps: set[str], needs: Needs) -> None:
-    candidates = _migrations(folder, found, deps)
+    candidates = migrations.candidates(folder, found, deps)
     if not candidates:
         return
-    needs.release = candidates[0]
-    needs.found.append(f"release: {candidates[0][0]} ({candidates[0][1]})")
-    if "alembic upgrade" in candidates[0][0]:
-        _alembic_url(folder, needs)
-    if re.match(r"(python -m )?flask\b", candidates[0][0]):
-        _flask_app(folder, found, needs)
-    for command, why in candidates[1:]:
-        if command.startswith(candidates[0][0]) or candidates[0][0].startswith(command):
+    command, why = needs.release = candidates[0]
+    needs.found.append(f"release: {command} ({why})")
+    env, notes = migrations.checks(folder, found, command)
+    needs.env |= env
+    needs.notes += [Note(text, key) for text, key in notes]
+    for other, where in candidates[1:]:
+        if other.startswith(command) or command.startswith(other):
             continue
-        needs.notes.append(Note(f"also found {why}: not used, the release command is "
-                                f"{candidates[0][0]!r}", f'[release] command = "{command}"'))
-
-
-def _alembic_url(folder: Path, needs: Needs) -> None:
-    """alembic.ini naming its own server, with an env.py that never looks at the environment:
-    the release command would migrate that server, not the accessory."""
-    ini = read(folder / "alembic.ini")
-    url = re.search(r"^\s*sqlalchemy\.url\s*=\s*(\S+://\S*@([\w.-]+)\S*)", ini, re.MULTILINE)
-    where = re.search(r"^\s*script_location\s*=\s*(\S+)", ini, re.MULTILINE)
-    env_py = read(folder / (where.group(1) if where else "alembic") / "env.py")
-    if url and env_py and not re.search(r"environ|getenv|settings|config\.set_main_option|"
-                                        r"get_url|DATABASE", env_py):
-        needs.notes.append(Note(
-            f"alembic.ini names its own server ({url.group(2)}) and "
-            f"{where.group(1) if where else 'alembic'}/env.py does not read the environment: "
-            "`alembic upgrade head` would not reach the accessory",
-            "in env.py, config.set_main_option(\"sqlalchemy.url\", os.environ[\"DATABASE_URL\"])"))
-
-
-def _flask_app(folder: Path, found: Detected, needs: Needs) -> None:
-    """`flask db upgrade` finds the app by FLASK_APP unless app.py or wsgi.py is at the root;
-    .flaskenv is read only when python-dotenv is installed, so it is written to [env]."""
-    if any((folder / f).is_file() for f in ("app.py", "wsgi.py")):
-        return
-    for name in (".flaskenv", ".env.example", ".env"):
-        if m := re.search(r"^\s*FLASK_APP\s*=\s*[\"']?([^\"'\s#]+)", read(folder / name),
-                          re.MULTILINE):
-            needs.env["FLASK_APP"] = (m.group(1), name)
-            return
-    if m := re.search(r"\bgunicorn\b.*?\s'?\"?([\w.]+:[\w.]+(?:\(\))?)", found.command):
-        needs.env["FLASK_APP"] = (m.group(1), "the web command")
-        return
-    needs.notes.append(Note("flask db upgrade needs to find the app: no app.py or wsgi.py, "
-                            "no FLASK_APP", '[env] FLASK_APP = "package:create_app()"'))
-
-
-def _migrations(folder: Path, found: Detected, deps: set[str]) -> list[tuple[str, str]]:
-    out = []
-    if release := procfile(folder).get("release"):
-        out.append((bind_host(release), "Procfile release:"))
-    scripts = _package_json(folder).get("scripts", {})
-    runner = "bun run" if found.installer == "bun" else "npm run"  # npm is in every Node image
-    for script in ("migrate", "db:migrate", "migrate:deploy", "migration:run", "migrate:prod"):
-        if isinstance(scripts, dict) and script in scripts:
-            out.append((f"{runner} {script}", f"the {script!r} script of package.json"))
-            break
-    if (folder / "alembic.ini").is_file():
-        out.append(("alembic upgrade head", "alembic.ini"))
-    if (folder / "manage.py").is_file() and "django" in read(folder / "manage.py").lower():
-        out.append(("python manage.py migrate --noinput", "Django manage.py"))
-    if "flask-migrate" in deps and (folder / "migrations" / "env.py").is_file():
-        out.append(("flask db upgrade", "Flask-Migrate and migrations/"))
-    if schema := _prisma_schema(folder):
-        where = schema.relative_to(folder).as_posix()
-        flag = "" if where == "prisma/schema.prisma" else f" --schema {where}"
-        migrations = (schema.parent / "migrations").is_dir()
-        out.append((f"npx prisma migrate deploy{flag}" if migrations else
-                    f"npx prisma db push --skip-generate{flag}",
-                    where + ("" if migrations else " without migrations/")))
-    knexfile = next(folder.glob("knexfile.*"), None)
-    if knexfile:
-        out.append(("npx knex migrate:latest", knexfile.name))
-    return out
-
-
-def _prisma_schema(folder: Path) -> Path | None:
-    try:
-        named = json.loads(read(folder / "package.json") or "{}").get("prisma", {}).get("schema")
-    except (json.JSONDecodeError, AttributeError):
-        named = None
-    for path in (named, "prisma/schema.prisma", "schema.prisma"):
-        if isinstance(path, str) and (folder / path).is_file():
-            return folder / path
-    return None
+        needs.notes.append(Note(f"also found {where}: not used, the release command is "
+                                f"{command!r}", f'[release] command = "{other}"'))
 
 
 def _own_containerfile(folder: Path, found: Detected, needs: Needs) -> None:

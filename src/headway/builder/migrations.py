@@ -1,0 +1,103 @@
+"""An app's migrations, for `headway init`'s `[release] command`: a Procfile `release:` line,
+a package.json migrate script, alembic.ini, Django, Flask-Migrate, Prisma, knex, in that order
+of preference; and what would keep the chosen one from reaching the accessory (FLASK_APP,
+an alembic.ini that names its own server). Reads text only; never runs a migration."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from headway.builder.appfiles import package_json
+from headway.builder.common import Detected, read
+from headway.builder.detect import bind_host, procfile
+
+Finding = tuple[str, str]  # (what, the key that settles it)
+
+
+def checks(folder: Path, found: Detected, command: str) -> tuple[dict[str, tuple[str, str]],
+                                                                 list[Finding]]:
+    """[env] values and notes the chosen release command needs."""
+    env: dict[str, tuple[str, str]] = {}
+    notes: list[Finding] = []
+    if "alembic upgrade" in command:
+        notes += _alembic_url(folder)
+    if re.match(r"(python -m )?flask\b", command) and \
+            not any((folder / f).is_file() for f in ("app.py", "wsgi.py")):
+        if flask_app := _flask_app(folder, found):
+            env["FLASK_APP"] = flask_app
+        else:
+            what = "flask db upgrade needs to find the app: no app.py or wsgi.py, no FLASK_APP"
+            notes.append((what, '[env] FLASK_APP = "package:create_app()"'))
+    return env, notes
+
+
+def _alembic_url(folder: Path) -> list[Finding]:
+    """alembic.ini naming its own server, with an env.py that never looks at the environment:
+    the release command would migrate that server, not the accessory."""
+    ini = read(folder / "alembic.ini")
+    url = re.search(r"^\s*sqlalchemy\.url\s*=\s*(\S+://\S*@([\w.-]+)\S*)", ini, re.MULTILINE)
+    where = re.search(r"^\s*script_location\s*=\s*(\S+)", ini, re.MULTILINE)
+    env_py = read(folder / (where.group(1) if where else "alembic") / "env.py")
+    if url and env_py and not re.search(r"environ|getenv|settings|config\.set_main_option|"
+                                        r"get_url|DATABASE", env_py):
+        what = (f"alembic.ini names its own server ({url.group(2)}) and "
+                f"{where.group(1) if where else 'alembic'}/env.py does not read the "
+                "environment: `alembic upgrade head` would not reach the accessory")
+        key = 'in env.py, config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"])'
+        return [(what, key)]
+    return []
+
+
+def _flask_app(folder: Path, found: Detected) -> tuple[str, str] | None:
+    """`flask db upgrade` finds the app by FLASK_APP unless app.py or wsgi.py is at the root;
+    .flaskenv is read only when python-dotenv is installed, so it is written to [env]."""
+    for name in (".flaskenv", ".env.example", ".env"):
+        if m := re.search(r"^\s*FLASK_APP\s*=\s*[\"']?([^\"'\s#]+)", read(folder / name),
+                          re.MULTILINE):
+            return m.group(1), name
+    if m := re.search(r"\bgunicorn\b.*?\s'?\"?([\w.]+:[\w.]+(?:\(\))?)", found.command):
+        return m.group(1), "the web command"
+    return None
+
+
+def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
+    """(command, where it comes from), the preferred first."""
+    out = []
+    if release := procfile(folder).get("release"):
+        out.append((bind_host(release), "Procfile release:"))
+    scripts = package_json(folder).get("scripts", {})
+    runner = "bun run" if found.installer == "bun" else "npm run"  # npm is in every Node image
+    for script in ("migrate", "db:migrate", "migrate:deploy", "migration:run", "migrate:prod"):
+        if isinstance(scripts, dict) and script in scripts:
+            out.append((f"{runner} {script}", f"the {script!r} script of package.json"))
+            break
+    if (folder / "alembic.ini").is_file():
+        out.append(("alembic upgrade head", "alembic.ini"))
+    if (folder / "manage.py").is_file() and "django" in read(folder / "manage.py").lower():
+        out.append(("python manage.py migrate --noinput", "Django manage.py"))
+    if "flask-migrate" in deps and (folder / "migrations" / "env.py").is_file():
+        out.append(("flask db upgrade", "Flask-Migrate and migrations/"))
+    if schema := _prisma_schema(folder):
+        where = schema.relative_to(folder).as_posix()
+        flag = "" if where == "prisma/schema.prisma" else f" --schema {where}"
+        migrations = (schema.parent / "migrations").is_dir()
+        out.append((f"npx prisma migrate deploy{flag}" if migrations else
+                    f"npx prisma db push --skip-generate{flag}",
+                    where + ("" if migrations else " without migrations/")))
+    knexfile = next(folder.glob("knexfile.*"), None)
+    if knexfile:
+        out.append(("npx knex migrate:latest", knexfile.name))
+    return out
+
+
+def _prisma_schema(folder: Path) -> Path | None:
+    try:
+        named = json.loads(read(folder / "package.json") or "{}").get("prisma", {}).get("schema")
+    except (json.JSONDecodeError, AttributeError):
+        named = None
+    for path in (named, "prisma/schema.prisma", "schema.prisma"):
+        if isinstance(path, str) and (folder / path).is_file():
+            return folder / path
+    return None
