@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.conftest import App
 from tests.load import Load
+
+pytestmark = pytest.mark.integration  # real HAProxy and processes
 
 FAST = 'steps = [20, 100]\npause = "2s"\nmax_wait = "3s"'
 

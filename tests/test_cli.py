@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import EXAMPLE, App, free_port, wait_for
+
+pytestmark = pytest.mark.integration  # the CLI as a subprocess, HAProxy, processes
 
 
 def test_unknown_key_is_refused_naming_the_file_and_key(app: App) -> None:

@@ -26,6 +26,8 @@ from tests.conftest import ROOT, App, agent_pid, free_port, wait_for
 from tests.load import Load
 from tests.test_data import WORKER as REDIS_WORKER
 
+pytestmark = pytest.mark.integration  # podman, real HAProxy
+
 REGISTRY_PASSWORD = f"reg-{random.token_hex(8)}"
 WORKER = ("import hashlib, os, time\n"
           "print('token sha256', hashlib.sha256(os.environ['API_TOKEN'].encode()).hexdigest(),"

@@ -69,6 +69,7 @@ def redis(app: App, *words: str) -> str:
     return app.run("accessory", "redis-cli", "cache", *words).stdout.strip()
 
 
+@pytest.mark.integration
 def test_migration_backs_up_first_and_a_failed_one_is_restored_from_the_named_backup(
         app: App) -> None:
     with_accessories(app, migrate=True)
@@ -130,6 +131,7 @@ def test_migration_backs_up_first_and_a_failed_one_is_restored_from_the_named_ba
                 assert word.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.integration
 def test_backup_verify_restore_round_trip_and_retention(app: App) -> None:
     with_accessories(app)
     app.configure(backups='keep_last = 2\nkeep_daily = 0\nkeep_weekly = 0')
@@ -181,6 +183,7 @@ def test_backup_verify_restore_round_trip_and_retention(app: App) -> None:
     assert broken.returncode != 0 and "recorded checksum" in broken.stderr
 
 
+@pytest.mark.integration
 def test_a_backup_killed_half_way_leaves_the_earlier_ones_intact(app: App) -> None:
     with_accessories(app)
     app.run("deploy")
@@ -206,6 +209,7 @@ def test_a_backup_killed_half_way_leaves_the_earlier_ones_intact(app: App) -> No
     assert len(json.loads(app.run("backup", "list", "db", "--json").stdout)) == 2
 
 
+@pytest.mark.integration
 def test_accessory_config_errors_name_the_key(app: App) -> None:
     app.configure(accessories__db='type = "postgres"\nversion = "9"')
     bad = app.run("deploy", check=False)
@@ -223,6 +227,7 @@ def _servers_installed() -> None:
             pytest.fail(f"{tool} is not installed: run scripts/setup.sh")
 
 
+@pytest.mark.integration
 def test_scheduled_backups_with_copies_and_secrets_from_outside(
         app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with_accessories(app)
@@ -254,6 +259,7 @@ def test_scheduled_backups_with_copies_and_secrets_from_outside(
     assert "checksum ok" in app.run("backup", "verify", "db", db["id"]).stdout
 
 
+@pytest.mark.integration
 def test_the_agent_restarts_a_killed_accessory_and_nothing_is_lost(app: App) -> None:
     with_accessories(app)
     app.run("deploy")
@@ -276,6 +282,7 @@ def test_the_agent_restarts_a_killed_accessory_and_nothing_is_lost(app: App) -> 
     assert "accessory.restarted" in app.run("events").stdout
 
 
+@pytest.mark.integration
 def test_each_environment_has_its_own_accessories_and_secrets(app: App) -> None:
     with_accessories(app)
     app.configure(env='[env.staging]\nLOG = "debug"')

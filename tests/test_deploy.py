@@ -9,9 +9,12 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import App
 from tests.load import Load
+
+pytestmark = pytest.mark.integration  # real HAProxy and processes
 
 
 def status(app: App) -> dict:

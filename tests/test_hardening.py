@@ -42,6 +42,7 @@ def edit(app: App, old: str, new: str) -> None:
     toml.write_text(toml.read_text().replace(old, new))
 
 
+@pytest.mark.integration
 def test_web_with_zero_replicas_is_refused_by_deploy_and_config_check(app: App) -> None:
     edit(app, "replicas = 2", "replicas = 0")
     for command in (("deploy",), ("config", "check")):
@@ -51,6 +52,7 @@ def test_web_with_zero_replicas_is_refused_by_deploy_and_config_check(app: App) 
     assert not (app.home / "router").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("value", ["nan", "inf", '"1e999s"', '"' + "9" * 400 + 's"'])
 def test_a_duration_that_never_ends_is_refused(app: App, value: str) -> None:
     app.configure(deploy=f"timeout = {value}")
@@ -58,6 +60,7 @@ def test_a_duration_that_never_ends_is_refused(app: App, value: str) -> None:
     assert not (app.home / "router").exists()
 
 
+@pytest.mark.integration
 def test_a_newline_in_the_health_path_cannot_reach_haproxy(app: App) -> None:
     app.configure(processes__web__health='path = "/up\\nfrontend evil\\n  bind 127.0.0.1:1"')
     stderr = refused(app, "deploy")
@@ -65,6 +68,7 @@ def test_a_newline_in_the_health_path_cannot_reach_haproxy(app: App) -> None:
     assert not (app.home / "router").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["../../etc", "a/b", "..", "my app", "café", "Shop", ""])
 def test_app_names_that_are_not_names_are_refused(app: App, name: str) -> None:
     stderr = refused(app, "--app", name, "secrets", "set", "TOKEN", stdin="value")
@@ -72,6 +76,7 @@ def test_app_names_that_are_not_names_are_refused(app: App, name: str) -> None:
     assert not (app.home / "state.db").exists()  # nothing was recorded under that name
 
 
+@pytest.mark.integration
 def test_a_folder_as_config_and_negative_log_lines_are_clear_errors(app: App) -> None:
     stderr = refused(app, "-c", str(app.dir), "status")
     assert f"{app.dir}: is a folder, not a headway.toml" in stderr
@@ -79,6 +84,7 @@ def test_a_folder_as_config_and_negative_log_lines_are_clear_errors(app: App) ->
     assert "logs -n -5: a number of lines" in refused(app, "logs", "-n", "-5")
 
 
+@pytest.mark.integration
 def test_an_env_name_close_to_a_declared_one_is_a_typo(app: App) -> None:
     app.configure(env='LOG = "info"\n[env.staging]\nLOG = "debug"')
     stderr = refused(app, "--env", "stagin", "config", "check")
@@ -86,6 +92,7 @@ def test_an_env_name_close_to_a_declared_one_is_a_typo(app: App) -> None:
     assert "valid for --env qa" in app.run("--env", "qa", "config", "check").stdout
 
 
+@pytest.mark.integration
 def test_config_check_refuses_what_deploy_refuses(app: App) -> None:
     edit(app, 'runtime = "process"', 'runtime = "process"\npath = "no-such-folder"')
     for command in (("config", "check"), ("deploy",)):

@@ -7,6 +7,7 @@ import json
 import time
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from headway.observer.requests import BUCKETS, Counts, Request, parse, quantile
@@ -37,6 +38,7 @@ def test_quantile_is_the_upper_bound_of_its_bucket() -> None:
     assert quantile(Counts().hist, 0.99) is None
 
 
+@pytest.mark.integration
 def test_requests_are_counted_per_release_and_exported(app: App) -> None:
     app.run("deploy")
     with httpx.Client() as client:

@@ -16,6 +16,8 @@ import pytest
 from headway.observer.monitoring import ALERTS, ANNOTATIONS, QUERIES
 from tests.conftest import App, free_port
 
+pytestmark = pytest.mark.integration  # promtool, Prometheus, HAProxy and processes
+
 
 @pytest.fixture
 def generated(app: App) -> Path:

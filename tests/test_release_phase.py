@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import App
+
+pytestmark = pytest.mark.integration  # real HAProxy and processes
 
 MIGRATE = '''import json, os, urllib.request
 try:

@@ -10,10 +10,13 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from headway.agent.control import agent_running
 from tests.conftest import App, agent_pid, wait_for
 from tests.load import Load
+
+pytestmark = pytest.mark.integration  # real HAProxy and processes
 
 
 def status(app: App) -> dict:

@@ -40,6 +40,7 @@ def test_secret_type_never_prints_itself() -> None:
         pickle.dumps(s)
 
 
+@pytest.mark.integration
 def test_secrets_reach_the_app_and_leak_nowhere(app: App) -> None:
     token = f"tok-{random.token_hex(16)}"
     (app.dir / "worker.py").write_text(WORKER)
@@ -66,6 +67,7 @@ def test_secrets_reach_the_app_and_leak_nowhere(app: App) -> None:
     assert app.run("secrets", "export").stdout.strip() == f"API_TOKEN={token}"
 
 
+@pytest.mark.integration
 def test_a_changed_secret_makes_a_new_release_and_rotation_keeps_values(app: App) -> None:
     set_secret(app, "API_TOKEN", "one")
     app.run("deploy")
@@ -84,6 +86,7 @@ def test_a_changed_secret_makes_a_new_release_and_rotation_keeps_values(app: App
     assert empty.returncode == 2 and "empty value" in empty.stderr
 
 
+@pytest.mark.integration
 def test_a_wrong_master_key_is_a_clear_error(app: App, tmp_path: Path) -> None:
     set_secret(app, "API_TOKEN", "one")
     env = dict(app.env(), HEADWAY_MASTER_KEY="bm90IGEga2V5")
@@ -97,6 +100,7 @@ def test_a_wrong_master_key_is_a_clear_error(app: App, tmp_path: Path) -> None:
     assert os.path.exists(app.home / "master.key")
 
 
+@pytest.mark.integration
 def test_config_show_masks_secrets_and_check_names_missing_ones(app: App) -> None:
     toml = app.dir / "headway.toml"
     toml.write_text(toml.read_text().replace('runtime = "process"',
