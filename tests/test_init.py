@@ -174,6 +174,12 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
     }, {"accessories": {"db": ("postgres", None, {
         "PGHOST": "host", "PGPORT": "port", "PGUSER": "user", "PGPASSWORD": "password",
         "PGDATABASE": "database"})}}),
+    ("bun-sql", {
+        "package.json": '{"scripts": {"start": "bun run src/index.ts"}, "dependencies": '
+                        '{"hono": "4"}}', "bun.lock": "",
+        "src/index.ts": 'import { SQL } from "bun";\nconst sql = new SQL(process.env.'
+                        'DATABASE_URL!);\n',
+    }, {"accessories": {"db": ("postgres", None, {})}, "secrets": []}),
     ("node-migrate-script", {
         "package.json": '{"scripts": {"start": "node server.js", "migrate": "node migrate.js"},'
                         ' "dependencies": {"pg": "^8"}}',

@@ -73,7 +73,11 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
     ("postgres", r"client\s*:\s*['\"](?:pg|postgres|postgresql)['\"]", "knex client pg"),
     ("postgres", r"dialect\s*:\s*['\"]postgres(?:ql)?['\"]", "dialect postgres"),
     ("postgres", r"type\s*:\s*['\"]postgres['\"]", "TypeORM type postgres"),
+    ("postgres", r"\bimport\s*\{[^}]*\b(?:SQL|sql)\b[^}]*\}\s*from\s*[\"']bun[\"']|\bBun\.sql\b",
+     "Bun's SQL client"),
     ("redis", r"rediss?://", "a Redis URL"),
+    ("redis", (r"\bimport\s*\{[^}]*\b(?:redis|RedisClient)\b[^}]*\}\s*from\s*[\"']bun[\"']|"
+     r"\bBun\.redis\b"), "Bun's Redis client"),
     ("redis", r"django_redis\.cache\.RedisCache|django\.core\.cache\.backends\.redis",
      "a Django Redis cache"),
 ]
