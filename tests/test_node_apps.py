@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -229,6 +230,25 @@ def test_installs_from_the_lock_file_builds_with_dev_deps_then_drops_them(
 
 
 @pytest.mark.integration
+def test_without_a_build_production_dependencies_are_shared_between_releases(
+        tmp_path: Path, cache: Path) -> None:
+    source = folder(tmp_path / "source", {"package.json": {
+        "name": "deps", "version": "1.0.0", "scripts": {"start": "node server.js"},
+        "dependencies": {"ms": "2.1.3"}, "devDependencies": {"is-number": "7.0.0"}},
+        "server.js": "require('ms');\n"})
+    subprocess.run(["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"],
+                   cwd=source, check=True, capture_output=True, timeout=300)
+    first, second = tmp_path / "1", tmp_path / "2"
+    for release in (first, second):
+        shutil.copytree(source, release)
+        node.install(release, detect(release), cache)
+    assert (first / "node_modules").resolve() == (second / "node_modules").resolve()
+    assert (second / "node_modules" / "ms").exists()
+    assert not (second / "node_modules" / "is-number").exists()  # production only
+    subprocess.run(["node", "server.js"], cwd=second, check=True)
+
+
+@pytest.mark.integration
 def test_a_lock_file_that_does_not_match_fails_with_the_tools_words(
         tmp_path: Path, cache: Path) -> None:
     folder(tmp_path, {"package.json": {"name": "x", "version": "1.0.0", "dependencies": {
@@ -370,6 +390,15 @@ def test_express_app_with_a_lock_file_deploys_unedited(
     assert "release 1 is live" in app.run("deploy", timeout=300).stdout
     assert httpx.get(app.url, timeout=5).json() == {"app": "node-hello", "version": "v1"}
     assert release_files(app, "node_modules/express") == [True]
+    if runtime == "process":  # a code-only change reuses the production node_modules
+        (app.dir / "VERSION").write_text("v2\n")
+        started = time.monotonic()
+        assert "release 2 is live" in app.run("deploy", timeout=300).stdout
+        assert httpx.get(app.url, timeout=5).json()["version"] == "v2"
+        releases = app.home / "apps" / "app" / "production" / "releases"
+        assert (releases / "1" / "node_modules").resolve() == \
+            (releases / "2" / "node_modules").resolve()
+        print(f"code-only redeploy: {time.monotonic() - started:.1f}s")
 
 
 @pytest.mark.integration

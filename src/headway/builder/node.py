@@ -7,6 +7,7 @@ manager and the build in the release folder it is given, nowhere else."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -323,15 +324,16 @@ RUN {_prune(found)}
 
 # Process runtime ------------------------------------------------------------------------------
 def install(app: Path, found: Detected, cache: Path) -> None:
-    """node_modules for the release folder `app` from its lock file (dev dependencies too),
-    then its build steps, then dev dependencies dropped. `cache`: download caches and the
-    pnpm / yarn / bun tools, shared by every release. Raises RuntimeFailure (the tool's last
-    lines and a hint) on failure; nothing runs on a Node the app does not declare."""
+    """node_modules for the release folder `app` from its lock file. With build steps: dev
+    dependencies too, then the build, then dev dependencies dropped, all in `app`. Without:
+    production dependencies only, in a folder shared by every release with the same lock file,
+    tool and Node (a code-only change installs nothing). `cache`: download caches, the pnpm /
+    yarn / bun tools and the shared folders. Raises RuntimeFailure (the tool's last lines and
+    a hint) on failure; nothing runs on a Node the app does not declare."""
     cache = cache / "node"  # beside the shared virtualenvs
     cache.mkdir(parents=True, exist_ok=True)
     env = _tool_env(cache)
-    if found.language != "bun":
-        check_node(found, env)
+    node_version = "" if found.language == "bun" else check_node(found, env)
     if _berry(found):  # the yarn installed here, not .yarnrc.yml's yarnPath (often absent)
         env["YARN_IGNORE_PATH"] = "1"
     if _berry(found) and "nodeLinker" not in read(app / ".yarnrc.yml"):
@@ -339,22 +341,77 @@ def install(app: Path, found: Detected, cache: Path) -> None:
     tool = "npm" if found.installer == "npm" else ensure_tool(
         cache, env, found.installer, found.installer_version)
     env["PATH"] = f"{Path(tool).parent}:{env['PATH']}" if tool != "npm" else env["PATH"]
-    _step(_install_argv(app, found, tool, cache, production=False), app, env,
+    if _shareable(app, found):
+        _link_shared(app, found, tool, env, cache, _shared_key(app, found, node_version))
+        return
+    _step(_install_argv(app, found, tool, cache, production=not found.build), app, env,
           f"{found.installer} install", found)
     build_env = env | {"NODE_ENV": "production",
                        "PATH": f"{app / 'node_modules' / '.bin'}:{env['PATH']}"}
     for step in found.build:
         _step(shlex.split(step), app, build_env, step, found)
-    if found.build or found.installer == "bun":
+    if found.build:
         if found.installer in ("bun", "yarn") and not _berry(found):
             shutil.rmtree(app / "node_modules", ignore_errors=True)  # reinstalled without dev
         _step(_prune_argv(app, found, tool, cache), app, env, "dropping dev dependencies",
               found)
-    if found.installer == "bun":  # instances find bun on PATH (node_modules/.bin)
-        bins = app / "node_modules" / ".bin"
-        bins.mkdir(parents=True, exist_ok=True)
-        (bins / "bun").unlink(missing_ok=True)
-        (bins / "bun").symlink_to(tool)
+    _link_bun(app, found, tool)
+
+
+MANIFESTS = ("package.json", ".npmrc", ".yarnrc", ".yarnrc.yml", "bunfig.toml",
+             *(f for files in LOCKS.values() for f in files))
+LIFECYCLE = ("preinstall", "install", "postinstall", "prepare")
+
+
+def _shareable(app: Path, found: Detected) -> bool:
+    """No build, a lock file, and no install script of the app's own (which would need its
+    sources): the production node_modules depend on the manifests alone."""
+    if found.build or not _locked(app, found) or _berry(found):
+        return False
+    scripts = json.loads((app / "package.json").read_text()).get("scripts") or {}
+    return not (isinstance(scripts, dict) and any(s in scripts for s in LIFECYCLE))
+
+
+def _shared_key(app: Path, found: Detected, node_version: str) -> str:
+    digest = hashlib.sha256(f"{found.installer}@{found.installer_version} node {node_version}"
+                            .encode())
+    for name in MANIFESTS:
+        if (app / name).is_file():
+            digest.update(name.encode() + b"\0" + (app / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _link_shared(app: Path, found: Detected, tool: str, env: dict[str, str], cache: Path,
+                 key: str) -> None:
+    """`app/node_modules` -> the shared production node_modules for `key`, installed once
+    (in a temporary folder renamed into place, so a crash leaves no half-made one)."""
+    shared = cache / "modules" / key
+    if not (shared / ".complete").exists():
+        tmp = shared.with_name(f"{key}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in MANIFESTS:
+            if (app / name).is_file():
+                shutil.copy2(app / name, tmp / name)
+        _step(_install_argv(tmp, found, tool, cache, production=True), tmp, env,
+              f"{found.installer} install", found)
+        (tmp / "node_modules").mkdir(exist_ok=True)
+        _link_bun(tmp, found, tool)
+        (tmp / ".complete").touch()
+        shutil.rmtree(shared, ignore_errors=True)
+        os.replace(tmp, shared)
+    shutil.rmtree(app / "node_modules", ignore_errors=True)
+    (app / "node_modules").symlink_to(shared / "node_modules")
+
+
+def _link_bun(folder: Path, found: Detected, tool: str) -> None:
+    """Instances find bun on PATH through node_modules/.bin."""
+    if found.installer != "bun":
+        return
+    bins = folder / "node_modules" / ".bin"
+    bins.mkdir(parents=True, exist_ok=True)
+    (bins / "bun").unlink(missing_ok=True)
+    (bins / "bun").symlink_to(tool)
 
 
 def _locked(app: Path, found: Detected) -> bool:
