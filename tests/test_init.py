@@ -435,3 +435,21 @@ def test_an_unused_production_settings_module_is_named(tmp_path: Path) -> None:
     assert 'the code defaults to settings config.django.base; config.django.production exists ' \
         'and is not used unless DJANGO_SETTINGS_MODULE says so | [env] DJANGO_SETTINGS_MODULE ' \
         '= "config.django.production"' in notes
+
+
+@pytest.mark.parametrize(("files", "path"), [
+    ({"src/health.controller.ts": "@Controller('health')\nexport class H {\n  @Get()\n"
+      "  check() {}\n}\n", "src/main.ts": "app.setGlobalPrefix('api');\n"}, "/api/health"),
+    ({"app/api/healthz/route.ts": "export async function GET() {}\n"}, "/api/healthz"),
+    ({"pages/api/ping.ts": "export default function h() {}\n"}, "/api/ping"),
+    ({"server.js": "const api = express.Router();\napi.get('/status', h);\n"
+                   "app.use('/v1', api);\napp.get('/_health', h);\n"}, "/_health"),
+    ({"server.js": "const api = express.Router();\napi.get('/health', h);\n"
+                   "app.use('/v1', api);\n"}, "/"),  # under a prefix: not guessed
+    ({"server.js": "app.get('/users/:id/status', h);\napp.get('/orders/status', h);\n"}, "/"),
+])
+def test_node_health_routes(tmp_path: Path, files: dict[str, str], path: str) -> None:
+    app = write(tmp_path / "n", {"package.json": '{"scripts": {"start": "node server.js"}}',
+                                 **files})
+    spec, _, _ = init(app)
+    assert spec.processes["web"].health.path == path
