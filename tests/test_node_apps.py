@@ -105,7 +105,7 @@ def test_process_runtime_refuses_a_node_the_app_does_not_declare(tmp_path: Path)
      "node --enable-source-maps dist/main.js"),
     ({"start": "next start"}, {}, "npm run start"),
     ({"dev": "next dev", "build": "next build"}, {"dependencies": {"next": "15.0.0"}},
-     "node node_modules/next/dist/bin/next start"),
+     "node node_modules/next/dist/bin/next start -H $HOST -p $PORT"),
     ({"start": "nodemon src/index.js", "start:prod": "node src/index.js"}, {},
      "node src/index.js"),
     ({"start": "nest start", "start:dev": "nest start --watch", "start:prod": "node dist/main",

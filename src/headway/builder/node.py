@@ -65,8 +65,8 @@ def detect(folder: Path, name: str) -> Detected:
         reasons.append(f"{installer} {tool} (from the npm registry's {installer} package)")
     language = "bun" if installer == "bun" else "node"
     if language == "bun":
-        version, wanted, source = BUN_DEFAULT, "", ""
-        reasons.append(f"Bun {BUN_DEFAULT}")
+        version, wanted, source = tool.split(".")[0] or BUN_DEFAULT, "", ""
+        reasons.append(f"Bun {version}: image oven/bun:{version}-slim")
     else:
         version, wanted, source = node_version(folder, pkg)
         reasons.append(f"Node {wanted} from {source}: image node:{version}-slim (the newest "
@@ -185,7 +185,8 @@ def _command(folder: Path, pkg: dict[str, object], installer: str,
     if isinstance(main, str) and main.strip():
         return f"node {main.strip()}", f"package.json main: {main.strip()}"
     if "next" in deps:
-        return "node node_modules/next/dist/bin/next start", "a Next.js app: next start"
+        return ("node node_modules/next/dist/bin/next start -H $HOST -p $PORT",
+                "a Next.js app: next start")
     if builds and (entry := _built_entry(folder)):
         return f"node {entry}", f"the build's output {entry} (tsconfig.json outDir)"
     for plain in ("index.js", "server.js", "app.js", "main.js"):
