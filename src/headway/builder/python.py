@@ -159,14 +159,13 @@ def _settings_module(folder: Path) -> str:
 
 
 def _settings_text(folder: Path, module: str) -> str:
-    """The settings module's source, and its siblings' when it is a package (base.py...)."""
+    """The settings module's source; a settings package's every file (base.py, ...), since
+    production.py usually star-imports base.py."""
     path = folder / Path(*module.split("."))
-    if path.with_suffix(".py").is_file() and path.parent.joinpath("__init__.py").exists() \
-            and path.parent != folder and path.parent.name == "settings":
-        return "\n".join(read(p) for p in sorted(path.parent.glob("*.py")))
-    if path.with_suffix(".py").is_file():
-        return read(path.with_suffix(".py"))
-    return "\n".join(read(p) for p in sorted(path.glob("*.py")))
+    package = path if path.is_dir() else path.parent if path.parent.name == "settings" else None
+    if package is not None:
+        return "\n".join(read(p) for p in sorted(package.glob("*.py")))
+    return read(path.with_suffix(".py"))
 
 
 _VAR = re.compile(rf"^(\w+)\s*(?::[^=\n]+)?=\s*(?:[\w.]+\.)?({'|'.join(ASGI + WSGI)})\(",
