@@ -16,7 +16,7 @@ SKIP_DIRS = {".git", ".hg", "node_modules", ".venv", "venv", "env", ".env", "__p
              "vendor", "tests", "test", "__tests__", "spec", "e2e", "cypress", "docs",
              ".pytest_cache", ".mypy_cache", "static", "public", "fixtures", "examples"}
 CODE = (".py", ".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".prisma")
-MAX_FILES, MAX_BYTES = 3000, 400_000
+MAX_FILES, MAX_BYTES = 3000, 200_000
 
 
 def code_files(folder: Path) -> dict[str, str]:
@@ -34,8 +34,8 @@ def code_files(folder: Path) -> dict[str, str]:
 
 
 def _test_file(name: str) -> bool:
-    return bool(re.search(r"^test_|_test\.py$|^conftest\.py$|\.(test|spec)\.[cm]?[jt]sx?$",
-                          name))
+    return bool(re.search(r"^test_|_test\.py$|^conftest\.py$|\.(test|spec)\.[cm]?[jt]sx?$|"
+                          r"\.min\.js$|\.d\.ts$", name))
 
 
 def dependencies(folder: Path) -> tuple[set[str], str]:
