@@ -97,6 +97,11 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
     }, {"release": "python manage.py migrate --noinput", "health": "/healthz/",
         "secrets": ["SECRET_KEY"], "accessories": {"db": ("postgres", None, {})},
         "volumes": {"media": "media"}, "command": "gunicorn --bind $HOST:$PORT shop.wsgi"}),
+    ("django-procfile-secret-with-default", {
+        "requirements.txt": "Django\ngunicorn\n", "manage.py": "",
+        "Procfile": "web: gunicorn site.wsgi\n", "site/__init__.py": "", "site/wsgi.py": "",
+        "site/settings.py": "import os\nSECRET_KEY = os.environ.get('SECRET_KEY', 'dev')\n",
+    }, {"secrets": ["SECRET_KEY"], "command": "gunicorn site.wsgi --bind $HOST:$PORT"}),
     ("express-knex-db-vars", {
         "package.json": '{"scripts": {"start": "node server.js"}, "dependencies": '
                         '{"express": "^4", "knex": "^3", "pg": "^8"}}',

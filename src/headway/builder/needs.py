@@ -141,7 +141,8 @@ def scan(folder: Path, found: Detected) -> Needs:
     _release(folder, found, deps, needs)
     _own_containerfile(folder, found, needs)
     _volumes(files, has_postgres="postgres" in kinds, needs=needs)
-    _classify([v for v in variables.values() if v.name not in wired], found, needs)
+    django = (folder / "manage.py").is_file() and "django" in deps
+    _classify([v for v in variables.values() if v.name not in wired], needs, django=django)
     _allowed_hosts(files, variables, needs)
     _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
@@ -240,8 +241,7 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs) -> set[str]:
     return wired if kinds else set()
 
 
-def _classify(variables: list[Var], found: Detected, needs: Needs) -> None:
-    django = "django" in found.explain.lower() or "manage.py" in " ".join(found.reasons)
+def _classify(variables: list[Var], needs: Needs, *, django: bool) -> None:
     for var in sorted(variables, key=lambda v: v.name):
         if SECRET.search(var.name) or (django and var.name == "SECRET_KEY"):
             required = not var.optional or (django and var.name in {"SECRET_KEY",
