@@ -89,6 +89,11 @@ def test_unknown_layout_says_what_was_looked_for(tmp_path: Path) -> None:
     ("python -m uvicorn main:app --host=0.0.0.0 --port=$PORT",
      "python -m uvicorn main:app --host=0.0.0.0 --port=$PORT"),
     ("hypercorn main:app", "hypercorn main:app --bind $HOST:$PORT"),
+    ("daphne proj.asgi:application", "daphne proj.asgi:application -b $HOST -p $PORT"),
+    ("daphne -p $PORT proj.asgi:application", "daphne -p $PORT proj.asgi:application -b $HOST"),
+    ("waitress-serve --port=$PORT app:app", "waitress-serve --port=$PORT app:app --host=$HOST"),
+    ("granian --interface asgi main:app", ("granian --interface asgi main:app --host $HOST "
+     "--port $PORT")),
     ("node server.js", "node server.js"),
     ("bin/start-nginx bundle exec puma", "bin/start-nginx bundle exec puma"),
     ("python manage.py migrate && gunicorn x.wsgi",

@@ -139,13 +139,20 @@ def bind_host(command: str) -> str:
     elif server in {"gunicorn", "hypercorn"} and not has & {"--bind", "-b"} and \
             not any(w.startswith("-b") and len(w) > 2 for w in words):
         command += " --bind $HOST:$PORT"
+    elif server == "granian" and "--host" not in has:
+        command += " --host $HOST" + ("" if "--port" in has else " --port $PORT")
+    elif server == "daphne" and not has & {"-b", "--bind", "-u", "--unix-socket", "--fd",
+                                           "-e", "--endpoint"}:
+        command += " -b $HOST" + ("" if has & {"-p", "--port"} else " -p $PORT")
+    elif server == "waitress-serve" and not has & {"--listen", "--host", "--unix-socket"}:
+        command += " --host=$HOST" + ("" if "--port" in has else " --port=$PORT")
     return command
 
 
 def _server(words: list[str]) -> str:
     for i, word in enumerate(words[:4]):
         base = word.rsplit("/", 1)[-1]
-        if base in {"uvicorn", "gunicorn", "hypercorn"}:
+        if base in {"uvicorn", "gunicorn", "hypercorn", "granian", "daphne", "waitress-serve"}:
             return base
         if word == "-m" and i + 1 < len(words):
             return words[i + 1]
