@@ -248,3 +248,17 @@ def test_request_timeout_is_the_longest_wait_for_an_answer(app: App) -> None:
     assert answer.status_code == 504
     assert took < 10  # HAProxy retries a timed-out request up to 3 times (retry-on)
     assert httpx.get(app.url, timeout=5).status_code == 200
+
+
+def test_a_server_the_router_still_holds_is_removed_once_it_lets_go(tmp_path: Path) -> None:
+    store, router, stable, canary = _routed_app(tmp_path)
+    router.busy = {canary[0].id}  # pooled connections: HAProxy refuses `del server`
+    routing.remove(store, router, store.instances("shop", "production", release=2))
+    assert router.state["be_shop_production"][canary[0].id] == "maint"  # out of rotation
+    assert store.get(routing.PENDING) == f'["be_shop_production/{canary[0].id}"]'
+    router.busy = set()
+    routing.purge(store, router)  # the agent's next round
+    assert canary[0].id not in router.state["be_shop_production"]
+    assert store.get(routing.PENDING) is None
+    assert {s for s, state in router.state["be_shop_production"].items()} == {
+        i.id for i in stable}
