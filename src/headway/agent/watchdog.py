@@ -30,6 +30,9 @@ class Health:
     since: float  # when it became ok / not ok
     reason: str = ""
     probed: float = 0.0
+    replaced: float = 0.0  # when the agent last replaced it (failing keeps counting across)
+    pid: int | None = None
+    up_once: bool = False  # this process has answered its health check at least once
 
 
 def _settings(release: Release) -> dict[str, Any]:
@@ -50,9 +53,11 @@ class Watchdog:
         watched = self._watched()
         self._probe([(inst, hs) for inst, hs in watched if now - self._probed(inst) >=
                      float(hs.get("interval", 1.0))])
-        self.health = {k: v for k, v in self.health.items() if k in {i.id for i, _ in watched}}
+        known = {i.id for i in self.store.instances()}  # a restarting one keeps its record
+        self.health = {k: v for k, v in self.health.items() if k in known}
         for inst, hs in watched:
-            self._maybe_replace(inst, float(hs.get("restart_after", 30.0)))
+            self._maybe_replace(inst, float(hs.get("restart_after", 30.0)),
+                                float(hs.get("boot", 60.0)))
         for app in self.store.apps():
             self._maybe_fall_back(app["app"], app["env"])
 
@@ -69,7 +74,7 @@ class Watchdog:
             hs = (spec or {}).get("processes", {}).get(inst.process, {}).get("health", {})
             if spec and hs.get("path") and inst.port and inst.desired == "running" \
                     and inst.state == "running" and inst.pid:
-                out.append((inst, hs))
+                out.append((inst, hs | {"boot": spec["deploy"].get("timeout", 60.0)}))
         return out
 
     def _spec(self, rel: Release) -> dict[str, Any]:
@@ -91,7 +96,10 @@ class Watchdog:
             old = self.health.get(inst.id)
             ok = reason is None
             since = old.since if old and old.ok == ok else now
-            self.health[inst.id] = Health(ok, since, reason or "", now)
+            same = old is not None and old.pid == inst.pid
+            self.health[inst.id] = Health(ok, since, reason or "", now,
+                                          old.replaced if old else 0.0, inst.pid,
+                                          ok or (same and old is not None and old.up_once))
 
     def failing_for(self, inst_id: str) -> float:
         """Seconds the instance has been failing its health check (0 when healthy/unknown)."""
@@ -99,13 +107,17 @@ class Watchdog:
         return time.time() - h.since if h and not h.ok else 0.0
 
     # replacing -------------------------------------------------------------------------------
-    def _maybe_replace(self, inst: Instance, restart_after: float) -> None:
+    def _maybe_replace(self, inst: Instance, restart_after: float, boot: float) -> None:
+        """`boot`: a process not yet healthy since it (re)started gets as long as a deploy
+        gave it ([deploy] timeout) before it counts as failing."""
         h = self.health.get(inst.id)
-        if not h or h.ok or restart_after <= 0 or time.time() - h.since < restart_after:
+        limit = restart_after if h and h.up_once else max(restart_after, boot)
+        if not h or h.ok or restart_after <= 0 or \
+                time.time() - max(h.since, h.replaced, inst.started or 0) < limit:
             return
         if not pid_alive(inst.pid, inst.pid_start):
             return
-        why = (f"instance {inst.id} failed its health check for {restart_after:g}s "
+        why = (f"instance {inst.id} failed its health check for {limit:g}s "
                f"({h.reason}): replacing it")
         self.log(why, app=inst.app, env=inst.env, release=inst.release, step="watchdog")
         self.store.event(inst.app, inst.env, "instance.replaced", why, release=inst.release)
@@ -114,7 +126,7 @@ class Watchdog:
             os.killpg(inst.pid, signal.SIGKILL)  # also wakes nothing: a stopped process dies
         except (ProcessLookupError, PermissionError):
             pass
-        self.health.pop(inst.id, None)
+        h.replaced = time.time()
 
     # falling back ----------------------------------------------------------------------------
     def _maybe_fall_back(self, app: str, env: str) -> None:
