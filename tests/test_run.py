@@ -6,15 +6,19 @@ secrets inside and none printed. Real HAProxy, processes, podman and PostgreSQL.
 from __future__ import annotations
 
 import json
+import os
 import secrets as random
 import shlex
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from headway.runtime.process import release_env
+from headway.errors import RuntimeFailure
+from headway.runtime.process import release_env, run_command
 from headway.store import Release
 from tests.conftest import ROOT, App
 from tests.test_containers import base_images, podman, podman_app  # noqa: F401 - fixtures
@@ -145,3 +149,18 @@ def test_node_processes_get_node_env_production_unless_env_sets_it(tmp_path: Pat
     assert release_env(rel, {"NODE_ENV": "staging"})["NODE_ENV"] == "staging"
     (tmp_path / "package.json").unlink()
     assert "NODE_ENV" not in release_env(rel, {})
+
+
+def test_a_one_off_command_streams_its_lines_and_is_killed_past_its_timeout() -> None:
+    lines: list[str] = []
+    code = run_command([sys.executable, "-c", "print('a'); print('b'); raise SystemExit(3)"],
+                       env=dict(os.environ), output=lines.append)
+    assert (code, lines) == (3, ["a\n", "b\n"])
+    marker = Path(tempfile.mkdtemp()) / "still-running"
+    started = time.monotonic()
+    with pytest.raises(RuntimeFailure, match="timed out after 0.5s: killed"):
+        run_command(["sh", "-c", f"sleep 2; touch {marker}"], env=dict(os.environ),
+                    timeout=0.5, output=lines.append)
+    assert time.monotonic() - started < 2
+    time.sleep(2)
+    assert not marker.exists()  # its whole process group was killed

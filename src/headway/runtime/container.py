@@ -185,7 +185,7 @@ class ContainerRuntime:
         box = self._box(release, name, "run", release_env(release, env), expose=0)
         box.command, box.interactive, box.tty = argv, interactive, tty
         return run_command(run_argv(self.binary, box), env=_client_env(), timeout=timeout,
-                           output=output, on_timeout=lambda: self._kill(name))
+                           output=output, cleanup=lambda: self._kill(name))
 
     def remove(self, target: Release | Instance) -> None:
         """An instance: its container, which a SIGKILLed `podman run --rm` leaves behind. A

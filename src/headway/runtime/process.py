@@ -107,10 +107,11 @@ def link_volumes(store: Store, release: Release) -> None:
 
 def run_command(argv: list[str], *, env: dict[str, str], cwd: str | None = None,
                 timeout: float | None = None, output: Output | None = None,
-                on_timeout: Callable[[], None] | None = None) -> int:
+                cleanup: Callable[[], None] | None = None) -> int:
     """Run argv to its end: its output line by line to `output`, or (None) on the caller's
-    terminal with its stdin. Past `timeout` it is killed (after `on_timeout`) and
-    RuntimeFailure is raised. A signal's death is 128 + the signal, as a shell reports it."""
+    terminal with its stdin. Past `timeout` (or when the caller is interrupted) it is killed
+    after `cleanup` and RuntimeFailure is raised (or the interruption goes on). A signal's
+    death is 128 + the signal, as a shell reports it."""
     piped = output is not None
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, start_new_session=piped,
@@ -126,15 +127,18 @@ def run_command(argv: list[str], *, env: dict[str, str], cwd: str | None = None,
     expired = threading.Event()
 
     def kill() -> None:
-        expired.set()
-        if on_timeout:
-            on_timeout()
+        if cleanup:
+            cleanup()
         try:
             os.killpg(proc.pid, signal.SIGKILL) if piped else proc.kill()
         except (ProcessLookupError, PermissionError):
             pass
 
-    timer = threading.Timer(timeout, kill) if timeout else None
+    def expire() -> None:
+        expired.set()
+        kill()
+
+    timer = threading.Timer(timeout, expire) if timeout else None
     if timer:
         timer.daemon = True
         timer.start()
@@ -145,6 +149,10 @@ def run_command(argv: list[str], *, env: dict[str, str], cwd: str | None = None,
             for raw in proc.stdout:
                 output(raw.decode(errors="replace"))
         code = proc.wait()
+    except BaseException:  # Ctrl-C of a deploy: its release command does not live on
+        kill()
+        proc.wait()
+        raise
     finally:
         if timer:
             timer.cancel()
