@@ -102,6 +102,16 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
         "Procfile": "web: gunicorn site.wsgi\n", "site/__init__.py": "", "site/wsgi.py": "",
         "site/settings.py": "import os\nSECRET_KEY = os.environ.get('SECRET_KEY', 'dev')\n",
     }, {"secrets": ["SECRET_KEY"], "command": "gunicorn site.wsgi --bind $HOST:$PORT"}),
+    ("flask-signing-key-with-fallback", {
+        "requirements.txt": "flask\ngunicorn\nflask-migrate\n", "migrations/env.py": "",
+        "Procfile": "web: flask db upgrade; gunicorn microblog:app\nworker: rq worker tasks\n",
+        ".flaskenv": "FLASK_APP=microblog.py\n",
+        "microblog.py": "from app import create_app\napp = create_app()\n",
+        "config.py": "import os\nSECRET_KEY = os.environ.get('SECRET_KEY') or 'never-guess'\n"
+                     "MAIL_PASSWORD = os.environ.get('MAIL_PASSWORD')\n",
+    }, {"secrets": ["SECRET_KEY"], "release": "flask db upgrade",
+        "command": "sh -c 'flask db upgrade; gunicorn microblog:app'",
+        "env": {"FLASK_APP": "microblog.py"}}),
     ("express-knex-db-vars", {
         "package.json": '{"scripts": {"start": "node server.js"}, "dependencies": '
                         '{"express": "^4", "knex": "^3", "pg": "^8"}}',

@@ -82,6 +82,8 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
      "a Django Redis cache"),
 ]
 
+SIGNING_KEYS = {"SECRET_KEY", "DJANGO_SECRET_KEY", "FLASK_SECRET_KEY", "APP_SECRET_KEY",
+                "SECRET_KEY_BASE", "SESSION_SECRET", "JWT_SECRET", "JWT_SECRET_KEY"}
 DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG", "PYTHONBREAKPOINT"}
 SECRET = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|PASS|PWD|TOKEN|KEY|CREDENTIALS|SALT|DSN_SECRET)$"
                     r"|^SECRET_|_SECRET_")
@@ -141,8 +143,7 @@ def scan(folder: Path, found: Detected) -> Needs:
     _release(folder, found, deps, needs)
     _own_containerfile(folder, found, needs)
     _volumes(files, has_postgres="postgres" in kinds, needs=needs)
-    django = (folder / "manage.py").is_file() and "django" in deps
-    _classify([v for v in variables.values() if v.name not in wired], needs, django=django)
+    _classify([v for v in variables.values() if v.name not in wired], needs)
     _allowed_hosts(files, variables, needs)
     _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
@@ -241,11 +242,11 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs) -> set[str]:
     return wired if kinds else set()
 
 
-def _classify(variables: list[Var], needs: Needs, *, django: bool) -> None:
+def _classify(variables: list[Var], needs: Needs) -> None:
     for var in sorted(variables, key=lambda v: v.name):
-        if SECRET.search(var.name) or (django and var.name == "SECRET_KEY"):
-            required = not var.optional or (django and var.name in {"SECRET_KEY",
-                                                                    "DJANGO_SECRET_KEY"})
+        if SECRET.search(var.name):
+            # a signing key with a default in the code is that default in production
+            required = not var.optional or var.name in SIGNING_KEYS
             (needs.secrets if required else needs.optional_secrets).append(var)
         elif var.name in DEV_FLAGS:
             needs.unset.append(Var(var.name, var.where, True, None))
