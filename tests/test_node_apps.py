@@ -118,6 +118,11 @@ def test_process_runtime_refuses_a_node_the_app_does_not_declare(tmp_path: Path)
     ({"start": "vite", "serve": "serve -s dist"}, {}, "npm run serve"),
     ({"dev": "tsx watch src/main.ts", "build": "tsc"}, {"main": "dist/main.js"},
      "node dist/main.js"),
+    ({"start": "ts-node src/server.ts", "build": "tsc"}, {"src/server.ts": ""},
+     "node dist/server.js"),
+    ({"start": "npm run build && node dist/index.js", "build": "tsc"}, {},
+     "node dist/index.js"),
+    ({"start": "nodemon server.js"}, {"main": "index.js", "server.js": ""}, "node server.js"),
 ])
 def test_the_production_start_command_never_a_dev_server(
         tmp_path: Path, scripts: dict[str, str], extra: dict[str, object], command: str) -> None:

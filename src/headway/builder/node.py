@@ -178,12 +178,19 @@ def _command(folder: Path, pkg: dict[str, object], installer: str,
         if why := dev_server(script):
             refused.append(f"scripts.{name} runs a development server ({why})")
             continue
+        if builds and (why := _compiles_at_start(script)):
+            refused.append(f"scripts.{name} compiles at every start with {why}, a dev "
+                           "dependency (the build's output runs instead)")
+            continue
+        if builds:  # the build already ran: `npm run build && node dist/main.js` -> node
+            script = re.sub(r"^(npm|pnpm|yarn|bun)\s+(run\s+)?build\s*&&\s*", "", script)
         return _direct(script) or f"{_tool(installer)} run {name}", \
-            f"scripts.{name} of package.json ({script!r})"
+            f"scripts.{name} of package.json ({scripts[name].strip()!r})"
     deps = {**_dict(pkg.get("dependencies")), **_dict(pkg.get("devDependencies"))}
     main = pkg.get("main")
-    if isinstance(main, str) and main.strip():
-        return f"node {main.strip()}", f"package.json main: {main.strip()}"
+    main = main.strip() if isinstance(main, str) else ""
+    if main and (builds or (folder / main).exists()):
+        return f"node {main}", f"package.json main: {main}"
     if "next" in deps:
         return ("node node_modules/next/dist/bin/next start -H $HOST -p $PORT",
                 "a Next.js app: next start")
@@ -192,11 +199,19 @@ def _command(folder: Path, pkg: dict[str, object], installer: str,
     for plain in ("index.js", "server.js", "app.js", "main.js"):
         if (folder / plain).exists():
             return f"node {plain}", plain
+    if main and not refused:  # generated, or put there by a step Headway does not see
+        return f"node {main}", f"package.json main: {main} (not in the folder yet)"
     looked = "; ".join(refused) + "; " if refused else ""
     others = ", ".join(PRODUCTION_SCRIPTS[1:])
     return "", (f"{looked}no start script, no main, no index.js (nor {others}, Next.js, a "
                 "built entry or server.js): set [processes.web] command in headway.toml, "
                 "e.g. \"node dist/main.js\"")
+
+
+def _compiles_at_start(script: str) -> str | None:
+    """ts-node, tsx, babel-node: TypeScript compiled by a dev dependency at every start."""
+    match = re.search(r"\b(ts-node|tsx|babel-node)\b", script)
+    return match.group(1) if match else None
 
 
 def _direct(script: str) -> str:
