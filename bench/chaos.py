@@ -172,7 +172,27 @@ def main() -> None:
         print(json.dumps({"benchmark": "chaos", "seconds_per_fault": args.seconds,
                           "faults": results, "machine": machine()}, indent=2))
     finally:
+        done = app.headway("destroy", "--yes", check=False)
+        if done.returncode:
+            print(f"chaos: destroy failed: {done.stderr}", file=sys.stderr)
+            kill_leftovers(chaos.home)
         app.close()
+
+
+def kill_leftovers(home: Path) -> None:
+    """Every process of the home (agent, HAProxy, instances) when destroy could not stop them."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            seen = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(home).encode() in seen:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 if __name__ == "__main__":
