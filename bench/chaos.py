@@ -185,7 +185,8 @@ def kill_leftovers(home: Path) -> None:
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            seen = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes()
+            seen = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes() \
+                + os.readlink(proc / "cwd").encode()
         except OSError:
             continue
         if str(home).encode() in seen:
