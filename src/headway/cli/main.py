@@ -163,8 +163,8 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
 
     if not path.is_dir():
         raise ConfigError(f"--path {path}: no such folder")
-    found = detect(path, partial=True)
     try:
+        found = detect(path, partial=True)
         needs = scan.scan(path, found)
     except OSError as exc:
         raise ConfigError(f"{path}: could not read the app's files ({exc})") from None
