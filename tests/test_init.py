@@ -300,11 +300,13 @@ def test_the_cli_prints_what_it_found_and_what_to_set(tmp_path: Path) -> None:
     result = run_init(app)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "found:\n" in out and "  health: GET /health (app/main.py:5)" in out
-    assert "  accessory db: postgres (psycopg2-binary in requirements.txt); gives DATABASE_URL" \
-        in out
-    assert "  release: alembic upgrade head (alembic.ini)" in out
-    assert "  process worker: python -m app.worker (Procfile)" in out
+    assert "found:\n" in out
+    assert '  [processes.web.health] path = "/health"  (app/main.py:5)' in out
+    assert '  [accessories.db] type = "postgres"  (psycopg2-binary in requirements.txt); the ' \
+        "app gets DATABASE_URL" in out
+    assert '  [release] command = "alembic upgrade head"  (alembic.ini)' in out
+    assert '  [processes.worker] command = "python -m app.worker"  (Procfile)' in out
+    assert '  [app] secrets = ["SECRET_KEY"]  (set each: headway secrets set NAME)' in out
     assert out.rstrip().endswith("next: headway secrets set SECRET_KEY; headway deploy")
     spec = parse_spec((app / "headway.toml").read_text())
     assert spec.app.name == "shop" and spec.app.secrets == ["SECRET_KEY"]

@@ -160,7 +160,7 @@ def _workers(folder: Path, needs: Needs) -> None:
                                     f'[processes.{name}] command = "..."'))
             continue
         needs.workers[name] = bind_host(command)
-        needs.found.append(f"process {name}: {needs.workers[name]} (Procfile)")
+        needs.found.append(f'[processes.{name}] command = "{needs.workers[name]}"  (Procfile)')
 
 
 def _health(files: dict[str, str], needs: Needs) -> None:
@@ -168,7 +168,7 @@ def _health(files: dict[str, str], needs: Needs) -> None:
     sure = [r for r in found if r.sure]
     if sure:
         needs.health = sure[0]
-        needs.found.append(f"health: GET {sure[0].path} ({sure[0].where})")
+        needs.found.append(f'[processes.web.health] path = "{sure[0].path}"  ({sure[0].where})')
         return
     if found:
         needs.notes.append(Note(
@@ -232,8 +232,9 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs) -> set[str]:
                     acc.env[name] = part
         wired |= {DEFAULT_URL[acc.type], *(urls[:1]), *acc.env}
         reads = sorted({*urls, *acc.env})
-        needs.found.append(f"accessory {acc.name}: {acc.type} ({acc.why}); gives "
-                           f"{', '.join(reads) if reads else acc.url_env or DEFAULT_URL[acc.type]}")
+        gives = ", ".join(reads) if reads else acc.url_env or DEFAULT_URL[acc.type]
+        needs.found.append(f'[accessories.{acc.name}] type = "{acc.type}"  ({acc.why}); the '
+                           f"app gets {gives}")
         if not reads:
             needs.notes.append(Note(
                 f"the app reads no {acc.type} variable Headway knows: it gets "
@@ -256,10 +257,9 @@ def _classify(variables: list[Var], needs: Needs) -> None:
         else:
             needs.unset.append(var)
     if needs.secrets:
-        needs.found.append("secrets to set: " + ", ".join(v.name for v in needs.secrets))
-    if needs.env:
-        needs.found.append("env: " + ", ".join(f"{k} (from {w})" for k, (_, w) in
-                                               needs.env.items()))
+        names = ", ".join(f'"{v.name}"' for v in needs.secrets)
+        needs.found.append(f"[app] secrets = [{names}]  (set each: headway secrets set NAME)")
+    needs.found += [f'[env] {k} = "{v}"  ({w})' for k, (v, w) in needs.env.items()]
     for var in needs.unset:
         if not var.optional:
             needs.notes.append(Note(f"{var.name} is read ({var.where}) and has no default",
@@ -309,7 +309,7 @@ def _release(folder: Path, found: Detected, deps: set[str], needs: Needs) -> Non
     if not candidates:
         return
     command, why = needs.release = candidates[0]
-    needs.found.append(f"release: {command} ({why})")
+    needs.found.append(f'[release] command = "{command}"  ({why})')
     env, notes = migrations.checks(folder, found, command)
     needs.env |= env
     needs.notes += [Note(text, key) for text, key in notes]
@@ -380,4 +380,4 @@ def _volume(path: str, why: str, needs: Needs) -> None:
         name = f"v-{name}"[:40]
     if name not in needs.volumes and path not in {p for p, _ in needs.volumes.values()}:
         needs.volumes[name] = (path, why)
-        needs.found.append(f"volume {name}: {path}/ kept across releases ({why})")
+        needs.found.append(f'[volumes] {name} = "{path}"  (kept across releases: {why})')
