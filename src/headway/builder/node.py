@@ -535,14 +535,21 @@ def ensure_tool(cache: Path, env: dict[str, str], pm: str, version: str) -> str:
     package = _package(pm, version)
     home = cache / "tools" / re.sub(r"[^\w.@-]+", "_", package)
     exe = home / "node_modules" / ".bin" / pm
-    if not exe.exists():
-        home.mkdir(parents=True, exist_ok=True)
+    if not exe.exists():  # installed beside, then renamed: a concurrent deploy sees all or none
+        tmp = home.with_name(f"{home.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         try:
-            run(["npm", "install", "--prefix", str(home), "--no-audit", "--no-fund",
+            run(["npm", "install", "--prefix", str(tmp), "--no-audit", "--no-fund",
                  "--no-save", "--cache", str(cache / "npm"), package], env=env,
                 what=f"installing {package} (npm install)")
         except RuntimeFailure as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise RuntimeFailure(exc.message, hint=f"{pm} comes from the npm "
                                  f"registry's {package.rsplit('@', 1)[0]} package: check that "
                                  "the registry is reachable") from exc
+        if not exe.exists():
+            shutil.rmtree(home, ignore_errors=True)
+            os.replace(tmp, home)
+        shutil.rmtree(tmp, ignore_errors=True)
     return str(exe)
