@@ -165,3 +165,23 @@ def test_rotate_key_killed_at_any_point_leaves_a_key_that_opens_every_secret(
     assert "1 secret versions re-encrypted" in result.output
     assert Vault(Store(home), load_key(home)).values("shop", "production")[
         "API_TOKEN"].reveal() == "t0ken"
+
+
+def test_rotate_key_refuses_a_store_it_cannot_open_and_changes_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from headway.cli.main import cli
+    from headway.errors import ConfigError
+    from headway.secrets import Vault, load_key
+    from headway.store import Store
+
+    home = tmp_path / "home"
+    store = Store(home)
+    Vault(store, b"k" * 32).set("shop", "production", "API_TOKEN", Secret("t0ken"))
+    key = load_key(home)  # a fresh key file: not the one the secret was set with
+    result = CliRunner().invoke(cli, ["secrets", "rotate-key"],
+                                env={"HEADWAY_HOME": str(home), "HEADWAY_MASTER_KEY": ""})
+    assert isinstance(result.exception, ConfigError), result.output  # main() prints it, exit 2
+    assert "does not decrypt with this master key: nothing was rotated" in str(result.exception)
+    assert load_key(home) == key and not (home / "master.key.new").exists()
+    assert Vault(store, b"k" * 32).values("shop", "production")["API_TOKEN"].reveal() == "t0ken"

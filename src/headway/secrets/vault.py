@@ -105,7 +105,11 @@ def rotate_key(store: Store) -> int:
     old = load_key(store.home)
     new = AESGCM.generate_key(bit_length=256)
     write_key(store.home / NEW_KEY, new)
-    count = Vault(store, old).rotate(new)
+    try:
+        count = Vault(store, old).rotate(new)
+    except ConfigError:
+        (store.home / NEW_KEY).unlink()  # rolled back: the old key stays the key
+        raise
     os.replace(store.home / NEW_KEY, store.home / "master.key")
     _fsync_dir(store.home)
     return count
@@ -186,7 +190,12 @@ class Vault:
         with self.store.tx() as db:
             for row in rows:
                 aad = f"{row['app']}/{row['env']}/{row['name']}/{row['version']}".encode()
-                plain = self.aead.decrypt(row["nonce"], row["ciphertext"], aad)
+                try:
+                    plain = self.aead.decrypt(row["nonce"], row["ciphertext"], aad)
+                except InvalidTag:
+                    raise ConfigError(f"secret {row['name']} of {row['app']} ({row['env']}) does "
+                                      "not decrypt with this master key: nothing was rotated",
+                                      hint=f"set {KEY_ENV} to the key it was set with") from None
                 nonce = os.urandom(12)
                 db.execute("UPDATE secrets SET nonce=?, ciphertext=? WHERE app=? AND env=? AND "
                            "name=? AND version=?", (nonce, new.encrypt(nonce, plain, aad),
