@@ -294,6 +294,7 @@ def run_init(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.integration  # runs the CLI
 def test_the_cli_prints_what_it_found_and_what_to_set(tmp_path: Path) -> None:
     app = write(tmp_path / "shop", dict(corpus('fastapi-package-alembic')) | {
         "Procfile": "worker: python -m app.worker\n"})
@@ -315,6 +316,7 @@ def test_the_cli_prints_what_it_found_and_what_to_set(tmp_path: Path) -> None:
     assert "--force" in again.stderr
 
 
+@pytest.mark.integration  # runs the CLI
 def test_the_cli_refuses_a_folder_without_an_app(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("hi\n")
     result = run_init(tmp_path)
@@ -324,6 +326,7 @@ def test_the_cli_refuses_a_folder_without_an_app(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "--path nowhere: no such folder" in missing.stderr
 
 
+@pytest.mark.integration  # runs the CLI
 def test_the_cli_on_an_express_app_with_knex(tmp_path: Path) -> None:
     app = write(tmp_path / "orders", dict(corpus('express-knex-db-vars')) | {
         ".env.example": "DB_HOST=localhost\nDB_PASSWORD=secret\nSESSION_SECRET=\nAPP_NAME=orders\n"})
@@ -408,6 +411,7 @@ def test_settings_classes_and_secret_names(tmp_path: Path) -> None:
     assert "ACCESS_TOKEN_EXPIRE_MINUTES" in text.split("[env]")[1]  # not a secret
 
 
+@pytest.mark.integration  # runs the CLI
 def test_without_a_web_command_init_writes_the_rest_and_exits_2(tmp_path: Path) -> None:
     app = write(tmp_path / "inventory", {
         "pyproject.toml": '[project]\nname = "inventory"\ndependencies = ["aiohttp", '
