@@ -100,6 +100,7 @@ class Agent:
                             (self._watch, 0.2)):
             threading.Thread(target=background, args=(self.home, self.log, work, every),
                              daemon=True).start()
+        self._round("reading the live router", self._reconcile)
         last = cleaned = 0.0
         while not self.stopping:
             pause = 0.1
@@ -129,6 +130,13 @@ class Agent:
             return None
         self.trouble.ok(what)
         return True if result is None else result
+
+    def _reconcile(self) -> None:
+        """At start, believe a running HAProxy over the store about which servers it has (a
+        store put back from a copy may remember servers a later switch removed)."""
+        if self.router.running():
+            for app in self.store.apps():
+                routing.sync_from_router(self.store, self.router, app["app"], app["env"])
 
     def _save_samples(self) -> None:
         self.unsaved += sample_rows(self.requests.take_seconds(before=int(time.time())))
