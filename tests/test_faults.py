@@ -503,10 +503,29 @@ def test_two_homes_deploying_at_once_get_distinct_ports(app: App, tmp_path: Path
 ])
 def test_status_knows_when_no_server_is_healthy(health: list, router: list,
                                                 says: str | None) -> None:
-    from headway.agent.watchdog import no_healthy_server
+    from headway.agent.control import no_healthy_server
 
     data = {"app": "shop", "active_release": 2, "instances": [
         {"process": "web", "health": h, "router": r} for h, r in zip(health, router, strict=True)]
         + [{"process": "worker", "health": None, "router": "none"}]}
     why = no_healthy_server(data)
     assert (why is None) if says is None else (says in (why or ""))
+
+
+@pytest.mark.integration
+def test_status_fails_when_no_server_of_the_live_release_is_healthy(app: App) -> None:
+    app.run("deploy")
+    assert app.run("status").returncode == 0
+    folder = app.home / "apps" / "hello" / "production" / "releases" / "1"
+    (folder / "BROKEN").write_text("unhealthy")  # no warm release to fall back to
+    for inst in status(app)["instances"]:
+        os.kill(inst["pid"], signal.SIGKILL)
+
+    def says_so() -> bool:
+        result = app.run("status", check=False)
+        return result.returncode == 5 and "no healthy server" in result.stderr
+
+    wait_for(says_so, "status to say no server is healthy", 30)
+    result = app.run("status", check=False)
+    assert "every instance of hello in rotation fails its health check" in result.stderr
+    assert "web-r1-" in result.stdout  # the table is still printed, before the error

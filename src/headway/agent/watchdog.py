@@ -177,18 +177,3 @@ class Watchdog:
         self.store.event(app, env, "deploy.fallback", message, release=bad_rel.number)
         self.log(message, app=app, env=env, release=bad_rel.number, step="fallback")
 
-
-def no_healthy_server(status: dict[str, Any]) -> str | None:
-    """For `headway status`: why no request can be served (every web instance in rotation is
-    failing its health check, or none is in rotation), or None when one can. `status`: the
-    dict Context.status() returns (instances with process, router and health)."""
-    if not status.get("active_release"):
-        return None
-    web = [i for i in status.get("instances", []) if i.get("process") == "web"]
-    routed = [i for i in web if i.get("router") == "ready"]
-    if not routed:
-        return f"no healthy server: no instance of {status.get('app')} is in rotation"
-    if not any(i.get("health") == "up" for i in routed):
-        return (f"no healthy server: every instance of {status.get('app')} in rotation fails "
-                f"its health check ({len(routed)} down)")
-    return None

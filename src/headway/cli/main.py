@@ -9,12 +9,13 @@ from pathlib import Path
 
 import click
 
+from headway.agent.control import no_healthy_server
 from headway.cli import doctor as doctor_cli
 from headway.cli import output
 from headway.cli.data import accessory, backup
 from headway.cli.run import register as register_run
 from headway.cli.secrets import secrets
-from headway.errors import ConfigError, HeadwayError
+from headway.errors import ConfigError, HeadwayError, RouterError
 
 pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
 json_option = output.json_option
@@ -102,7 +103,10 @@ def status(ctx: output.Context, as_json: bool, watch: bool, interval: float) -> 
     if watch:
         output.watch_status(ctx, interval)
     else:
-        output.status(ctx.status(), as_json)
+        data = ctx.status()
+        output.status(data, as_json)
+        if why := no_healthy_server(data):  # after the table, which shows the instances
+            raise RouterError(why, hint="`headway logs` says why; `headway rollback` to go back")
 
 
 @cli.command()
