@@ -529,3 +529,17 @@ def test_status_fails_when_no_server_of_the_live_release_is_healthy(app: App) ->
     result = app.run("status", check=False)
     assert "every instance of hello in rotation fails its health check" in result.stderr
     assert "web-r1-" in result.stdout  # the table is still printed, before the error
+
+
+@pytest.mark.integration
+def test_config_check_refuses_a_metrics_port_another_homes_agent_serves(app: App,
+                                                                        tmp_path: Path) -> None:
+    app.run("deploy")
+    other = another_app(tmp_path, "second")
+    other.configure(observe=f"metrics_port = {app.metrics_port}")
+    result = other.run("config", "check", check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"observe.metrics_port = {app.metrics_port}: the headway agent of {app.home}" \
+        in result.stderr
+    other.configure(observe=f"metrics_port = {other.metrics_port}")
+    other.run("config", "check")

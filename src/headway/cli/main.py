@@ -294,6 +294,12 @@ def show(ctx: output.Context, as_json: bool) -> None:
 def check(ctx: output.Context) -> None:
     """Validate headway.toml for --env: keys, types, and that required secrets are set."""
     data = ctx.effective_config()
+    spec, store = ctx.spec(), ctx.store()
+    from headway.store import ports  # ports another home's agent serves; a shared router port
+
+    ports.check_service_ports(store.home, {"observe.metrics_port": spec.observe.metrics_port})
+    ports.check_router_port(store.apps(), app=spec.app.name, env=ctx.env, port=spec.router.port,
+                            hosts=spec.router.hosts, default=spec.router.default)
     click.echo(f"{ctx.config}: valid for --env {ctx.env} ({len(data['env'])} variables, "
                f"{len(data['secrets'])} secrets)")
 
