@@ -1,8 +1,5 @@
-import { SQL } from "bun";
 import { Hono } from "hono";
-
-const sql = new SQL(process.env.DATABASE_URL!);
-await sql`CREATE TABLE IF NOT EXISTS bookmarks (id serial PRIMARY KEY, url text NOT NULL)`;
+import { sql } from "./db";
 
 const app = new Hono();
 

@@ -1,0 +1,3 @@
+import { SQL } from "bun";
+
+export const sql = new SQL(process.env.DATABASE_URL!);
