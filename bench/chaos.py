@@ -106,12 +106,17 @@ class Chaos:
         cli = subprocess.Popen([sys.executable, "-m", "headway", "deploy"], cwd=self.app.dir,
                                env=self.app.env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-        self.wait(lambda: any((self.home / "venvs").glob(f"*.tmp{cli.pid}")), 60)
+        self.wait(lambda: bool(self.unfinished_venvs()), 60)
         cli.send_signal(signal.SIGKILL)
         cli.wait()
         rels = json.loads(self.app.headway("releases", "--json").stdout)
-        left = list((self.home / "venvs").glob(f"*.tmp{cli.pid}*"))
+        left = self.unfinished_venvs()
         return {"release_status": rels[0]["status"], "leftovers": len(left)}
+
+    def unfinished_venvs(self) -> list[Path]:
+        venvs = self.home / "venvs"
+        return [d for d in venvs.glob("*") if d.is_dir() and d.name != "tools"
+                and not (d / ".complete").exists()] if venvs.is_dir() else []
 
     def release_goes_bad(self) -> dict[str, Any]:
         self.app.write("VERSION", "goes-bad\n")

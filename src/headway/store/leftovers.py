@@ -1,11 +1,13 @@
 """What an interrupted build leaves on disk: a partial release folder (`releases/N` or
-`releases/N.tmp`) and a half-built shared virtualenv (`venvs/KEY.tmpPID`, `KEY.tmpPID.txt`).
-Removes only what belongs to a builder process that is gone (and stops that builder's
-orphaned children, e.g. a `uv pip install` still writing there); never a finished virtualenv
-or a release that is not failed or building."""
+`releases/N.tmp`) and a half-built shared virtualenv (`venvs/KEY` without `.complete`, whose
+`KEY.lock` no live builder holds; or, from older builds, `venvs/KEY.tmpPID`). Removes only
+what no live builder owns (and first stops that builder's orphaned children, e.g. a
+`uv pip install` still writing there); never a finished virtualenv or a release that is not
+failed or building."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -25,6 +27,26 @@ def remove_build(home: Path, release_path: Path, builder_pid: int) -> None:
         m = _TMP.search(path.name)
         if m and int(m.group(1)) == builder_pid:
             _remove(path)
+    sweep_unlocked(home)
+
+
+def sweep_unlocked(home: Path) -> list[Path]:
+    """Virtualenvs built in place that never completed and whose lock no builder holds."""
+    gone = []
+    venvs = home / "venvs"
+    for lock in venvs.glob("*.lock") if venvs.is_dir() else []:
+        venv = lock.with_suffix("")
+        if not venv.is_dir() or (venv / ".complete").exists():
+            continue
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live builder is at work
+            if not (venv / ".complete").exists():
+                _remove(venv)
+                gone.append(venv)
+    return gone
 
 
 def dead_venvs(home: Path) -> list[Path]:
@@ -42,7 +64,7 @@ def sweep(home: Path) -> list[Path]:
     gone = dead_venvs(home)
     for path in gone:
         _remove(path)
-    return gone
+    return gone + sweep_unlocked(home)
 
 
 def _orphans(path: Path) -> list[int]:
