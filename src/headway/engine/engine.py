@@ -24,7 +24,7 @@ from headway.runtime.base import Runtime, for_kind, instance_kind, release_kind
 from headway.runtime.process import expand, log_tail, volumes_root
 from headway.secrets import secrets_state, sources
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
-from headway.store import Instance, Release, Store
+from headway.store import Instance, Release, Store, ports
 
 
 class Progress(Protocol):
@@ -497,6 +497,13 @@ class Engine:
                "health_interval": spec.processes["web"].health.interval,
                "health_expect": spec.processes["web"].health.expect,
                "request_timeout": spec.router.request_timeout}
+        # refused before anything is recorded: a port another home's agent serves, or a router
+        # port whose Host headers could not tell this app from another
+        ports.check_service_ports(self.store.home,
+                                  {"observe.metrics_port": spec.observe.metrics_port})
+        ports.check_router_port(self.store.apps(), app=spec.app.name, env=env,
+                                port=spec.router.port, hosts=spec.router.hosts,
+                                default=spec.router.default)
         current = next((a for a in self.store.apps()
                         if (a["app"], a["env"]) == (spec.app.name, env)), None)
         same = current is not None and all(current[k] == v for k, v in row.items())
