@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from headway.builder import image
-from headway.builder.detect import bind_host, detect, procfile
+from headway.builder.detect import bind_host, detect, procfile, split_web
+from headway.builder.migrations import candidates
 from headway.errors import ConfigError
 from headway.spec.load import parse_spec
 
@@ -224,3 +225,37 @@ def test_headway_build_uses_the_apps_own_dockerfile_unless_told_to_generate(
         assert build() == "generated"
     finally:
         subprocess.run(["podman", "rmi", "-f", *built], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize(("line", "web", "migrations", "setup"), [
+    (("python manage.py migrate && python manage.py collectstatic --no-input && gunicorn "
+     "site.wsgi"), "gunicorn site.wsgi", ["python manage.py migrate"],
+     ["python manage.py collectstatic --no-input"]),
+    ("flask db upgrade; flask translate compile; exec gunicorn app:app", "gunicorn app:app",
+     ["flask db upgrade"], ["flask translate compile"]),
+    ("npm run migrate && node server.js", "node server.js", ["npm run migrate"], []),
+    ("gunicorn site.wsgi", "gunicorn site.wsgi", [], []),
+    ("cd web && gunicorn app:app", "cd web && gunicorn app:app", [], []),  # not a prep chain
+    ("bin/prep | tee log; node x.js", "bin/prep | tee log; node x.js", [], []),
+])
+def test_a_procfile_web_line_that_prepares_before_it_serves_is_split(
+        line: str, web: str, migrations: list[str], setup: list[str]) -> None:
+    """Steps before the server would run in every instance at every start, beside the live
+    release and before any backup, and fail in a read-only image."""
+    assert split_web(line) == (web, migrations, setup)
+
+
+def test_the_split_steps_become_the_release_command_and_the_build(tmp_path: Path) -> None:
+    app = folder(tmp_path, {
+        "requirements.txt": "django\ngunicorn\n",
+        "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+                     "'site.settings')\n",
+        "site/__init__.py": "", "site/wsgi.py": "",
+        "site/settings.py": "STATIC_ROOT = BASE_DIR / 'staticfiles'\n",
+        "Procfile": "web: python manage.py migrate && python manage.py collectstatic "
+                    "--no-input && gunicorn site.wsgi\n"})
+    found = detect(app)
+    assert found.command == "gunicorn site.wsgi --bind $HOST:$PORT"
+    assert found.build == ["python manage.py collectstatic --noinput"]  # the same step once
+    assert candidates(app, found, set())[0] == ("python manage.py migrate",
+                                                "the Procfile's web line, before its server")

@@ -52,7 +52,7 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
                        "@app.get('/health')\ndef health():\n    return {}\n",
         "app/db.py": "import os\nengine_url = os.environ['DATABASE_URL']\n",
         "main.py": "from app.main import app\n",
-    }, {"health": "/health", "release": "alembic upgrade head", "secrets": ["SECRET_KEY"],
+    }, {"health": "/health", "release": "alembic upgrade head", "generated": ["SECRET_KEY"],
         "accessories": {"db": ("postgres", None, {})}}),
     ("flask-factory-procfile", {
         "requirements/base.txt": "flask\nflask-migrate\nredis\nrq\ngunicorn\n",
@@ -95,13 +95,13 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
                         "path('healthz/', lambda r: None)]\n",
         "orders/urls.py": "urlpatterns = [path('status/', view)]\n",
     }, {"release": "python manage.py migrate --noinput", "health": "/healthz/",
-        "secrets": ["SECRET_KEY"], "accessories": {"db": ("postgres", None, {})},
+        "generated": ["SECRET_KEY"], "accessories": {"db": ("postgres", None, {})},
         "volumes": {"media": "media"}, "command": "gunicorn --bind $HOST:$PORT shop.wsgi"}),
     ("django-procfile-secret-with-default", {
         "requirements.txt": "Django\ngunicorn\n", "manage.py": "",
         "Procfile": "web: gunicorn site.wsgi\n", "site/__init__.py": "", "site/wsgi.py": "",
         "site/settings.py": "import os\nSECRET_KEY = os.environ.get('SECRET_KEY', 'dev')\n",
-    }, {"secrets": ["SECRET_KEY"], "command": "gunicorn site.wsgi --bind $HOST:$PORT"}),
+    }, {"generated": ["SECRET_KEY"], "command": "gunicorn site.wsgi --bind $HOST:$PORT"}),
     ("flask-signing-key-with-fallback", {
         "requirements.txt": "flask\ngunicorn\nflask-migrate\n", "migrations/env.py": "",
         "Procfile": "web: flask db upgrade; gunicorn microblog:app\nworker: rq worker tasks\n",
@@ -109,8 +109,8 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
         "microblog.py": "from app import create_app\napp = create_app()\n",
         "config.py": "import os\nSECRET_KEY = os.environ.get('SECRET_KEY') or 'never-guess'\n"
                      "MAIL_PASSWORD = os.environ.get('MAIL_PASSWORD')\n",
-    }, {"secrets": ["SECRET_KEY"], "release": "flask db upgrade",
-        "command": "sh -c 'flask db upgrade; gunicorn microblog:app'",
+    }, {"generated": ["SECRET_KEY"], "release": "flask db upgrade",
+        "command": "gunicorn microblog:app --bind $HOST:$PORT",
         "env": {"FLASK_APP": "microblog.py"}}),
     ("express-knex-db-vars", {
         "package.json": '{"scripts": {"start": "node server.js"}, "dependencies": '
@@ -238,6 +238,9 @@ def test_init_writes_what_the_app_needs(tmp_path: Path, files: dict[str, str],
         assert acc(spec) == want["accessories"]
     if "secrets" in want:
         assert spec.app.secrets == want["secrets"]
+    if "generated" in want:  # signing keys: made once by the first deploy, never asked for
+        assert spec.secrets == {name: "generate:50" for name in want["generated"]}
+        assert not set(want["generated"]) & set(spec.app.secrets)
     if "workers" in want:
         assert {n: p.command for n, p in spec.processes.items() if n != "web"} == want["workers"]
     if "volumes" in want:
@@ -307,10 +310,10 @@ def test_the_cli_prints_what_it_found_and_what_to_set(tmp_path: Path) -> None:
         "app gets DATABASE_URL" in out
     assert '  [release] command = "alembic upgrade head"  (alembic.ini)' in out
     assert '  [processes.worker] command = "python -m app.worker"  (Procfile)' in out
-    assert '  [app] secrets = ["SECRET_KEY"]  (set each: headway secrets set NAME)' in out
-    assert out.rstrip().endswith("next: headway secrets set SECRET_KEY; headway deploy")
+    assert '  [secrets] SECRET_KEY = "generate:50"  (a signing key, read at ' in out
+    assert out.rstrip().endswith("next: headway deploy")
     spec = parse_spec((app / "headway.toml").read_text())
-    assert spec.app.name == "shop" and spec.app.secrets == ["SECRET_KEY"]
+    assert spec.app.name == "shop" and spec.secrets == {"SECRET_KEY": "generate:50"}
     again = run_init(app)
     assert again.returncode == 2 and "headway.toml exists" in again.stderr
     assert "--force" in again.stderr
@@ -353,7 +356,8 @@ def test_lessons_from_real_projects(tmp_path: Path) -> None:
         ".env.example": "AWS_SECRET_ACCESS_KEY=\nPYTHONBREAKPOINT=ipdb.set_trace\n",
     })
     spec, text, notes = init(django)
-    assert spec.app.secrets == ["SECRET_KEY"]  # a read under `if` is not required
+    assert spec.app.secrets == []  # a read under `if` is not required
+    assert spec.secrets == {"SECRET_KEY": "generate:50"}
     assert "AWS_SECRET_ACCESS_KEY" in text and "PYTHONBREAKPOINT" not in spec.env
     assert not any("reads no postgres variable" in n for n in notes)  # env.db() is DATABASE_URL
     assert any(n.startswith("Django reads ALLOWED_HOSTS") for n in notes)
@@ -404,7 +408,7 @@ def test_settings_classes_and_secret_names(tmp_path: Path) -> None:
         "        if value:\n            pass\n        else:\n            other: int = 1\n",
     })
     spec, text, notes = init(app)
-    assert spec.app.secrets == ["SECRET_KEY"]
+    assert spec.secrets == {"SECRET_KEY": "generate:50"} and spec.app.secrets == []
     assert acc(spec) == {"db": ("postgres", None, {})}
     assert any(n.startswith("PROJECT_NAME is read (app/config.py:5)") for n in notes)
     assert "SMTP_PASSWORD" in text and "ELSE" not in text and "OTHER" not in text

@@ -33,6 +33,9 @@ PLACEHOLDER = "sh -c 'echo set [processes.web] command in headway.toml >&2; exit
 # besides node.DEV (watchers, framework dev servers): Python's and package managers' own
 DEV_SERVER = re.compile(r"\brunserver\b|\bflask\s+run\b|--reload\b|--debug\b"
                         r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?dev\b")
+MIGRATE = re.compile(r"manage\.py\s+migrate\b|\bflask\s+db\s+upgrade\b|\balembic\s+upgrade\b"
+                     r"|\bprisma\s+migrate\s+deploy\b|\bknex\s+migrate\b"
+                     r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?(db:)?migrate\b")
 SHELL = re.compile(r"&&|\|\||[;|<>`]|\$\(|\$\{\w+:|^\s*(cd|export|source|\.)\s|^\s*\w+=\S")
 
 
@@ -90,16 +93,47 @@ def _own_file(folder: Path, policy: str | None) -> str | None:
 
 def _with_procfile(found: Detected, web: str | None) -> Detected:
     """The Procfile's web line is the user's own word: it wins over detection (not a dev
-    server, though)."""
+    server, though). Steps it runs before its server leave the instance (see split_web)."""
     if web is None:
         return found
-    usable = _usable(web)
+    server, migrations, setup = split_web(web)
+    usable = _usable(server)
     if not usable:
         return dataclasses.replace(found, reasons=[
             *found.reasons, f"Procfile web: {web!r} runs a dev server: not used"])
-    return dataclasses.replace(found, command=usable, reasons=[
-        *found.reasons, f"command: {usable} (Procfile web:)"],
+    moved = [f"Procfile web: runs {step!r} before its server: moved to the release command"
+             for step in migrations]
+    build = [*found.build, *(s for s in setup if not _covered(s, found.build))]
+    moved += [f"Procfile web: runs {step!r} before its server: moved to the build" for step in
+              setup]
+    return dataclasses.replace(found, command=usable, build=build, reasons=[
+        *found.reasons, *moved, f"command: {usable} (Procfile web:)"],
         explain=f"{found.language.title()} app: the Procfile's web command")
+
+
+def split_web(line: str) -> tuple[str, list[str], list[str]]:
+    """A Procfile web line that prepares before it serves (`python manage.py migrate &&
+    python manage.py collectstatic --no-input && gunicorn site.wsgi`): (its server, its
+    migrations, its other steps). Left in the web command, those steps would run in every
+    instance at every start, beside the live release and before any backup, and fail in a
+    read-only image; migrations become the release command, the rest build steps. A line
+    that is not such a chain comes back whole."""
+    parts = [p.strip().removeprefix("exec ") for p in re.split(r"&&|;", line)]
+    if len(parts) < 2 or any(not p or SHELL.search(p) for p in parts):
+        return line, [], []
+    *steps, server = parts
+    if MIGRATE.search(server):
+        return line, [], []
+    migrations = [s for s in steps if MIGRATE.search(s)]
+    return server, migrations, [s for s in steps if s not in migrations]
+
+
+def _covered(step: str, build: list[str]) -> bool:
+    """`collectstatic --no-input` is the build's `collectstatic --noinput`: same words,
+    other flags."""
+    def words(command: str) -> list[str]:
+        return [w for w in command.split() if not w.startswith("-")]
+    return any(words(step) == words(done) for done in build)
 
 
 def _usable(command: str | None) -> str:
@@ -237,6 +271,11 @@ def _secrets(plan: Needs) -> str:
     if plan.optional_secrets:
         head = "# optional (a default in the code, or read on one branch only): `headway secrets set NAME`"
         lines += [head, *(_pad(f"#   {v.name}", v.where) for v in plan.optional_secrets)]
+    if plan.generated:
+        from headway.builder.needs import GENERATED
+
+        head = "[secrets]                    # signing keys: a random value made once, kept"
+        lines += ["", head, *(f'{v.name} = "{GENERATED}"' for v in plan.generated)]
     return "\n".join(lines) + "\n" if lines else ""
 
 

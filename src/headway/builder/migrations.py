@@ -11,7 +11,7 @@ from pathlib import Path
 
 from headway.builder.appfiles import package_json
 from headway.builder.common import Detected, read
-from headway.builder.detect import bind_host, procfile
+from headway.builder.detect import bind_host, procfile, split_web
 
 Finding = tuple[str, str]  # (what, the key that settles it)
 
@@ -65,8 +65,11 @@ def _flask_app(folder: Path, found: Detected) -> tuple[str, str] | None:
 def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
     """(command, where it comes from), the preferred first."""
     out = []
-    if release := procfile(folder).get("release"):
+    lines = procfile(folder)
+    if release := lines.get("release"):
         out.append((bind_host(release), "Procfile release:"))
+    if steps := split_web(lines.get("web", ""))[1]:
+        out.append((bind_host(" && ".join(steps)), "the Procfile's web line, before its server"))
     scripts = package_json(folder).get("scripts", {})
     runner = "bun run" if found.installer == "bun" else "npm run"  # npm is in every Node image
     for script in ("migrate", "db:migrate", "migrate:deploy", "migration:run", "migrate:prod"):

@@ -84,6 +84,7 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
 
 SIGNING_KEYS = {"SECRET_KEY", "DJANGO_SECRET_KEY", "FLASK_SECRET_KEY", "APP_SECRET_KEY",
                 "SECRET_KEY_BASE", "SESSION_SECRET", "JWT_SECRET", "JWT_SECRET_KEY"}
+GENERATED = "generate:50"
 DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG", "PYTHONBREAKPOINT"}
 SECRET = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|PASS|PWD|TOKEN|KEY|CREDENTIALS|SALT|DSN_SECRET)$"
                     r"|^SECRET_|_SECRET_")
@@ -122,6 +123,7 @@ class Needs:
     release: tuple[str, str] | None = None  # command, why
     accessories: list[Accessory] = field(default_factory=list)
     secrets: list[Var] = field(default_factory=list)  # required: [app] secrets
+    generated: list[Var] = field(default_factory=list)  # signing keys: [secrets] generate:
     optional_secrets: list[Var] = field(default_factory=list)
     env: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (value, why)
     unset: list[Var] = field(default_factory=list)  # read, no value known
@@ -245,10 +247,12 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs) -> set[str]:
 
 def _classify(variables: list[Var], needs: Needs) -> None:
     for var in sorted(variables, key=lambda v: v.name):
-        if SECRET.search(var.name):
-            # a signing key with a default in the code is that default in production
-            required = not var.optional or var.name in SIGNING_KEYS
-            (needs.secrets if required else needs.optional_secrets).append(var)
+        if var.name in SIGNING_KEYS:
+            # its default in the code would be production's key; any random value will do,
+            # so Headway makes one once rather than asking for it
+            needs.generated.append(var)
+        elif SECRET.search(var.name):
+            (needs.optional_secrets if var.optional else needs.secrets).append(var)
         elif var.name in DEV_FLAGS:
             needs.unset.append(Var(var.name, var.where, True, None))
         elif var.example is not None and not PLACEHOLDER.search(var.example) and \
@@ -256,6 +260,9 @@ def _classify(variables: list[Var], needs: Needs) -> None:
             needs.env[var.name] = (var.example, var.example_file)
         else:
             needs.unset.append(var)
+    needs.found += [f'[secrets] {v.name} = "{GENERATED}"  (a signing key, read at {v.where}: '
+                    "made once at the first deploy, kept in the secret store)"
+                    for v in needs.generated]
     if needs.secrets:
         names = ", ".join(f'"{v.name}"' for v in needs.secrets)
         needs.found.append(f"[app] secrets = [{names}]  (set each: headway secrets set NAME)")

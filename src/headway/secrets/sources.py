@@ -1,11 +1,14 @@
-"""External secret sources: `[secrets] NAME = "env:VAR"` or `"file:/path"`. A deploy reads
-each one and stores the value in the secret store when it changed, so the release pins it like
-any other secret. Another backend (HashiCorp Vault, a cloud key vault) is one more `Source`
-registered in SOURCES under its scheme."""
+"""Secret sources: `[secrets] NAME = "env:VAR"` or `"file:/path"`, read at each deploy and
+stored in the secret store when the value changed, so the release pins it like any other
+secret; `"generate:LENGTH"` makes a random value once (a signing key such as Django's
+SECRET_KEY) and keeps it. Another backend (HashiCorp Vault, a cloud key vault) is one more
+`Source` registered in SOURCES under its scheme."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import string
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +42,20 @@ class FileSource:
         return Secret(value)
 
 
-SOURCES: dict[str, Source] = {"env": EnvSource(), "file": FileSource()}
+class GenerateSource:
+    """A random value of LENGTH letters and digits, made once: `sync` keeps the stored one."""
+
+    ALPHABET = string.ascii_letters + string.digits
+
+    def fetch(self, ref: str) -> Secret:
+        if not ref.isdigit() or not 16 <= int(ref) <= 256:
+            raise ConfigError(f"{ref!r} is not a length from 16 to 256, e.g. \"generate:50\"")
+        return Secret("".join(secrets.choice(self.ALPHABET) for _ in range(int(ref))))
+
+
+SOURCES: dict[str, Source] = {"env": EnvSource(), "file": FileSource(),
+                              "generate": GenerateSource()}
+KEPT = {"generate"}  # made once; never replaced by a new value
 
 
 def sync(store: Store, app: str, env: str, refs: dict[str, str]) -> list[str]:
@@ -58,6 +74,8 @@ def sync(store: Store, app: str, env: str, refs: dict[str, str]) -> list[str]:
             value = SOURCES[scheme].fetch(where)
         except ConfigError as exc:
             raise ConfigError(f"secrets.{name} = {ref!r}: {exc.message}") from None
+        if scheme in KEPT and name in current:
+            continue
         if name not in current or current[name].reveal() != value.reveal():
             vault.set(app, env, name, value)
             changed.append(name)
