@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from headway.agent.control import agent_running
+from headway.runtime.container import secret_prefix
 from tests import images
 from tests.conftest import ROOT, App, agent_pid, free_port, wait_for
 from tests.load import Load
@@ -121,8 +122,10 @@ def test_secrets_reach_the_container_and_nothing_shows_them(podman_app: App) -> 
     for path in app.home.rglob("*"):
         if path.is_file() and not path.is_socket():
             assert token.encode() not in path.read_bytes(), path
+    prefix = secret_prefix(app.home, "hello", "production")
+    assert prefix in podman("secret", "ls", "--format", "{{.Name}}")
     app.run("destroy", "--yes")
-    assert "headway-hello-production-" not in podman("secret", "ls", "--format", "{{.Name}}")
+    assert prefix not in podman("secret", "ls", "--format", "{{.Name}}")
 
 
 def test_killed_agent_and_killed_podman_run_lose_no_request(podman_app: App) -> None:

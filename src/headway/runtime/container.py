@@ -235,13 +235,17 @@ class ContainerRuntime:
         key = load_key(self.store.home, create=False) if values else b""
         out = {}
         for name, value in values.items():
-            mac = hmac.new(key, f"{name}\0{value}".encode(), "sha256").hexdigest()[:16]
-            engine_name = f"{secret_prefix(self.store.home, release.app, release.env)}{name}-{mac}"
+            mac = hmac.new(key, f"{name}\0{value}".encode(), "sha256").hexdigest()[:32]
+            engine_name = f"{secret_prefix(self.store.home, release.app, release.env)}{mac}"
             exists = subprocess.run([self.binary, "secret", "inspect", engine_name],
                                     capture_output=True, check=False).returncode == 0
             if not exists:
-                subprocess.run([self.binary, "secret", "create", engine_name, "-"],
-                               input=value.encode(), capture_output=True, check=True)
+                made = subprocess.run([self.binary, "secret", "create", engine_name, "-"],
+                                      input=value.encode(), capture_output=True, check=False)
+                if made.returncode != 0:
+                    raise RuntimeFailure(f"podman could not store secret {name}: "
+                                         f"{made.stderr.decode(errors='replace').strip()}",
+                                         hint="`podman secret ls` lists what it holds")
             out[name] = engine_name
         return out
 
@@ -253,9 +257,10 @@ def _client_env() -> dict[str, str]:
 
 def secret_prefix(home: Path, app: str, env: str) -> str:
     """Engine secrets are per host state folder too: two homes (two test runs, two users)
-    deploying the same app never remove each other's."""
-    tag = hashlib.sha256(str(home).encode()).hexdigest()[:8]
-    return f"headway-{app}-{env}-{tag}-"
+    deploying the same app never remove each other's. A hash, since podman allows 64
+    characters in all and app and environment names may take 40 each."""
+    tag = hashlib.sha256(f"{home}\0{app}\0{env}".encode()).hexdigest()[:16]
+    return f"headway-{tag}-"
 
 
 def remove_secrets(home: Path, app: str, env: str) -> None:
