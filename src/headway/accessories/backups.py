@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,9 @@ def kept(backups: list[Backup], *, keep_last: int, keep_daily: int,
          keep_weekly: int) -> set[str]:
     """Ids the retention policy keeps, from backups of one accessory, newest first."""
     keep = {b.id for b in backups[:keep_last]}
-    for limit, period in ((keep_daily, lambda d: d.date()),
-                          (keep_weekly, lambda d: d.isocalendar()[:2])):
+    periods: tuple[tuple[int, Callable[[dt.datetime], object]], ...] = (
+        (keep_daily, lambda d: d.date()), (keep_weekly, lambda d: d.isocalendar()[:2]))
+    for limit, period in periods:
         seen: set[Any] = set()
         for b in backups:
             key = period(dt.datetime.fromtimestamp(b.created, dt.UTC))

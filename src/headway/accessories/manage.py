@@ -9,6 +9,7 @@ import json
 import secrets
 import time
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,8 @@ def url_parts(url: str) -> dict[str, str]:
             "password": urllib.parse.unquote(u.password or ""), "database": u.path.lstrip("/")}
 
 
-def _sync_parts(store: Store, acc: Accessory, wanted: dict[str, str], progress: Any) -> None:
+def _sync_parts(store: Store, acc: Accessory, wanted: Mapping[str, str],
+                progress: Any) -> None:
     """The variables of `[accessories.NAME] env` (DB_HOST = "host", ...), kept as secrets
     beside the URL they come from, so they are pinned per release and reach the app as the
     URL does; a variable the user set as a secret of their own is never overwritten."""

@@ -138,7 +138,7 @@ def login(binary: str, registry: RegistrySpec, password: Secret | None) -> None:
     argv = [binary, "login", "--username", registry.username, "--password-stdin"]
     if not registry.tls_verify:
         argv.append("--tls-verify=false")
-    done = subprocess.run([*argv, registry.server], input=password.reveal(), text=True,
+    done = subprocess.run([*argv, registry.server or ""], input=password.reveal(), text=True,
                           capture_output=True, timeout=60, check=False)
     if done.returncode != 0:
         raise RuntimeFailure(f"registry {registry.server}: login failed",

@@ -118,6 +118,6 @@ def _javascript(name: str, body: str, *, prefixed: bool, nest_prefix: str) -> li
             parts = [nest_prefix, (ctl.group(1) or "").strip("/"), (m.group(1) or "").strip("/")]
             out.append(Route("/" + "/".join(p for p in parts if p),
                              f"{name}:{_line(body, m.start())}", True))
-    if (m := NEXT_ROUTE.match(name)):
-        out.append(Route("/" + (m.group(1) or m.group(2)), name, True))
+    if (page := NEXT_ROUTE.match(name)):
+        out.append(Route("/" + (page.group(1) or page.group(2)), name, True))
     return out

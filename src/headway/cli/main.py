@@ -243,7 +243,7 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
 
         store, app = ctx.store(), spec.app.name
         image.publish(binary, built.names, spec.registry, reveal_env(
-            store, app, ctx.env, int(secrets_state(store, app, ctx.env)["version"])))
+            store, app, ctx.env, int(str(secrets_state(store, app, ctx.env)["version"]))))
     click.echo(f"built {', '.join(built.names)} ({built.image[:12]}) in {built.seconds:.1f}s"
                + (" and pushed" if push else ""))
 
