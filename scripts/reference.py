@@ -49,7 +49,8 @@ def config_reference() -> str:
     out += [("**`[volumes]`** — `NAME = \"PATH\"`: a folder in the app (e.g. `\"uploads\"`) "
             "kept outside every release, mounted into its instances and one-off commands, "
             "surviving deploys, rollbacks and pruning."), "",
-            ("**`[secrets]`** — `NAME = \"env:VAR\"` or `\"file:/path\"`: secrets read at each "
+            ("**`[secrets]`** — `NAME = \"env:VAR\"`, `\"file:/path\"` or `\"generate:LENGTH\"` "
+             "(a random value made once, kept): secrets read at each "
             "deploy from outside (a changed value makes a new release)."), "",
             ("**`[env]`** — `KEY = value` for every process; `[env.NAME]` tables override "
             "them for `--env NAME`.")]
