@@ -5,7 +5,6 @@ The agent starts with a clean environment (`agent_environment`): what the CLI's 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import subprocess
@@ -16,19 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from headway.errors import RuntimeFailure
+from headway.store.procs import lock_held
 
 
 def agent_running(home: Path) -> bool:
-    path = home / "agent.lock"
-    if not path.exists():
-        return False
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    return lock_held(home / "agent.lock")
 
 
 def ensure_agent(home: Path) -> None:

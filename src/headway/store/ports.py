@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from headway.errors import ConfigError, RuntimeFailure
+from headway.store.procs import lock_held
 
 
 def registry_dir() -> Path:
@@ -59,23 +60,6 @@ def _home_alive(home: str) -> bool:
     return Path(home, "state.db").exists()
 
 
-def _agent_alive(home: str) -> bool:
-    """The home's agent holds its lock (see agent.control)."""
-    path = Path(home, "agent.lock")
-    if not path.exists():
-        return False
-    try:
-        with open(path, "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-    except OSError:
-        return False
-    return False
-
-
 def _bindable(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -110,7 +94,7 @@ def holder(port: int, home: Path) -> str | None:
     with _registry() as reg:
         entry = reg.get(str(port))
     if entry and entry.get("what") == "service" and entry["home"] != str(home) \
-            and _agent_alive(entry["home"]):
+            and lock_held(Path(entry["home"], "agent.lock")):
         return str(entry["home"])
     return None
 
@@ -121,7 +105,7 @@ def claim_service(home: Path, port: int) -> str | None:
     with _registry() as reg:
         entry = reg.get(str(port))
         if entry and entry["home"] != str(home) and entry.get("what") == "service" \
-                and _agent_alive(entry["home"]):
+                and lock_held(Path(entry["home"], "agent.lock")):
             return str(entry["home"])
         reg[str(port)] = {"home": str(home), "what": "service", "since": time.time()}
     return None

@@ -1,8 +1,26 @@
-"""Is a process (pid, start time) still the one we recorded? Guards against pid reuse."""
+"""Is a process (pid, start time) still the one we recorded? Guards against pid reuse. Is a
+lock file held (by a live agent)?"""
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
+
+
+def lock_held(path: Path) -> bool:
+    """Whether some process holds an flock on `path` (the agent holds agent.lock while alive)."""
+    if not path.exists():
+        return False
+    try:
+        with open(path, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
 
 
 def proc_start_time(pid: int) -> int | None:
