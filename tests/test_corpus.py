@@ -23,16 +23,9 @@ SUBSET = (("fastapi-uv", "process"), ("fastapi-uv", "podman"), ("worker-redis", 
           ("worker-redis", "podman"), ("stdlib-guestbook", "process"),
           ("stdlib-guestbook", "podman"), ("ts-express", "podman"))
 
-SECRET_NAMES = ("runtime/container.py names engine secrets headway-APP-ENV-HOMETAG-NAME-MAC, "
-                "past podman 4.3's limit of 64 characters for most app names: `podman secret "
-                "create` exits 125 (invalid secret name), shown as a traceback")
 # Failures diagnosed outside the corpus, each with its cause; delete an entry once it is fixed
 # (an entry that passes shows as XPASS).
-KNOWN = {
-    ("fastapi-uv", "podman"): SECRET_NAMES,
-    ("worker-redis", "podman"): SECRET_NAMES,
-    ("ts-express", "podman"): SECRET_NAMES,
-}
+KNOWN: dict[tuple[str, str], str] = {}
 DEFAULT_PYTHON = "docker.io/library/python:3.12-slim"
 
 
