@@ -72,6 +72,22 @@ def test_release_that_exits_at_once_fails_fast_with_its_log(app: App) -> None:
     assert app.version() == "v1"
 
 
+def test_replicas_racing_at_boot_lose_one_start_and_the_release_still_deploys(
+        app: App) -> None:
+    """Two replicas that race at boot (both creating the same table) make one exit once; the
+    agent restarts it and the release goes live. One that exits every time still fails fast
+    (the test above)."""
+    race = ("mkdir started 2>/dev/null || [ -f retried ] || { touch retried; "
+            "echo lost the race >&2; exit 1; }; exec python3 app.py")
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('command = "python3 app.py"',
+                                             f'command = "sh -c \'{race}\'"'))
+    result = app.run("deploy")
+    assert "release 1 is live" in result.stdout
+    assert app.version() == "v1"
+    assert "lost the race" in app.run("logs", "-n", "50").stdout
+
+
 def test_warm_rollback_is_a_traffic_switch_without_failed_requests(app: App) -> None:
     app.run("deploy")
     app.set_version("v2")

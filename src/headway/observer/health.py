@@ -1,6 +1,6 @@
-"""Health gating. A web instance is healthy after `healthy_threshold` consecutive 2xx/3xx
-answers to GET health.path; a worker after staying up for threshold × interval. An instance
-that exits while we wait fails the wait at once, with the tail of its log."""
+"""Health gating. A web instance is healthy after `healthy_threshold` consecutive good answers
+to GET health.path; a worker after staying up for threshold × interval. An instance that
+exits a second time while we wait fails the wait at once, with the tail of its log."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from headway.spec.models import HealthSpec
 from headway.store import Instance
 
 NOT_FOUND_LIMIT = 5  # a health path answered 404 this often in a row does not exist
+# Exits forgiven while an instance starts: replicas racing at boot (both creating the same
+# table, as the FastAPI tutorial's create_all() does) lose one, which the agent restarts at
+# once; a release that exits again is broken and fails in seconds all the same.
+BOOT_RETRIES = 1
 
 
 def probe(port: int, path: str, *, timeout: float, expect: str = "2xx") -> str | None:
@@ -45,7 +49,8 @@ def wait_healthy(insts: list[Instance], health: dict[str, HealthSpec], *, deadli
             if streak[inst.id] >= need(inst):
                 continue
             now = observe(inst.id)
-            if now is None or now.state in {"backoff", "failed"} or now.restarts > inst.restarts:
+            if now is None or now.state == "failed" or \
+                    now.restarts > inst.restarts + BOOT_RETRIES:
                 code = now.exit_code if now else None
                 raise DeployFailed(
                     f"instance {inst.id} ({inst.process}) exited with code {code} before it "

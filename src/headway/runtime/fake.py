@@ -50,6 +50,9 @@ class FakeRuntime:
         self.store.delete_instance(inst.id)
 
     def observe(self, inst_id: str) -> Instance | None:
+        inst = self.store.instance(inst_id)
+        if inst and inst.release in self.crash:  # it crashes again at each of the agent's tries
+            self.store.set_instance(inst_id, restarts=inst.restarts + 1)
         return self.store.instance(inst_id)
 
     def run_once(self, release: Release, argv: list[str], *, env: dict[str, str],
