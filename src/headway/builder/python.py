@@ -85,6 +85,10 @@ def _command(folder: Path, installed: set[str] | None) -> tuple[str, str]:
         looked = ", ".join(("manage.py", *ENTRYPOINTS, "app/main.py", "src/PKG/main.py"))
         return "", f"Python project, but no web entrypoint (looked for {looked})"
     first = targets[0]
+    own = read(folder / first.where)
+    if first.where in ENTRYPOINTS and "__main__" in own and "PORT" in own:
+        # the app runs its own server on $PORT, with its own settings (graceful shutdown...)
+        return f"python3 {first.where}", f"{first.where} runs its app itself on $PORT"
     what = f"{'ASGI' if first.kind == 'asgi' else 'WSGI'} app {first.module}:{first.var}" \
         f"{'()' if first.factory else ''} in {first.where}"
     if installed is None:  # nothing declared: the usual server, said plainly
