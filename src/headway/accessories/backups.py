@@ -21,6 +21,7 @@ from typing import Any
 from headway.accessories.manage import alive, backups_spec, everything, load, lock_name, password
 from headway.accessories.servers import DRIVERS, Accessory
 from headway.errors import NotFound, RuntimeFailure
+from headway.secrets.vault import fsync_dir
 from headway.store import Store
 
 EXT = {"postgres": "pgdump", "redis": "rdb"}
@@ -70,14 +71,6 @@ def find(store: Store, app: str, env: str, accessory: str, backup_id: str | None
                    hint=f"`headway backup list {accessory}` lists them")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _stream(argv: list[str], env: dict[str, str], dest: Path, what: str) -> tuple[int, str]:
     """Run a dump command into dest atomically; (size, sha256)."""
     tmp = dest.with_name(f".{dest.name}.partial")
@@ -104,7 +97,7 @@ def _stream(argv: list[str], env: dict[str, str], dest: Path, what: str) -> tupl
             tmp.unlink(missing_ok=True)
             raise
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return size, digest.hexdigest()
 
 
@@ -115,7 +108,7 @@ def _copy(src: Path, dest: Path) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 def create(store: Store, acc: Accessory, *, reason: str, release: int | None = None) -> Backup:

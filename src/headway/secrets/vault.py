@@ -86,10 +86,11 @@ def write_key(path: Path, key: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or new file in `folder` durable (the directory entry itself)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -111,7 +112,7 @@ def rotate_key(store: Store) -> int:
         (store.home / NEW_KEY).unlink()  # rolled back: the old key stays the key
         raise
     os.replace(store.home / NEW_KEY, store.home / "master.key")
-    _fsync_dir(store.home)
+    fsync_dir(store.home)
     return count
 
 
@@ -123,7 +124,7 @@ def _finish_rotation(home: Path) -> None:
         new_path.unlink()  # died before the commit: the old key still opens everything
     else:
         os.replace(new_path, path)
-    _fsync_dir(home)
+    fsync_dir(home)
 
 
 def _opens(home: Path, key: bytes) -> bool:
