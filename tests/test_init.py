@@ -338,9 +338,10 @@ def test_the_cli_on_an_express_app_with_knex(tmp_path: Path) -> None:
     text = (app / "headway.toml").read_text()
     spec = parse_spec(text)
     assert spec.accessories["db"].env["DB_PASSWORD"] == "password"
-    assert spec.app.secrets == ["SESSION_SECRET"] and spec.env == {"APP_NAME": "orders"}
-    assert "headway secrets set SESSION_SECRET" in text and "secret\"" not in text
-    assert "next: headway secrets set SESSION_SECRET; headway deploy" in result.stdout
+    # a session signing key needs no value from the user: Headway makes one once
+    assert spec.secrets["SESSION_SECRET"] == "generate:50" and spec.app.secrets == []
+    assert spec.env == {"APP_NAME": "orders"} and "secret\"" not in text
+    assert "next: headway deploy" in result.stdout
 
 
 def test_lessons_from_real_projects(tmp_path: Path) -> None:
