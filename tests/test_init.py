@@ -6,17 +6,22 @@ through the real CLI."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from headway.builder.detect import detect, render_toml
 from headway.builder.needs import scan
 from headway.spec.load import parse_spec
 from headway.spec.models import Spec
+from tests.conftest import ROOT, free_port
 
 FASTAPI = "from fastapi import FastAPI\napp = FastAPI()\n"
 
@@ -479,3 +484,95 @@ def test_node_health_routes(tmp_path: Path, files: dict[str, str], path: str) ->
                                  **files})
     spec, _, _ = init(app)
     assert spec.processes["web"].health.path == path
+
+
+# apps that start their own server: `python -m pkg` and console scripts -------------------
+SERVE = ("import os\nfrom http.server import BaseHTTPRequestHandler, HTTPServer\n\n\n"
+         "class Hi(BaseHTTPRequestHandler):\n    def do_GET(self):\n"
+         "        self.send_response(200)\n        self.end_headers()\n"
+         "        self.wfile.write(b'hi from ' + __name__.encode())\n\n\n"
+         "def run():\n    HTTPServer(('127.0.0.1', int(os.environ['PORT'])), Hi)"
+         ".serve_forever()\n")
+CLI = "import sys\n\n\ndef main():\n    print(sys.argv)\n"
+
+
+def test_a_src_package_run_as_a_module_is_the_web_command(tmp_path: Path) -> None:
+    app = write(tmp_path / "inv", {
+        name: (ROOT / "tests/corpus/aiohttp-inventory" / name).read_text()
+        for name in ("pyproject.toml", "src/inventory/__init__.py", "src/inventory/app.py",
+                     "src/inventory/__main__.py")})
+    spec, _, _ = init(app)
+    assert spec.processes["web"].command == "env PYTHONPATH=src python3 -m inventory"
+    assert spec.processes["web"].health.path == "/ping"
+    assert acc(spec) == {"db": ("postgres", None, {})}
+    assert "starts its server at src/inventory/app.py:43" in detect(app).explain
+    configured = detect(app, command="python3 -m inventory.other")  # headway.toml wins
+    assert configured.command == "python3 -m inventory.other"
+
+
+@pytest.mark.parametrize(("files", "command"), [
+    ({"requirements.txt": "aiohttp\n", "shop/__init__.py": "",
+      "shop/__main__.py": "from .server import serve\n\nif __name__ == '__main__':\n    serve()\n",
+      "shop/server.py": "import os\nfrom aiohttp import web\n\n\ndef serve():\n"
+                        "    web.run_app(web.Application(), port=int(os.environ['PORT']))\n"},
+     "python3 -m shop"),
+    ({"pyproject.toml": '[project]\nname = "inv"\ndependencies = ["aiohttp"]\n'
+                        '[project.scripts]\ninv-admin = "inv.cli:main"\n'
+                        'inventory = "inv.main:run"\n',
+      "src/inv/__init__.py": "", "src/inv/cli.py": CLI, "src/inv/main.py": SERVE},
+     "env PYTHONPATH=src python3 -c 'import sys; from inv.main import run; sys.exit(run())'"),
+    ({"pyproject.toml": '[tool.poetry]\nname = "inv"\n[tool.poetry.dependencies]\n'
+                        'python = "^3.11"\n[tool.poetry.scripts]\n'
+                        'serve = { callable = "inv:start" }\n',
+      "poetry.lock": "", "inv/__init__.py": "from inv import web\n\n\ndef start():\n"
+                                            "    web.go()\n",
+      "inv/web.py": "import os\nimport uvicorn\n\n\ndef go():\n"
+                    "    uvicorn.run('inv.api:app', port=int(os.environ['PORT']))\n"},
+     "python3 -c 'import sys; from inv import start; sys.exit(start())'"),
+    ({"requirements.txt": "flask\n", "blog/__init__.py": "from flask import Flask\n"
+                                                        "app = Flask(__name__)\n",
+      "blog/__main__.py": "import os\nfrom blog import app\n"
+                          "app.run(host='0.0.0.0', port=int(os.environ['PORT']))\n"},
+     "python3 -m blog"),  # no production server in the dependencies: the app's own
+])
+def test_a_module_or_console_script_that_starts_the_server(
+        tmp_path: Path, files: dict[str, str], command: str) -> None:
+    assert detect(write(tmp_path / "a", files)).command == command
+
+
+def test_a_console_script_that_starts_no_server_is_not_the_web_command(tmp_path: Path) -> None:
+    app = write(tmp_path / "a", {
+        "pyproject.toml": '[project]\nname = "inv"\ndependencies = []\n'
+                          '[project.scripts]\ninv = "inv.cli:main"\n',
+        "inv/__init__.py": "", "inv/cli.py": CLI,
+        "inv/__main__.py": "import asyncio\nfrom inv.cli import main\nasyncio.run(main())\n"})
+    found = detect(app, partial=True)
+    assert found.command == ""
+    assert "PKG/__main__.py, [project.scripts]" in found.explain
+
+
+@pytest.mark.integration  # starts the app's server
+@pytest.mark.parametrize("layout", ["module", "script"])
+def test_the_detected_command_runs_from_the_apps_folder_without_installing_it(
+        tmp_path: Path, layout: str) -> None:
+    files = {"pyproject.toml": '[project]\nname = "hi"\ndependencies = []\n'
+                               '[project.scripts]\nhi = "hi.web:run"\n',
+             "src/hi/__init__.py": "", "src/hi/web.py": SERVE}
+    if layout == "module":
+        files["src/hi/__main__.py"] = "from hi.web import run\n\nrun()\n"
+    app = write(tmp_path / "a", files)
+    port = free_port()
+    argv = shlex.split(detect(app).command)
+    server = subprocess.Popen(argv, cwd=app, env={"PATH": os.environ["PATH"], "PORT": str(port)})
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text == "hi from hi.web"
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+    finally:
+        server.kill()
+        server.wait()

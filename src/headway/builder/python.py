@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from headway.builder import pydeps
+from headway.builder import pydeps, pyentry
 from headway.builder.common import HOST, PORT, Detected, exec_form, read
 from headway.errors import ConfigError
 
@@ -78,11 +78,14 @@ def _command(folder: Path, installed: set[str] | None) -> tuple[str, str]:
     """The web command and why; "" and what is missing when there is none."""
     targets = _django(folder) or [t for t in [_find_app(folder, installed or set())] if t]
     if not targets:
+        if entry_point := pyentry.find(folder):
+            return entry_point.command, entry_point.why
         for entry in ENTRYPOINTS:
             if "__main__" in read(folder / entry):
                 return (f"python3 {entry}",
                         f"plain Python entrypoint {entry} (it must listen on $PORT)")
-        looked = ", ".join(("manage.py", *ENTRYPOINTS, "app/main.py", "src/PKG/main.py"))
+        looked = ", ".join(("manage.py", *ENTRYPOINTS, "app/main.py", "src/PKG/main.py",
+                            "PKG/__main__.py", "[project.scripts]"))
         return "", f"Python project, but no web entrypoint (looked for {looked})"
     first = targets[0]
     own = read(folder / first.where)
@@ -99,6 +102,9 @@ def _command(folder: Path, installed: set[str] | None) -> tuple[str, str]:
         for server in SERVERS[target.kind]:
             if server in installed and (command := _serve(server, target)):
                 return command, f"{what}: {server} (in the dependencies)"
+    if (entry_point := pyentry.find(folder)) and entry_point.reads_port:  # its own server
+        return entry_point.command, \
+            f"{what}, no production server in the dependencies; {entry_point.why}"
     choices = " or ".join(SERVERS[first.kind][:2])
     return "", (f"{what}, but no production server in the dependencies: add {choices} to them, "
                 "or set [processes.web] command in headway.toml")
