@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from headway.engine import Engine
+from headway.engine.recovery import Interrupted, decide
 from headway.errors import DeployFailed, NotFound
+from headway.planner import Step
 from headway.router.base import Add, Drain, Maint, Ready
 from headway.router.fake import FakeRouter
 from headway.runtime.container import EXPORT_SECRETS, Box, run_argv
@@ -136,6 +138,72 @@ def test_run_and_exec_use_the_live_release_and_refuse_one_not_built(
         engine.run("shop", "production", ["true"], release=1)
     with pytest.raises(NotFound, match="no running instance web-x"):
         engine.exec("shop", "production", ["ls"], instance="web-x")
+
+
+def test_a_step_of_unknown_kind_is_refused_before_anything_runs(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    router: FakeRouter = engine.router  # type: ignore[assignment]
+    deploy(engine, tmp_path, "1")
+    before = dict(router.state["be_shop_production"])
+    monkeypatch.setattr("headway.engine.engine.plan_deploy", lambda spec, running: [
+        Step("start", group="web", process="web", count=2), Step("teleport")])
+    with pytest.raises(DeployFailed, match="internal error: the plan has a step of unknown "
+                       "kind 'teleport'") as err:
+        deploy(engine, tmp_path, "2")
+    assert "a bug in Headway" in err.value.message
+    assert err.value.hint == "traffic stayed on release 1"
+    assert router.state["be_shop_production"] == before
+    assert {i.release for i in engine.store.instances("shop", "production")} == {1}
+    assert [r.status for r in engine.store.releases("shop", "production")] == ["failed", "active"]
+
+
+# recovery.decide: (what the journal recorded, what the live router serves) -> finish or undo
+RECOVERY = [
+    # kind, new, previous, serving, new_status -> action, fail_new
+    ("deploy", 2, 1, {2}, "ready", "finish", False),        # killed after the switch
+    ("deploy", 2, 1, {1}, "ready", "undo", True),           # killed before the switch
+    ("deploy", 2, 1, {1, 2}, "ready", "undo", True),        # killed inside a canary
+    ("deploy", 2, 1, set(), "ready", "undo", True),         # nothing in rotation: the good one
+    ("deploy", 2, None, {2}, "ready", "finish", False),     # a first deploy that switched
+    ("deploy", 2, None, set(), "building", "discard", True),  # a first deploy that did not
+    ("deploy", None, 1, {1}, "", "undo", False),            # the new release's record is gone
+    ("deploy", None, None, set(), "", "forget", False),
+    ("rollback", 1, 2, {1}, "previous", "finish", False),  # rolled back, then killed
+    ("rollback", 1, 2, {2}, "previous", "undo", False),    # a rollback target is not failed
+    ("fallback", 1, 2, {1, 2}, "previous", "undo", False),
+    ("deploy", 2, 1, {1}, "active", "undo", False),         # already live: never failed
+]
+
+
+@pytest.mark.parametrize(("kind", "new", "previous", "serving", "status", "action", "fail"),
+                         RECOVERY)
+def test_recovery_decides_from_journal_and_router(kind: str, new: int | None,
+                                                  previous: int | None, serving: set[int],
+                                                  status: str, action: str, fail: bool) -> None:
+    decision = decide(Interrupted(kind=kind, new=new, previous=previous,
+                                  serving=frozenset(serving), new_status=status))
+    assert (decision.action, decision.fail_new) == (action, fail)
+    assert decision.reason
+
+
+def test_recover_carries_out_the_decision(engine: Engine, tmp_path: Path) -> None:
+    """A deploy killed before its switch (release 2 started, not routed) is undone."""
+    deploy(engine, tmp_path, "1")
+    spec = parse_spec(SPEC.format(strategy="blue-green"))
+    store = engine.store
+    rel = store.add_release("shop", "production", digest="x", root=tmp_path / "r",
+                            spec=store.releases("shop", "production")[0].spec)
+    dead = store.begin_deploy("shop", "production", release=rel.number, previous=1,
+                              kind="deploy", strategy="blue-green")
+    store.db.execute("UPDATE deploys SET pid=?, pid_start=0 WHERE id=?", (2**22 + 1, dead))
+    fake(engine).start(rel, "web", spec.processes["web"], {})
+    said: list[str] = []
+    engine.progress = lambda message, **fields: said.append(message)
+    engine.recover("shop", "production")
+    assert any("undoing it (release 2 is not in rotation: back to release 1)" in m
+               for m in said), said
+    assert {i.release for i in store.instances("shop", "production")} == {1}
+    assert [r.status for r in store.releases("shop", "production")] == ["failed", "active"]
 
 
 def test_podman_argv_of_an_instance_and_of_a_one_off_command() -> None:

@@ -9,19 +9,19 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from headway.accessories import backups, manage
-from headway.engine import analysis, routing
+from headway.engine import analysis, recovery, routing
 from headway.errors import DeployFailed, HeadwayError, NotFound, RuntimeFailure
 from headway.observer.health import wait_healthy
 from headway.planner import Step, plan_deploy
 from headway.router import Router, backend_name
 from headway.runtime import artifact, container
 from headway.runtime.base import Runtime, for_kind, instance_kind, release_kind
-from headway.runtime.process import expand, log_tail, volumes_root
+from headway.runtime.process import expand, log_tail, releases_root, volumes_root
 from headway.secrets import secrets_state, sources
 from headway.spec.models import AnalysisSpec, HealthSpec, Spec
 from headway.store import Instance, Release, Store, ports
@@ -55,6 +55,18 @@ def number(release: Release | None) -> int | None:
 
 def release_spec(release: Release) -> Spec:
     return Spec.model_validate(json.loads(release.spec)["spec"])
+
+
+@dataclass
+class _Run:
+    """One deploy's steps share this: what they started (by group) and the longest switch."""
+
+    spec: Spec
+    release: Release
+    env_vars: dict[str, str]
+    health: dict[str, HealthSpec]
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    switched: float = 0.0
 
 
 class Engine:
@@ -96,7 +108,7 @@ class Engine:
                                f"release {active.number} is already live with this code and "
                                "config: nothing to do (--force deploys it again)")
             self._route_app(spec, env)
-            root = self.store.home / "apps" / app / env / "releases"
+            root = releases_root(self.store, app, env, json.loads(config)["runtime"])
             release = self.store.add_release(app, env, digest=digest, root=root, spec=config)
             self.progress(f"release {release.number}: building from {source}", app=app, env=env,
                           release=release.number, step="build")
@@ -127,54 +139,82 @@ class Engine:
                            f"release {release.number} is live", took, switched)
 
     def _execute(self, deploy: int, steps: list[Step], spec: Spec, release: Release) -> float:
-        groups: dict[str, list[str]] = {}
-        env_vars = json.loads(release.spec)["env"]
-        health = {name: p.health for name, p in spec.processes.items()}
-        switched = 0.0
-        for step in steps:
+        """Run the steps in order, each journaled before and after; the longest switch."""
+        handlers = [self._handler(step.kind) for step in steps]  # all known before any runs
+        run = _Run(spec, release, json.loads(release.spec)["env"],
+                   {name: p.health for name, p in spec.processes.items()})
+        for step, handler in zip(steps, handlers, strict=True):
             self.store.journal(deploy, step.kind, "begin")
             self.progress(step.describe(), app=release.app, env=release.env,
                           release=release.number, step=step.kind)
-            if step.kind == "release":
-                self._release_phase(spec, release, env_vars)
-            elif step.kind == "start":
-                for _ in range(step.count):
-                    inst = self._runtime(release).start(release, step.process,
-                                                        spec.processes[step.process], env_vars)
-                    groups.setdefault(step.group, []).append(inst.id)
-            elif step.kind == "wait_healthy":
-                insts = self._get([i for g in step.groups for i in groups.get(g, [])])
-                self._wait_healthy(insts, health, spec.deploy.timeout)
-            elif step.kind == "switch":
-                new = self._routed(step, groups, spec)
-                t0 = time.monotonic()
-                routing.switch(self.store, self.router, enable=new,
-                               drain=self._get(list(step.old)))
-                switched = max(switched, time.monotonic() - t0)
-            elif step.kind == "canary":
-                old = self._get(list(step.old))
-                routing.split(self.store, self.router, canary=self._routed(step, groups, spec),
-                              stable=old, share=step.count)
-                self._judge(analysis.Watch(
-                    release.app, release.env, release.number, old[0].release,
-                    f"canary at {step.count}%", time.time(), pause=spec.deploy.canary.pause,
-                    max_wait=spec.deploy.canary.max_wait, manual=spec.deploy.canary.manual),
-                    spec.deploy.canary.analysis)
-            elif step.kind == "analyze":
-                old = self._get(list(step.old))
-                now, span = time.time(), spec.deploy.analysis
-                self._judge(analysis.Watch(
-                    release.app, release.env, release.number, old[0].release,
-                    "release after the switch", now, stable_window=(now - span, now),
-                    pause=span, max_wait=span), spec.deploy.canary.analysis)
-            elif step.kind == "wait_drained":
-                self._wait_drained(self._get(list(step.old)), spec.deploy.drain_timeout)
-            elif step.kind == "park":
-                routing.park(self.store, self.router, self._get(list(step.old)))
-            elif step.kind == "stop":
-                self._discard(self._get(list(step.old)))
+            handler(run, step)
             self.store.journal(deploy, step.kind, "done")
-        return switched
+        return run.switched
+
+    def _handler(self, kind: str) -> Callable[[_Run, Step], None]:
+        """The method that runs a step of this kind; an unknown kind is a bug in Headway (the
+        planner and the engine disagree), refused before the deploy changes anything."""
+        table: dict[str, Callable[[_Run, Step], None]] = {
+            "release": self._step_release, "start": self._step_start,
+            "wait_healthy": self._step_wait_healthy, "switch": self._step_switch,
+            "canary": self._step_canary, "analyze": self._step_analyze,
+            "wait_drained": self._step_wait_drained, "park": self._step_park,
+            "stop": self._step_stop, "activate": self._step_activate}
+        if kind not in table:
+            raise DeployFailed(f"internal error: the plan has a step of unknown kind {kind!r} "
+                               f"(the engine runs {', '.join(sorted(table))}); this is a bug "
+                               "in Headway, please report it with `headway deploy --dry-run`",
+                               hint="nothing was changed by this deploy")
+        return table[kind]
+
+    def _step_release(self, run: _Run, step: Step) -> None:
+        self._release_phase(run.spec, run.release, run.env_vars)
+
+    def _step_start(self, run: _Run, step: Step) -> None:
+        runtime = self._runtime(run.release)
+        for _ in range(step.count):
+            inst = runtime.start(run.release, step.process, run.spec.processes[step.process],
+                                 run.env_vars)
+            run.groups.setdefault(step.group, []).append(inst.id)
+
+    def _step_wait_healthy(self, run: _Run, step: Step) -> None:
+        insts = self._get([i for g in step.groups for i in run.groups.get(g, [])])
+        self._wait_healthy(insts, run.health, run.spec.deploy.timeout)
+
+    def _step_switch(self, run: _Run, step: Step) -> None:
+        new = self._routed(step, run.groups, run.spec)
+        t0 = time.monotonic()
+        routing.switch(self.store, self.router, enable=new, drain=self._get(list(step.old)))
+        run.switched = max(run.switched, time.monotonic() - t0)
+
+    def _step_canary(self, run: _Run, step: Step) -> None:
+        old, canary, release = self._get(list(step.old)), run.spec.deploy.canary, run.release
+        routing.split(self.store, self.router, canary=self._routed(step, run.groups, run.spec),
+                      stable=old, share=step.count)
+        self._judge(analysis.Watch(
+            release.app, release.env, release.number, old[0].release,
+            f"canary at {step.count}%", time.time(), pause=canary.pause,
+            max_wait=canary.max_wait, manual=canary.manual), canary.analysis)
+
+    def _step_analyze(self, run: _Run, step: Step) -> None:
+        old, release = self._get(list(step.old)), run.release
+        now, span = time.time(), run.spec.deploy.analysis
+        self._judge(analysis.Watch(
+            release.app, release.env, release.number, old[0].release,
+            "release after the switch", now, stable_window=(now - span, now),
+            pause=span, max_wait=span), run.spec.deploy.canary.analysis)
+
+    def _step_wait_drained(self, run: _Run, step: Step) -> None:
+        self._wait_drained(self._get(list(step.old)), run.spec.deploy.drain_timeout)
+
+    def _step_park(self, run: _Run, step: Step) -> None:
+        routing.park(self.store, self.router, self._get(list(step.old)))
+
+    def _step_stop(self, run: _Run, step: Step) -> None:
+        self._discard(self._get(list(step.old)))
+
+    def _step_activate(self, run: _Run, step: Step) -> None:
+        """Journaled only: `deploy` marks the release live once every step is done."""
 
     def _routed(self, step: Step, groups: dict[str, list[str]], spec: Spec) -> list[Instance]:
         """The step's new instances, added to the router (in maintenance), as stored now."""
@@ -337,32 +377,35 @@ class Engine:
                           app=target.app, env=target.env, release=target.number, step="warning")
 
     def recover(self, app: str, env: str) -> None:
-        """Finish or undo deploys whose command died. Caller holds the app lock."""
+        """Finish or undo deploys whose command died (recovery.decide says which). Caller
+        holds the app lock."""
         for dead in self.store.interrupted_deploys(app, env):
             routing.sync_from_router(self.store, self.router, app, env)
             new = self.store.release(app, env, dead["release"])
             old = self.store.release(app, env, dead["previous"]) if dead["previous"] else None
-            live = [i for i in self.store.instances(app, env) if i.routed == "ready"]
-            forward = (new is not None and any(i.release == new.number for i in live)
-                       and not any(old and i.release == old.number for i in live))
+            serving = frozenset(i.release for i in self.store.instances(app, env)
+                                if i.routed == "ready")
+            decision = recovery.decide(recovery.Interrupted(
+                kind=dead["kind"], new=number(new), previous=number(old), serving=serving,
+                new_status=new.status if new else ""))
+            done = "finished" if decision.finished else "undone"
             self.progress(f"an interrupted {dead['kind']} of release {dead['release']} was found:"
-                          + (" finishing it" if forward else " undoing it"), app=app, env=env,
+                          + (" finishing it" if decision.finished else " undoing it")
+                          + f" ({decision.reason})", app=app, env=env,
                           release=dead["release"], step="recover")
-            if forward and new:
+            if decision.action == "finish" and new:
                 self._converge(new, keep_warm=number(old))
                 self._activate(new, old, warm=True)
-            elif old:
+            elif decision.action == "undo" and old:
                 self._converge(old, keep_warm=None, discard=number(new))
-                if new and new.status != "active" and dead["kind"] == "deploy":
-                    self.store.set_release(app, env, new.number, status="failed",
-                                           failure="interrupted")
-            elif new:
-                self._discard([i for i in self.store.instances(app, env, release=new.number)])
+            elif decision.action == "discard" and new:
+                self._discard(self.store.instances(app, env, release=new.number))
+            if decision.fail_new and new:
                 self.store.set_release(app, env, new.number, status="failed",
                                        failure="interrupted")
-            self.store.end_deploy(dead["id"], "recovered", "finished" if forward else "undone")
+            self.store.end_deploy(dead["id"], "recovered", done)
             self.store.event(app, env, "deploy.recovered", f"interrupted {dead['kind']} of "
-                             f"release {dead['release']} " + ("finished" if forward else "undone"),
+                             f"release {dead['release']} {done}: {decision.reason}",
                              release=dead["release"])
 
     def _undo(self, deploy: int, release: Release, previous: Release | None,
