@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from headway.runtime.appuser import app_root
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "hello"
 
@@ -129,6 +131,7 @@ def app(tmp_path: Path) -> Iterator[App]:
     yield app
     app.run("destroy", "--yes", check=False, timeout=60)
     _kill_leftovers(app.home)
+    shutil.rmtree(app_root(app.home), ignore_errors=True)  # as root, the apps' files (appuser)
 
 
 def _kill_leftovers(home: Path) -> None:
@@ -141,7 +144,7 @@ def _kill_leftovers(home: Path) -> None:
             environ = (proc / "environ").read_bytes()
         except OSError:
             continue
-        if cwd.startswith(str(home)) or f"HEADWAY_HOME={home}".encode() in environ:
+        if cwd.startswith((str(home), str(app_root(home)))) or f"HEADWAY_HOME={home}".encode() in environ:
             try:
                 os.kill(int(proc.name), signal.SIGKILL)
             except ProcessLookupError:

@@ -2,7 +2,8 @@
 crashed ones with backoff, stops (SIGTERM, then SIGKILL after stop_timeout) and removes the
 ones no longer wanted. Instances run in their own session so they outlive an agent restart;
 a new agent adopts them by (pid, start time). What an ended instance leaves behind (a killed
-`podman run`'s container) is its runtime's to remove: nothing here knows runtimes apart."""
+`podman run`'s container) is its runtime's to remove. As root, a process-runtime instance runs
+as its app's own user (runtime.appuser), never as root; a container's is podman's to run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import time
 
 from headway.errors import HeadwayError
+from headway.runtime import appuser
 from headway.runtime.base import for_kind, instance_kind
 from headway.secrets import reveal_env
 from headway.store import Instance, Store, pid_alive, proc_start_time
@@ -58,11 +60,21 @@ class Supervisor:
             _log(inst, f"cannot read its secrets: {exc.message}")
             self.store.set_instance(inst.id, state="failed", exit_code=126)
             return
+        try:
+            user = appuser.ensure_user(inst.app) \
+                if appuser.isolated() and instance_kind(inst) == "process" else None
+        except HeadwayError as exc:
+            _log(inst, f"cannot run as its app's user: {exc.message}")
+            self.store.set_instance(inst.id, state="failed", exit_code=126)
+            return
         with open(inst.log, "ab") as log:
             try:
                 proc = subprocess.Popen(inst.argv, cwd=inst.cwd, env=env, stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        user=user.uid if user else None,
+                                        group=user.gid if user else None,
+                                        extra_groups=[] if user else None)
             except OSError as exc:
                 log.write(f"headway: cannot start {inst.argv[0]}: {exc.strerror}\n".encode())
                 self.store.set_instance(inst.id, state="failed", exit_code=127)

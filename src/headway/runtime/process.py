@@ -2,7 +2,9 @@
 (the store's instances table); the agent's supervisor starts, restarts and stops them. A release
 is a snapshot folder with a `.venv` link to its shared, content-keyed virtualenv (and its
 node_modules); each [volumes] path in it is a link to a folder outside every release.
-One-off commands run here to their end. Never puts a secret in argv or in a log."""
+One-off commands run here to their end. As root, instances, release and one-off commands run
+as the app's own user, from an app root outside $HEADWAY_HOME (see runtime.appuser for who can
+read what). Never puts a secret in argv or in a log."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headway.errors import RuntimeFailure
+from headway.runtime import appuser
+from headway.runtime.appuser import AppUser
 from headway.runtime.artifact import install_dependencies, materialize
 from headway.runtime.base import KIND_VAR, Output
 from headway.secrets import reveal_env
@@ -67,17 +71,31 @@ def free_port(store: Store) -> int:
     return allocate(store.home, store.used_ports(), PORTS)
 
 
+def releases_root(store: Store, app: str, env: str, runtime: str) -> Path:
+    """Where a new release's folder goes: for the process runtime as root, the app root that
+    the app's user can reach (runtime.appuser); else under $HEADWAY_HOME."""
+    if Path(runtime).name == "process":  # the release's recorded runtime (its spec's)
+        return appuser.releases_root(store.home, app, env)
+    return store.home / "apps" / app / env / "releases"
+
+
 def volumes_root(store: Store, app: str, env: str) -> Path:
-    return store.home / "apps" / app / env / "volumes"
+    return appuser.volumes_root(store.home, app, env)
 
 
 def ensure_volumes(store: Store, release: Release) -> dict[str, Path]:
     """[volumes]: path in the app -> its folder outside every release. A new volume is seeded
-    once with what the release's snapshot has at that path."""
+    once with what the release's snapshot has at that path (or, as root, taken over from
+    where a Headway before app users kept it, under $HEADWAY_HOME)."""
     spec = Spec.model_validate(json.loads(release.spec)["spec"])
     out = {}
+    if spec.volumes:
+        appuser.open_app_folder(store.home, release.app, release.env)
     for name, where in sorted(spec.volumes.items()):
         folder = volumes_root(store, release.app, release.env) / name
+        before = store.home / "apps" / release.app / release.env / "volumes" / name
+        if not folder.exists() and before != folder and before.is_dir():
+            shutil.move(before, folder)
         if not folder.exists():
             seed = Path(release.path) / where.strip("/")
             tmp = folder.with_name(f".{name}.tmp")
@@ -92,8 +110,12 @@ def ensure_volumes(store: Store, release: Release) -> dict[str, Path]:
 
 
 def link_volumes(store: Store, release: Release) -> None:
-    """In the release folder, each volume's path becomes a link to the volume's folder."""
+    """In the release folder, each volume's path becomes a link to the volume's folder (as
+    root, owned by the app's user: its writable place)."""
+    user = appuser.ensure_user(release.app) if appuser.isolated() else None
     for where, folder in ensure_volumes(store, release).items():
+        if user and folder.stat().st_uid != user.uid:
+            appuser.grant_volume(folder, user)
         path = Path(release.path) / where
         if path.is_symlink() and path.readlink() == folder:
             continue
@@ -107,9 +129,9 @@ def link_volumes(store: Store, release: Release) -> None:
 
 def run_command(argv: list[str], *, env: dict[str, str], cwd: str | None = None,
                 timeout: float | None = None, output: Output | None = None,
-                cleanup: Callable[[], None] | None = None) -> int:
-    """Run argv to its end: its output line by line to `output`, or (None) on the caller's
-    terminal with its stdin. Past `timeout` (or when the caller is interrupted) it is killed
+                cleanup: Callable[[], None] | None = None, user: AppUser | None = None) -> int:
+    """Run argv to its end (as `user` when given): its output line by line to `output`, or
+    (None) on the caller's terminal with its stdin. Past `timeout` (or when the caller is interrupted) it is killed
     after `cleanup` and RuntimeFailure is raised (or the interruption goes on). A signal's
     death is 128 + the signal, as a shell reports it."""
     piped = output is not None
@@ -117,7 +139,10 @@ def run_command(argv: list[str], *, env: dict[str, str], cwd: str | None = None,
         proc = subprocess.Popen(argv, cwd=cwd, env=env, start_new_session=piped,
                                 stdin=subprocess.DEVNULL if piped else None,
                                 stdout=subprocess.PIPE if piped else None,
-                                stderr=subprocess.STDOUT if piped else None)
+                                stderr=subprocess.STDOUT if piped else None,
+                                user=user.uid if user else None,
+                                group=user.gid if user else None,
+                                extra_groups=[] if user else None)
     except OSError as exc:
         if output is None:
             raise RuntimeFailure(f"cannot start {argv[0]}: {exc.strerror}",
@@ -182,8 +207,14 @@ class ProcessRuntime:
         dest = Path(release.path)
         materialize(source, files, dest)
         spec = Spec.model_validate(json.loads(release.spec)["spec"])
-        install_dependencies(dest, spec, self.store.home / "venvs")
+        install_dependencies(dest, spec, appuser.deps_cache(self.store.home))
         link_volumes(self.store, release)
+        user = appuser.open_app_folder(self.store.home, release.app, release.env)
+        if user:
+            appuser.grant_release(dest, user)
+            for shared in (dest / ".venv", dest / "node_modules"):
+                if shared.is_symlink():
+                    appuser.readable_once(shared.resolve())
 
     def new_instance(self, release: Release, process: str, spec: ProcessSpec,
                      env: dict[str, str]) -> Instance:
@@ -227,7 +258,8 @@ class ProcessRuntime:
             cwd, base = release.path, release_env(release, env) | {KIND_VAR: self.kind}
             link_volumes(self.store, release)
         full = base | pinned_secrets(self.store, release)
-        return run_command(argv, env=full, cwd=cwd, timeout=timeout, output=output)
+        user = appuser.ensure_user(release.app) if appuser.isolated() else None
+        return run_command(argv, env=full, cwd=cwd, timeout=timeout, output=output, user=user)
 
     def remove(self, target: Release | Instance) -> None:
         """Nothing is left of an ended process, and a release is only its folder."""

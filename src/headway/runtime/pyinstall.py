@@ -3,6 +3,8 @@ version the app declares (python3.X on PATH, pyenv, `uv python`), and a virtuale
 way the app's own tool intends (pip -r with includes, uv sync, poetry/pdm export, Pipfile.lock),
 keyed by the content of every dependency file and the interpreter, built once and shared by
 the releases that have the same key; then the app's build steps (Django's collectstatic).
+As root, only interpreters every user can run are candidates (an app runs as its own user:
+runtime.appuser; a pyenv or uv Python under /root is closed to it).
 Never runs the app on another Python than the one it declares; never puts a secret in argv."""
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from headway.builder import pydeps, python
 from headway.builder.common import Detected
 from headway.errors import HeadwayError, RuntimeFailure
 from headway.runner import run
+from headway.runtime import appuser
 
 SCHEME = "2"  # bump when the way environments are built changes: new keys, fresh venvs
 # pdm[locked]: pdm's own tested pins (a plain `pdm` with the newest hishel fails to start)
@@ -42,6 +45,9 @@ class Interpreter:
         return ".".join(map(str, self.version))
 
 
+CLOSED: set[str] = set()  # interpreters found where the apps' users cannot run them
+
+
 @functools.lru_cache(maxsize=1)
 def interpreters() -> tuple[Interpreter, ...]:
     """Every CPython 3 found on this host, newest first (each asked for its own version)."""
@@ -56,6 +62,9 @@ def interpreters() -> tuple[Interpreter, ...]:
     for path in paths:
         real = os.path.realpath(path)
         if real in found or "/shims/" in real or not os.access(real, os.X_OK):
+            continue
+        if appuser.isolated() and not appuser.reachable(real):
+            CLOSED.add(real)
             continue
         try:
             text = run([real, "-c", _PROBE], timeout=10, what=f"{real} --version").strip()
@@ -85,8 +94,10 @@ def choose(want: pydeps.Wanted | None, found: tuple[Interpreter, ...] | list[Int
     declared. A clear error, never another version, when none matches."""
     if want is None:
         own = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-        return next((i for i in found if i.path == own), None) or Interpreter(
-            own, tuple(sys.version_info[:3]))  # type: ignore[arg-type]
+        mine = next((i for i in found if i.path == own), None)
+        if mine is None and own in CLOSED:  # ours is closed to the apps' users: the same X.Y
+            mine = next((i for i in found if i.version[:2] == sys.version_info[:2]), None)
+        return mine or Interpreter(own, tuple(sys.version_info[:3]))  # type: ignore[arg-type]
     for interp in found:
         if pydeps.satisfies(interp.version, want.spec):
             return interp
@@ -97,7 +108,8 @@ def choose(want: pydeps.Wanted | None, found: tuple[Interpreter, ...] | list[Int
         f"installed on this host; found: {have}",
         hint=f"install it (`uv python install {minor}`, `pyenv install {minor}` or "
         f"`apt-get install python{minor}`), or declare a version that is installed in "
-        f"{want.source}")
+        f"{want.source}" + (f"; not usable by the apps' users (a folder above is closed to "
+                            f"them): {', '.join(sorted(CLOSED))}" if CLOSED else ""))
 
 
 # the virtualenv -----------------------------------------------------------------------------

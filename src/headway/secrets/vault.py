@@ -69,6 +69,8 @@ def load_key(home: Path, *, create: bool = True) -> bytes:
         if not create:
             raise NotFound(f"no master key: neither {KEY_ENV} nor {path}")
         write_key(path, AESGCM.generate_key(bit_length=256))
+    if path.stat().st_mode & 0o777 != 0o600 and path.stat().st_uid == os.geteuid():
+        path.chmod(0o600)  # whatever mode it was given since: the app users must not read it
     return base64.b64decode(path.read_bytes())
 
 

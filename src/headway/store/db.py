@@ -1,6 +1,9 @@
 """The store: one SQLite file (WAL) shared by the CLI and the agent. The CLI writes what it
 wants (releases, desired instance state, router state); the agent reads it and acts. Plain SQL,
-no ORM; every write is one short transaction so a kill -9 never leaves a row half-written."""
+no ORM; every write is one short transaction so a kill -9 never leaves a row half-written.
+Every open makes the home 0700 and the store's files (state.db, its -wal and -shm, the
+store-backups folder) root's, 0600, whatever modes they had: an app's user must never read
+them (runtime.appuser)."""
 
 from __future__ import annotations
 
@@ -63,6 +66,23 @@ def home_dir() -> Path:
         return Path(env).expanduser().resolve()
     base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
     return base / "headway" / socket.gethostname()
+
+
+PRIVATE = {"": 0o700, "state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600,
+           "store-backups": 0o700, "master.key": 0o600}
+
+
+def private(home: Path) -> None:
+    """The home and the store's files closed to everyone but their owner, whatever modes
+    they had (a `chmod 755` by hand, a umask). Files not made yet are skipped; a home this
+    user does not own is left as it is."""
+    for name, mode in PRIVATE.items():
+        path = home / name if name else home
+        try:
+            if os.stat(path).st_mode & 0o777 != mode:
+                os.chmod(path, mode)
+        except OSError:
+            pass
 
 
 @dataclass
@@ -136,6 +156,7 @@ class Store:
         self.db = connect(self.path, timeout=timeout)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
+        private(home)
         self.db.execute("PRAGMA synchronous=NORMAL")
         have = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not set(TABLES) <= have:  # checked first: opening a store needs no write lock
