@@ -12,6 +12,7 @@ import click
 from headway.agent.control import no_healthy_server
 from headway.cli import doctor as doctor_cli
 from headway.cli import output
+from headway.cli.ci import register as register_ci
 from headway.cli.data import accessory, backup
 from headway.cli.run import register as register_run
 from headway.cli.secrets import secrets
@@ -310,6 +311,7 @@ cli.add_command(backup)
 cli.add_command(doctor_cli.agent)  # `headway agent [install]`
 cli.add_command(doctor_cli.doctor)
 register_run(cli)
+register_ci(cli)  # `headway ci run`, `headway generate ci`
 
 
 def main() -> None:

@@ -299,6 +299,19 @@ class RegistrySpec(Model):
     tls_verify: bool = Field(True, description="false for a plain-HTTP registry on loopback")
 
 
+class CISpec(Model):
+    """`headway ci run`: the app's own checks, and where its pipeline deploys."""
+
+    lint: str | None = Field(None, description="lint command, e.g. \"ruff check .\"; default: "
+                             "ruff or flake8 (when configured or installed), a package.json lint "
+                             "script; \"\" = no lint stage")
+    test: str | None = Field(None, description="test command, e.g. \"pytest -q\"; default: "
+                             "pytest when tests exist, `npm test` (a real test script), `bun "
+                             "test`; \"\" = no test stage")
+    env: str = Field("staging", pattern=NAME, description="environment `ci run deploy` deploys "
+                     "to without --env")
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -313,6 +326,7 @@ class Spec(Model):
     backups: BackupsSpec = Field(BackupsSpec())
     build: BuildSpec = Field(BuildSpec())
     registry: RegistrySpec = Field(RegistrySpec())
+    ci: CISpec = Field(CISpec())
     volumes: dict[str, str] = Field(default_factory=dict, description="NAME = \"PATH\" in the "
                                     "app folder (e.g. \"uploads\"): kept across releases, "
                                     "mounted into every instance and one-off command")
