@@ -1,11 +1,16 @@
 """[volumes]: a folder of the app kept outside every release (and image), seen by every
 instance and one-off command of every release, surviving deploys, a rollback and the pruning
-of old releases; deleted only by `destroy --volumes`, confirmed. Both runtimes, real HAProxy,
-processes and podman."""
+of old releases; deleted only by `destroy --volumes`, confirmed; backed up by `headway backup`
+as a checksummed archive and restored from one, refusing a damaged or crafted archive with
+nothing changed. Both runtimes, real HAProxy, processes and podman."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import sqlite3
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -71,3 +76,86 @@ def test_a_volume_survives_deploys_rollback_and_pruning_in_containers(
     assert (volume / "note").stat().st_uid == 10001  # owned by the image's user
     podman_app.run("destroy", "--volumes", "--yes")
     assert not volume.exists()
+
+
+def sh(app: App, script: str) -> str:
+    return app.run("run", "--", "sh", "-c", script).stdout
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() if p.is_file() else "<dir>"
+            for p in sorted(folder.rglob("*"))}
+
+
+def crafted(members: list[tuple[str, bytes | str]]) -> bytes:
+    """A gzip tar whose members are (name, file contents) or (name, symlink target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, body in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(body, str):
+                info.type, info.linkname = tarfile.SYMTYPE, body
+                tar.addfile(info)
+            else:
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+@pytest.mark.integration
+def test_backup_and_restore_of_volumes_on_processes(app: App) -> None:
+    app.configure(volumes='data = "data"\nempty = "empty"')
+    app.run("deploy")
+    volumes = Path(sh(app, "readlink -f data").strip()).parent
+    sh(app, "echo first > data/f && mkdir data/sub && echo deep > data/sub/g")
+    made = json.loads(app.run("backup", "create", "--json").stdout)
+    assert {(b["accessory"], b["type"]) for b in made} == {("data", "volume"),
+                                                          ("empty", "volume")}
+    for b in made:  # an empty volume still gets its archive, beside the accessories' backups
+        archive = Path(b["path"])
+        assert archive.parent == app.home / "backups" / "hello" / "production" / b["accessory"]
+        assert archive.name == f"{b['id']}.tar.gz" and b["id"].startswith(b["accessory"] + "-")
+    listed = {b["id"]: b for b in json.loads(app.run("backup", "list", "--json").stdout)}
+    data = next(b for b in made if b["accessory"] == "data")
+    assert hashlib.sha256(Path(data["path"]).read_bytes()).hexdigest().startswith(
+        listed[data["id"]]["sha256"])
+    checked = json.loads(app.run("backup", "verify", "data", "--json").stdout)[0]
+    assert checked["details"]["contents"]["files"] == 2
+
+    sh(app, "echo changed > data/f && rm -r data/sub && echo new > data/h")
+    restored = app.run("backup", "restore", "data", "--yes")
+    assert f"restored from backup {data['id']}" in restored.stdout
+    assert tree(volumes / "data") == {"f": "first\n", "sub": "<dir>", "sub/g": "deep\n"}
+    assert sh(app, "cat data/f data/sub/g") == "first\ndeep\n"  # what the app sees
+    (kept,) = volumes.glob(".data.replaced-*")  # the replaced files, named in the output
+    assert str(kept) in restored.stdout and (kept / "h").read_text() == "new\n"
+
+    # a damaged archive: refused before anything changes, naming the file
+    second = json.loads(app.run("backup", "create", "data", "--json").stdout)[0]
+    sh(app, "echo after > data/f")
+    before = tree(volumes / "data"), sorted(p.name for p in volumes.iterdir())
+    archive = Path(second["path"])
+    archive.write_bytes(archive.read_bytes()[:-8] + b"damaged!")
+    refused = app.run("backup", "restore", "data", second["id"], "--yes", check=False)
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 6, said
+    assert str(archive) in "".join(said.split()) and "recorded checksum" in said  # the file
+    assert (tree(volumes / "data"), sorted(p.name for p in volumes.iterdir())) == before
+
+    # archives that would write outside the volume, recorded with a matching checksum
+    db = sqlite3.connect(app.home / "state.db")
+    for bad, member in ([("./ok", b"ok"), ("../evil", b"evil")], "../evil"), \
+                       ([("/tmp/evil", b"evil")], "/tmp/evil"), \
+                       ([("./link", "../../../../evil")], "./link"):
+        body = crafted(bad)
+        archive.write_bytes(body)
+        with db:
+            db.execute("UPDATE backups SET sha256=?, size=? WHERE id=?",
+                       (hashlib.sha256(body).hexdigest(), len(body), second["id"]))
+        refused = app.run("backup", "restore", "data", second["id"], "--yes", check=False)
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 6, said
+        assert f"member {member!r}" in said and "nothing was restored" in said
+        assert (tree(volumes / "data"), sorted(p.name for p in volumes.iterdir())) == before
+        assert not list(app.home.rglob("evil"))
+    db.close()

@@ -1,7 +1,9 @@
-"""Backups of accessories: pg_dump custom format and Redis RDB snapshots, streamed into a
-hidden temp file while their SHA-256 is computed, fsynced, then renamed into place, so a
-killed or failed backup never replaces or damages a good one. Restores are only ever run by
-a command, never as a side effect; each keeps what it replaces."""
+"""Backups of accessories and volumes: pg_dump custom format, Redis RDB snapshots and gzip tar
+archives of [volumes] folders (accessories/archives.py), streamed into a hidden temp file
+while their SHA-256 is computed, fsynced, then renamed into place, so a killed or failed
+backup never replaces or damages a good one. All are recorded alike in the store's backups
+table (a volume's `type` is "volume"). Restores are only ever run by a command, never as a
+side effect; each checks the checksum first and keeps what it replaces."""
 
 from __future__ import annotations
 
@@ -15,16 +17,20 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from headway.accessories import archives
 from headway.accessories.manage import alive, backups_spec, everything, load, lock_name, password
 from headway.accessories.servers import DRIVERS, Accessory
-from headway.errors import NotFound, RuntimeFailure
+from headway.errors import ConfigError, NotFound, RuntimeFailure
+from headway.runtime.process import volumes_root
 from headway.secrets.vault import fsync_dir
 from headway.store import Store
 
-EXT = {"postgres": "pgdump", "redis": "rdb"}
+EXT = {"postgres": "pgdump", "redis": "rdb", "volume": archives.EXT}
+VOLUME = "volume"
 CHUNK = 1 << 20
 
 
@@ -63,8 +69,12 @@ def listing(store: Store, app: str, env: str, accessory: str | None = None) -> l
 
 
 def find(store: Store, app: str, env: str, accessory: str, backup_id: str | None) -> Backup:
-    """A backup by id, or the newest of the accessory."""
-    for b in listing(store, app, env, accessory):
+    """A backup by id, or the newest of the accessory or volume."""
+    found = listing(store, app, env, accessory)
+    if backup_id is None and len({b.type == VOLUME for b in found}) > 1:
+        raise ConfigError(f"{accessory} is both an accessory and a volume of {app} ({env}): "
+                          "name the backup", hint=f"`headway backup list {accessory}` lists them")
+    for b in found:
         if backup_id in {None, b.id}:
             return b
     raise NotFound(f"no backup {backup_id or ''} of {accessory} for {app} ({env})".replace("  ", " "),
@@ -118,31 +128,87 @@ def create(store: Store, acc: Accessory, *, reason: str, release: int | None = N
         if not alive(acc):
             raise RuntimeFailure(f"{acc.label} is not running; nothing was backed up",
                                  hint=f"headway accessory restart {acc.name}")
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for stale in folder.glob(".*.partial"):  # what a killed backup left
-            stale.unlink()
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        backup_id, n = f"{acc.name}-{stamp}", 1
-        while store.q("SELECT 1 FROM backups WHERE id=?", backup_id):
-            n += 1
-            backup_id = f"{acc.name}-{stamp}-{n}"
-        dest = folder / f"{backup_id}.{EXT[acc.spec.type]}"
+        dest = _destination(store, folder, acc.name, acc.spec.type)
         argv, env = DRIVERS[acc.spec.type].dump_argv(acc, password(store, acc))
         size, sha = _stream(argv, env, dest, f"backup of {acc.label}")
-        backup = Backup(backup_id, acc.app, acc.env, acc.name, acc.spec.type, str(dest), size,
-                        sha, time.time(), release, reason)
-        if spec.copy_to:
-            copy = Path(spec.copy_to) / acc.app / acc.env / acc.name / dest.name
-            try:
-                _copy(dest, copy)
-                backup.copy = str(copy)
-            except OSError as exc:
-                store.event(acc.app, acc.env, "backup.copy_failed", f"{backup_id}: copy to "
-                            f"{spec.copy_to} failed: {exc.strerror}", release=release)
-        _save(store, backup)
-    store.event(acc.app, acc.env, "backup.created", f"{backup_id}: {size} bytes ({reason})",
-                release=release)
+        backup = Backup(dest.name.split(".")[0], acc.app, acc.env, acc.name, acc.spec.type,
+                        str(dest), size, sha, time.time(), release, reason)
+        _keep(store, backup, spec.copy_to)
     return backup
+
+
+def _destination(store: Store, folder: Path, name: str, kind: str) -> Path:
+    """A new backup's file in folder, named by a fresh id (NAME-YYYYmmdd-HHMMSS[-n])."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in folder.glob(".*.partial"):  # what a killed backup left
+        stale.unlink()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    backup_id, n = f"{name}-{stamp}", 1
+    while store.q("SELECT 1 FROM backups WHERE id=?", backup_id):
+        n += 1
+        backup_id = f"{name}-{stamp}-{n}"
+    return folder / f"{backup_id}.{EXT[kind]}"
+
+
+def _keep(store: Store, backup: Backup, copy_to: str | None) -> None:
+    """Copy the new backup to copy_to (a failed copy is an event, not a failure), record it."""
+    dest = Path(backup.path)
+    if copy_to:
+        copy = Path(copy_to) / backup.app / backup.env / backup.accessory / dest.name
+        try:
+            _copy(dest, copy)
+            backup.copy = str(copy)
+        except OSError as exc:
+            store.event(backup.app, backup.env, "backup.copy_failed", f"{backup.id}: copy to "
+                        f"{copy_to} failed: {exc.strerror}", release=backup.release)
+    _save(store, backup)
+    store.event(backup.app, backup.env, "backup.created", f"{backup.id}: {backup.size} bytes "
+                f"({backup.reason})", release=backup.release)
+
+
+def volume_names(store: Store, app: str, env: str) -> list[str]:
+    """The app's volumes that exist (a restore's leftovers are hidden folders beside them)."""
+    root = volumes_root(store, app, env)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _volume_lock(app: str, env: str, name: str) -> str:
+    return f"volume:{app}:{env}:{name}"
+
+
+def create_volume(store: Store, app: str, env: str, name: str, *, reason: str,
+                  release: int | None = None) -> Backup:
+    """A gzip tar of the volume's folder, beside the accessories' backups."""
+    spec = backups_spec(store, app, env)
+    live = volumes_root(store, app, env) / name
+    with store.lock(_volume_lock(app, env, name), f"backup of volume {name}", wait=600):
+        if not live.is_dir():
+            raise NotFound(f"{app} ({env}) has no volume {name!r} (no folder {live})",
+                           hint="a deploy creates the volumes of [volumes]")
+        folder = Path(spec.path or store.home / "backups") / app / env / name
+        dest = _destination(store, folder, name, VOLUME)
+        size, sha = archives.write(live, dest)
+        backup = Backup(dest.name.split(".")[0], app, env, name, VOLUME, str(dest), size, sha,
+                        time.time(), release, reason)
+        _keep(store, backup, spec.copy_to)
+    return backup
+
+
+def create_all(store: Store, app: str, env: str, name: str | None = None, *,
+               reason: str) -> list[Backup]:
+    """Back up the accessory or volume called name (default: every accessory, then every
+    volume)."""
+    accessories = [a for a in load(store, app, env) if name in {None, a.name}]
+    volumes = [v for v in volume_names(store, app, env) if name in {None, v}]
+    if name is not None and not accessories and not volumes:
+        raise NotFound(f"{app} ({env}) has no accessory or volume {name!r}",
+                       hint="accessories: " + (", ".join(a.name for a in load(store, app, env))
+                                               or "none") + "; volumes: "
+                       + (", ".join(volume_names(store, app, env)) or "none"))
+    return [*(create(store, acc, reason=reason) for acc in accessories),
+            *(create_volume(store, app, env, v, reason=reason) for v in volumes)]
 
 
 def _save(store: Store, b: Backup) -> None:
@@ -170,6 +236,8 @@ def _sha256(path: Path) -> str:
 
 
 def restore(store: Store, b: Backup, *, into: str | None = None) -> str:
+    if b.type == VOLUME:
+        return _restore_volume(store, b, into=into)
     (acc,) = load(store, b.app, b.env, b.accessory)
     source = usable_file(b)
     with store.lock(lock_name(acc), f"restore of {acc.label}", wait=600):
@@ -178,13 +246,49 @@ def restore(store: Store, b: Backup, *, into: str | None = None) -> str:
     return message
 
 
+def _restore_volume(store: Store, b: Backup, *, into: str | None) -> str:
+    """Checksum, every member checked, extracted into a fresh folder beside the volume (same
+    file system), then swapped in by rename; the replaced folder is kept beside it."""
+    source = usable_file(b)
+    live = volumes_root(store, b.app, b.env) / b.accessory
+    with store.lock(_volume_lock(b.app, b.env, b.accessory), f"restore of volume "
+                    f"{b.accessory}", wait=600):
+        if into:
+            target = Path(into).absolute()
+            if target.exists():
+                raise ConfigError(f"--into {into}: it exists; name a new folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            got = archives.extract(source, target, owner=None)
+            return f"volume {b.accessory}: backup {b.id} extracted into {target} " \
+                   f"({got.files} files); the volume is unchanged"
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        fresh = live.with_name(f".{live.name}.restoring-{b.id}")
+        kept = live.with_name(f".{live.name}.replaced-{stamp}")
+        shutil.rmtree(fresh, ignore_errors=True)  # what a killed restore left
+        live.parent.mkdir(parents=True, exist_ok=True)
+        owner = (live.stat().st_uid, live.stat().st_gid) if live.exists() else None
+        got = archives.extract(source, fresh, owner=owner)
+        archives.swap_in(fresh, live, kept)
+    message = f"volume {b.accessory} restored from backup {b.id} ({got.files} files, " \
+              f"{got.bytes} bytes)" + (f"; the replaced files are kept in {kept}"
+                                       if kept.exists() else "")
+    store.event(b.app, b.env, "backup.restored", f"{b.id}: {message}")
+    return message
+
+
 def verify(store: Store, b: Backup) -> Backup:
-    """Checksum, then a restore into a throwaway server; records what it held."""
+    """Checksum, then a restore into a throwaway server (a volume: every archive member
+    checked as a restore would); records what it held."""
     source = usable_file(b)
     scratch = Path(tempfile.mkdtemp(prefix="headway-verify-"))  # short: sockets go in it
     try:
-        b.details = {"tables" if b.type == "postgres" else "keys":
-                     DRIVERS[b.type].check(source, scratch)}
+        if b.type == VOLUME:
+            got = archives.check(source, scratch)
+            b.details = {"contents": {"files": got.files, "folders": got.folders,
+                                      "links": got.links, "bytes": got.bytes}}
+        else:
+            b.details = {"tables" if b.type == "postgres" else "keys":
+                         DRIVERS[b.type].check(source, scratch)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     b.verified = time.time()
@@ -212,8 +316,11 @@ def kept(backups: list[Backup], *, keep_last: int, keep_daily: int,
 def prune(store: Store, app: str, env: str, accessory: str | None = None) -> list[Backup]:
     spec = backups_spec(store, app, env)
     gone = []
-    for acc in load(store, app, env, accessory):
-        backups = listing(store, app, env, acc.name)
+    names = [a.name for a in load(store, app, env) if accessory in {None, a.name}]
+    names += [v for v in {b.accessory for b in listing(store, app, env, accessory)
+                          if b.type == VOLUME} if v not in names]
+    for name in sorted(names):
+        backups = listing(store, app, env, name)
         keep = kept(backups, keep_last=spec.keep_last, keep_daily=spec.keep_daily,
                     keep_weekly=spec.keep_weekly)
         for b in backups:
@@ -229,8 +336,9 @@ def prune(store: Store, app: str, env: str, accessory: str | None = None) -> lis
 
 
 def scheduled(store: Store, log: Any) -> None:
-    """The agent's round: back up each app's accessories when its schedule says so."""
-    for app, env in {(a.app, a.env) for a in everything(store)}:
+    """The agent's round: back up each app's accessories and volumes when its schedule says
+    so."""
+    for app, env in {(a.app, a.env) for a in everything(store)} | _with_volumes(store):
         every = backups_spec(store, app, env).schedule
         if not every:
             continue
@@ -239,20 +347,39 @@ def scheduled(store: Store, log: Any) -> None:
         if time.time() - max([*last, float(store.get(attempt) or 0)]) < every:
             continue
         store.put(attempt, str(time.time()))
-        for acc in load(store, app, env):
+        jobs: list[tuple[str, Callable[[], Backup]]] = [
+            (acc.label, partial(create, store, acc, reason="scheduled"))
+            for acc in load(store, app, env)]
+        jobs += [(f"volume {v} of {app} ({env})",
+                  partial(create_volume, store, app, env, v, reason="scheduled"))
+                 for v in volume_names(store, app, env)]
+        for label, job in jobs:
             try:
-                b = create(store, acc, reason="scheduled")
-                log(f"scheduled backup {b.id} of {acc.label}: {b.size} bytes")
+                b = job()
+                log(f"scheduled backup {b.id} of {label}: {b.size} bytes")
             except Exception as exc:  # noqa: BLE001 - one failure must not stop the others
-                store.event(app, env, "backup.failed", f"scheduled backup of {acc.name}: {exc}")
-                log(f"scheduled backup of {acc.label} failed: {exc}")
+                store.event(app, env, "backup.failed", f"scheduled backup of {label}: {exc}")
+                log(f"scheduled backup of {label} failed: {exc}")
         prune(store, app, env)
+
+
+def _with_volumes(store: Store) -> set[tuple[str, str]]:
+    """(app, env) of every deployed app environment that has a volume."""
+    return {(r["app"], r["env"]) for r in store.apps()
+            if volume_names(store, r["app"], r["env"])}
 
 
 def before_release(store: Store, app: str, env: str, names: list[str],
                    release: int) -> list[Backup]:
-    return [create(store, acc, reason=f"before release {release}", release=release)
-            for name in names for acc in load(store, app, env, name)]
+    """Backups of the accessories and volumes named (the spec has checked the names; a volume
+    not yet created has nothing to lose), accessories first."""
+    accessories = {a.name: a for a in load(store, app, env)}
+    volumes = set(volume_names(store, app, env))
+    reason = f"before release {release}"
+    taken = [create(store, accessories[n], reason=reason, release=release)
+             for n in names if n in accessories]
+    return taken + [create_volume(store, app, env, n, reason=reason, release=release)
+                    for n in names if n in volumes and n not in accessories]
 
 
 def schema_changes(store: Store, app: str, env: str, after: int, upto: int) -> list[Backup]:

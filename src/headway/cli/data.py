@@ -1,5 +1,6 @@
-"""`headway accessory` and `headway backup`: the app's PostgreSQL and Redis servers and their
-backups. Restores only ever happen here, on an explicit command."""
+"""`headway accessory` and `headway backup`: the app's PostgreSQL and Redis servers, and the
+backups of those and of its [volumes]. Restores only ever happen here, on an explicit
+command."""
 
 from __future__ import annotations
 
@@ -110,10 +111,11 @@ def redis_cli(ctx: output.Context, name: str | None, args: tuple[str, ...]) -> N
 
 @click.group()
 def backup() -> None:
-    """Backups of the accessories: create, list, restore, verify, prune."""
+    """Backups of the accessories and volumes: create, list, restore, verify, prune."""
 
 
-_COLUMNS = ["id", "accessory", "created", "size", "release", "reason", "verified", "sha256"]
+_COLUMNS = ["id", "accessory", "type", "created", "size", "release", "reason", "verified",
+            "sha256"]
 
 
 def _row(b: Any) -> dict[str, Any]:
@@ -125,11 +127,10 @@ def _row(b: Any) -> dict[str, Any]:
 @output.json_option
 @pass_ctx
 def create(ctx: output.Context, name: str | None, as_json: bool) -> None:
-    """Back up NAME (default: every accessory)."""
+    """Back up NAME, an accessory or a volume (default: every accessory and volume)."""
     from headway.accessories import backups
 
-    made = [backups.create(ctx.store(), acc, reason="manual")
-            for acc in _accessories(ctx, name)]
+    made = backups.create_all(ctx.store(), ctx.app(), ctx.env, name, reason="manual")
     output.table([_row(b) for b in made], as_json, _COLUMNS[:-2] + ["path"])
 
 
@@ -148,7 +149,8 @@ def list_(ctx: output.Context, name: str | None, as_json: bool) -> None:
 @backup.command("restore")
 @click.argument("name")
 @click.argument("backup_id", required=False)
-@click.option("--into", default=None, help="postgres: restore into this new database instead")
+@click.option("--into", default=None, help="postgres: restore into this new database instead; "
+              "a volume: extract into this new folder")
 @click.option("--yes", is_flag=True, help="do not ask")
 @pass_ctx
 def restore(ctx: output.Context, name: str, backup_id: str | None, into: str | None,
@@ -158,10 +160,31 @@ def restore(ctx: output.Context, name: str, backup_id: str | None, into: str | N
 
     store = ctx.store()
     b = backups.find(store, ctx.app(), ctx.env, name, backup_id)
+    volume = b.type == backups.VOLUME
     if not yes and not into and sys.stdin.isatty():
-        click.confirm(f"Replace the data of {name} ({ctx.env}) with backup {b.id}? The app's "
-                      "connections to it are cut.", abort=True)
+        click.confirm(f"Replace the files of volume {name} ({ctx.env}) with backup {b.id}? "
+                      "The replaced folder is kept beside it."
+                      if volume else f"Replace the data of {name} ({ctx.env}) with backup "
+                      f"{b.id}? The app's connections to it are cut.", abort=True)
     click.echo(backups.restore(store, b, into=into))
+    if volume and not into:
+        _running_note(ctx, name)
+
+
+def _running_note(ctx: output.Context, name: str) -> None:
+    """What instances that ran through a volume restore see (the swap is a rename)."""
+    from headway.runtime.base import instance_kind
+
+    kinds = {instance_kind(i) for i in ctx.store().instances(ctx.app(), ctx.env)
+             if i.desired == "running"}
+    if kinds - {"process"}:
+        click.echo(f"warning: running containers keep the replaced folder of {name} mounted "
+                   "until they are replaced: `headway deploy --force` starts new ones",
+                   err=True)
+    if "process" in kinds:
+        click.echo(f"note: running processes open {name}'s restored files from now on; a file "
+                   "one holds open (a SQLite database) stays the replaced one until it "
+                   "restarts (`headway deploy --force`)", err=True)
 
 
 @backup.command("verify")
@@ -178,7 +201,9 @@ def verify(ctx: output.Context, name: str, backup_id: str | None, as_json: bool)
     if as_json:
         output.table([_row(b)], True, [])
         return
-    click.echo(f"{b.id}: checksum ok, restored into a scratch {b.type} server")
+    click.echo(f"{b.id}: checksum ok, " + ("every member extracts inside the volume"
+                                             if b.type == backups.VOLUME else
+                                             f"restored into a scratch {b.type} server"))
     for group in b.details.values():
         for key, count in group.items():
             click.echo(f"  {key}: {count}")
