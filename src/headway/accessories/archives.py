@@ -18,6 +18,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from headway.errors import RuntimeFailure
 from headway.secrets.vault import fsync_dir
@@ -29,7 +30,7 @@ LEVEL = 6  # gzip's own default: most of level 9's size at a fraction of its tim
 class _Hashing:
     """A write-only file that hashes and counts what passes through it."""
 
-    def __init__(self, out: object) -> None:
+    def __init__(self, out: BinaryIO) -> None:
         self.out = out
         self.digest = hashlib.sha256()
         self.size = 0
@@ -37,7 +38,10 @@ class _Hashing:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.out.write(data)  # type: ignore[attr-defined, no-any-return]
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def write(folder: Path, dest: Path) -> tuple[int, str]:
@@ -47,8 +51,7 @@ def write(folder: Path, dest: Path) -> tuple[int, str]:
     try:
         with open(tmp, "wb") as out:
             hashing = _Hashing(out)
-            with gzip.GzipFile(fileobj=hashing, mode="wb",  # type: ignore[arg-type]
-                               compresslevel=LEVEL, mtime=0) as packed, \
+            with gzip.GzipFile(fileobj=hashing, mode="wb", compresslevel=LEVEL, mtime=0) as packed, \
                     tarfile.open(fileobj=packed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 tar.add(folder, arcname=".", recursive=True)
             out.flush()
