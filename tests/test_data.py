@@ -217,7 +217,7 @@ def test_accessory_config_errors_name_the_key(app: App) -> None:
     assert not (app.home / "router").exists()
     app.configure(accessories__db='version = "15"', release='backup = ["nope"]')
     bad = app.run("config", "check", check=False)
-    assert bad.returncode == 2 and "release.backup: no accessory 'nope'" in bad.stderr
+    assert bad.returncode == 2 and "release.backup: no accessory or volume 'nope'" in bad.stderr
 
 
 @pytest.fixture(autouse=True)

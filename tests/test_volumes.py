@@ -104,9 +104,15 @@ def crafted(members: list[tuple[str, bytes | str]]) -> bytes:
 
 @pytest.mark.integration
 def test_backup_and_restore_of_volumes_on_processes(app: App) -> None:
-    app.configure(volumes='data = "data"\nempty = "empty"')
-    app.run("deploy")
+    app.configure(volumes='data = "data"\nempty = "empty"',
+                  release="command = \"sh -c 'echo migrated > data/log'\"")
+    deployed = app.run("deploy")
     volumes = Path(sh(app, "readlink -f data").strip()).parent
+    before = [b for b in json.loads(app.run("backup", "list", "--json").stdout)
+              if b["reason"] == "before release 1"]  # the volumes as the release command found them
+    assert sorted(b["accessory"] for b in before) == ["data", "empty"]
+    assert all(f"backup {b['id']} of {b['accessory']} taken" in deployed.stderr + deployed.stdout
+               for b in before)
     sh(app, "echo first > data/f && mkdir data/sub && echo deep > data/sub/g")
     made = json.loads(app.run("backup", "create", "--json").stdout)
     assert {(b["accessory"], b["type"]) for b in made} == {("data", "volume"),
@@ -120,12 +126,13 @@ def test_backup_and_restore_of_volumes_on_processes(app: App) -> None:
     assert hashlib.sha256(Path(data["path"]).read_bytes()).hexdigest().startswith(
         listed[data["id"]]["sha256"])
     checked = json.loads(app.run("backup", "verify", "data", "--json").stdout)[0]
-    assert checked["details"]["contents"]["files"] == 2
+    assert checked["details"]["contents"]["files"] == 3
 
     sh(app, "echo changed > data/f && rm -r data/sub && echo new > data/h")
     restored = app.run("backup", "restore", "data", "--yes")
     assert f"restored from backup {data['id']}" in restored.stdout
-    assert tree(volumes / "data") == {"f": "first\n", "sub": "<dir>", "sub/g": "deep\n"}
+    assert tree(volumes / "data") == {"f": "first\n", "log": "migrated\n", "sub": "<dir>",
+                                      "sub/g": "deep\n"}
     assert sh(app, "cat data/f data/sub/g") == "first\ndeep\n"  # what the app sees
     (kept,) = volumes.glob(".data.replaced-*")  # the replaced files, named in the output
     assert str(kept) in restored.stdout and (kept / "h").read_text() == "new\n"

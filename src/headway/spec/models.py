@@ -230,8 +230,8 @@ class ReleaseSpec(Model):
     command: str | None = Field(None, description="e.g. \"alembic upgrade head\"; gets the "
                                 "new release's code, [env] and secrets")
     timeout: Duration = Field(600.0, description="the deploy fails if it runs longer")
-    backup: list[str] | None = Field(None, description="accessories backed up before the "
-                                     "command; default: every postgres accessory")
+    backup: list[str] | None = Field(None, description="accessories and volumes backed up before "
+                                     "the command; default: every postgres one, every volume")
 
 
 class AccessorySpec(Model):
@@ -389,15 +389,15 @@ class Spec(Model):
                                      f"accessories.{taken.get(var) or seen[var]}")
                 taken[var] = name
         for name in self.release.backup or []:
-            if name not in self.accessories:
-                raise ValueError(f"release.backup: no accessory {name!r} "
-                                 f"(declared: {', '.join(self.accessories) or 'none'})")
+            if name not in self.accessories and name not in self.volumes:
+                raise ValueError(f"release.backup: no accessory or volume {name!r} "
+                                 f"(declared: {', '.join([*self.accessories, *self.volumes]) or 'none'})")
         return self
 
     def pre_release_backups(self) -> list[str]:
         if self.release.backup is not None:
             return self.release.backup
-        return [n for n, a in self.accessories.items() if a.type == "postgres"]
+        return [n for n, a in self.accessories.items() if a.type == "postgres"] + [*self.volumes]
 
     def environment(self, name: str) -> dict[str, str]:
         """The effective variables for one environment: [env] overridden by [env.<name>]."""
