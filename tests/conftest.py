@@ -4,6 +4,7 @@ HAProxy, agent or instance outlives it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -109,6 +110,38 @@ class App:
                 else:
                     lines[at] = setting
         path.write_text("\n".join(lines) + "\n")
+
+
+def write_test_toml(app: App, *, name: str, runtime: str, command: str,
+                    deploy: str = 'timeout = "60s"', health: str = "") -> None:
+    """A headway.toml for an app a test deploys: its name, runtime and web command, one
+    replica checked every 200 ms, and ports of its own on loopback (router, metrics), which
+    `app` records. `deploy` and `health`: extra lines of [deploy] and
+    [processes.web.health]."""
+    app.metrics_port, app.router_metrics_port = free_port(), free_port()
+    health = f"{health}\n" if health else ""
+    (app.dir / "headway.toml").write_text(f"""[app]
+name = "{name}"
+runtime = "{runtime}"
+
+[processes.web]
+command = {json.dumps(command)}
+replicas = 1
+
+[processes.web.health]
+interval = "200ms"
+{health}
+[deploy]
+{deploy}
+
+[router]
+port = {app.port}
+address = "127.0.0.1"
+
+[observe]
+metrics_port = {app.metrics_port}
+router_metrics_port = {app.router_metrics_port}
+""")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from headway.builder import node, semver
 from headway.builder.containerfile import base_image, render
 from headway.builder.detect import detect
 from headway.errors import ConfigError, RuntimeFailure
-from tests.conftest import ROOT, App, _kill_leftovers, free_port
+from tests.conftest import ROOT, App, _kill_leftovers, free_port, write_test_toml
 from tests.test_containers import base_images  # noqa: F401  (the podman stand-in images)
 
 NODE_MAJOR = subprocess.run(["node", "--version"], capture_output=True, text=True,
@@ -339,29 +339,7 @@ def deployable(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Calla
         app.run("init", "--port", str(app.port))
         command = tomllib.loads((app.dir / "headway.toml").read_text())["processes"]["web"][
             "command"]  # what init detected; the rest is this test's own ports and timings
-        app.metrics_port, app.router_metrics_port = free_port(), free_port()
-        (app.dir / "headway.toml").write_text(f"""[app]
-name = "app"
-runtime = "{runtime}"
-
-[processes.web]
-command = "{command}"
-replicas = 1
-
-[processes.web.health]
-interval = "200ms"
-
-[deploy]
-timeout = "60s"
-
-[router]
-port = {app.port}
-address = "127.0.0.1"
-
-[observe]
-metrics_port = {app.metrics_port}
-router_metrics_port = {app.router_metrics_port}
-""")
+        write_test_toml(app, name="app", runtime=runtime, command=command)
         return app
 
     yield make

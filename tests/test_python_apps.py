@@ -19,7 +19,7 @@ from headway.builder.detect import detect
 from headway.errors import ConfigError, RuntimeFailure
 from headway.runtime import artifact, pyinstall
 from headway.spec.models import Spec
-from tests.conftest import App, _kill_leftovers, free_port
+from tests.conftest import App, _kill_leftovers, free_port, write_test_toml
 from tests.test_containers import _remove_containers, base_images  # noqa: F401 (a fixture)
 
 H = {"bottle": "045684fbd2764eac9cdeb824861d1551d113e8b683d8d26e296898d3dd99a12e",
@@ -510,35 +510,12 @@ def test_collectstatic_runs_after_install_with_the_apps_env(tmp_path: Path) -> N
 
 # end to end: headway deploy on both runtimes ----------------------------------------------
 def _deployable(root: Path, make: object, runtime: str) -> App:
-    app_dir = make(root / "shop")  # type: ignore[operator]
-    port, metrics, router_metrics = free_port(), free_port(), free_port()
-    command = detect(app_dir).command
+    app = App(make(root / "shop"), root / "home", free_port())  # type: ignore[operator]
+    command = detect(app.dir).command
     assert command == GUNICORN
-    (app_dir / "headway.toml").write_text(f"""[app]
-name = "shop"
-runtime = "{runtime}"
-
-[processes.web]
-command = "{command}"
-replicas = 1
-
-[processes.web.health]
-interval = "200ms"
-timeout = "1s"
-
-[deploy]
-timeout = "30s"
-drain_timeout = "2s"
-
-[router]
-port = {port}
-address = "127.0.0.1"
-
-[observe]
-metrics_port = {metrics}
-router_metrics_port = {router_metrics}
-""")
-    return App(app_dir, root / "home", port)
+    write_test_toml(app, name="shop", runtime=runtime, command=command,
+                    health='timeout = "1s"', deploy='timeout = "30s"\ndrain_timeout = "2s"')
+    return app
 
 
 @pytest.fixture(params=["process", "podman"])
