@@ -1,13 +1,18 @@
 """Backups: `headway backup create` / `restore --into` on a PostgreSQL database of about 1 GB
 made by this script, against plain pg_dump / pg_restore with the same flags run by hand in
 the same run, alternating (ratio; target <= 1.1); and the time a deploy with a release
-command adds over one without (with and without its backup). Prints JSON."""
+command adds over one without (with and without its backup); and `backup create` / `restore`
+of a 50 MB volume against GNU tar -czf / -xzf by hand (`--volume`: that case alone, in about
+a minute). Prints JSON."""
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,6 +67,7 @@ def main() -> None:
             "restore_s": {"headway": restore_h, "by_hand": restore_m,
                           "ratio": statistics.median(restore_h) / statistics.median(restore_m)},
             "deploy_s": deploys,
+            "volume": volume_case(),
             "note": "headway times are whole CLI commands (Python start included); restore "
                     "--into a new database on both sides; pg_restore is "
                     "pg_dump's sibling, same flags",
@@ -92,10 +98,62 @@ def release_overhead(app: BenchApp) -> dict[str, float]:
     return out
 
 
+VOLUME_MB = 50
+
+
+def fill(folder: Path, megabytes: int) -> None:
+    """Half incompressible (photos, archives), half text-like (JSON, logs), in 256 KiB files."""
+    line = b'{"id": 1234, "name": "an uploaded document", "tags": ["a", "b"]}\n'
+    for n in range(megabytes * 4):
+        sub = folder / f"d{n % 8}"
+        sub.mkdir(exist_ok=True)
+        body = os.urandom(1 << 18) if n % 2 else (line * ((1 << 18) // len(line) + 1))[:1 << 18]
+        (sub / f"f{n}.bin").write_bytes(body)
+
+
+def volume_case() -> dict[str, object]:
+    """backup create / restore of a VOLUME_MB volume, 2 runs each, alternating with tar by
+    hand (GNU tar, gzip level 6 as Headway's archives)."""
+    app = BenchApp(18196, replicas=1)
+    try:
+        app.set("[router]", '[volumes]\nuploads = "uploads"\n\n[router]')
+        app.headway("deploy")
+        folder = Path(app.headway("run", "--", "readlink", "-f", "uploads").stdout.strip())
+        fill(folder, VOLUME_MB)
+        by_hand = app.tmp / "by-hand.tar.gz"
+        backup_h, backup_m, restore_h, restore_m = [], [], [], []
+        for _ in range(2):
+            backup_h.append(timed(lambda: app.headway("backup", "create", "uploads")))
+            backup_m.append(timed(lambda: subprocess.run(
+                ["tar", "-czf", str(by_hand), "-C", str(folder), "."], check=True)))
+        newest = json.loads(app.headway("backup", "list", "uploads", "--json").stdout)[0]
+        for _ in range(2):
+            restore_h.append(timed(lambda: app.headway("backup", "restore", "uploads",
+                                                       newest["id"], "--yes")))
+            into = tempfile.mkdtemp(dir=folder.parent, prefix=".by-hand-")
+            restore_m.append(timed(lambda into=into: subprocess.run(
+                ["tar", "-xzf", str(by_hand), "-C", into], check=True)))
+        return {"volume_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()),
+                "archive_bytes": newest["size"], "by_hand_bytes": by_hand.stat().st_size,
+                "backup_s": {"headway": backup_h, "by_hand": backup_m,
+                             "ratio": statistics.median(backup_h) / statistics.median(backup_m)},
+                "restore_s": {"headway": restore_h, "by_hand": restore_m,
+                              "ratio": statistics.median(restore_h) / statistics.median(restore_m)},
+                "note": "headway times are whole CLI commands (Python start included); its "
+                        "restore also checks the checksum and every member, fsyncs and swaps "
+                        "the folder in; tar by hand extracts into a new folder, no checks"}
+    finally:
+        app.close()
+
+
 def psql(app: BenchApp, query: str) -> str:
     return app.headway("accessory", "psql", "db", "--", "-X", "-At", "-v", "ON_ERROR_STOP=1",
                        "-c", query).stdout.strip()
 
 
 if __name__ == "__main__":
-    main()
+    if "--volume" in sys.argv[1:]:
+        print(json.dumps({"benchmark": "backup", "volume": volume_case(), "machine": machine()},
+                         indent=2))
+    else:
+        main()

@@ -60,7 +60,7 @@ def survives(app: App) -> Path:
 def test_a_volume_survives_deploys_rollback_pruning_and_destroy_on_processes(app: App) -> None:
     volume = survives(app)
     release = app.home / "apps" / "hello" / "production" / "releases" / "2" / "data"
-    assert release.is_symlink() and release.resolve() == volume
+    assert release.is_symlink() and release.resolve() == volume.resolve()
     app.run("destroy", "--yes")
     assert (volume / "note").exists()  # only --volumes deletes the data
     app.run("deploy")
@@ -164,5 +164,6 @@ def test_backup_and_restore_of_volumes_on_processes(app: App) -> None:
         assert refused.returncode == 6, said
         assert f"member {member!r}" in said and "nothing was restored" in said
         assert (tree(volumes / "data"), sorted(p.name for p in volumes.iterdir())) == before
-        assert not list(app.home.rglob("evil"))
+        assert not list(app.home.rglob("evil")) and not list(volumes.parent.rglob("evil"))
+        assert not Path("/tmp/evil").exists()
     db.close()

@@ -1,9 +1,10 @@
 """Archives of [volumes] folders for `headway backup`: a gzip tar streamed into a hidden temp
-file while its SHA-256 is computed, fsynced, then renamed into place; and the way back: every
-member checked before anything is written (no absolute path, no `..`, no link or hard link
-leaving the folder, no device: tarfile's "data" filter), extracted into a fresh folder beside
-the volume, given the volume's owner, then swapped in with one atomic rename. Never changes a
-volume before its archive has passed every check; never leaves it half-restored."""
+file while its SHA-256 is computed, fsynced, then renamed into place; and the way back: extracted
+into a fresh folder beside the volume with every member checked as it comes (no absolute
+path, no `..`, no link or hard link leaving the folder, no device: tarfile's "data" filter;
+one refused member discards the whole folder), given the volume's owner, then swapped in with
+one atomic rename. Never changes a volume before its archive has passed every check; never
+leaves it half-restored."""
 
 from __future__ import annotations
 
@@ -83,48 +84,67 @@ def _refuse(path: Path, member: tarfile.TarInfo, why: str) -> RuntimeFailure:
                                "altered after it; restore another backup")
 
 
+class _Guard:
+    """tarfile's "data" filter, plus a refusal of absolute names and `..` (which it would
+    strip or resolve rather than refuse), counting what passes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen = Contents()
+
+    def __call__(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        if member.name.startswith("/") or ".." in PurePosixPath(member.name).parts:
+            raise _refuse(self.path, member, "is an absolute path or climbs out with '..'")
+        try:
+            passed = tarfile.data_filter(member, dest)
+        except tarfile.FilterError as exc:
+            raise _refuse(self.path, member, f"is refused ({exc})") from exc
+        self.seen.files += member.isreg()
+        self.seen.folders += member.isdir()
+        self.seen.links += member.issym() or member.islnk()
+        self.seen.bytes += member.size if member.isreg() else 0
+        return passed
+
+
+def _unreadable(path: Path, exc: BaseException) -> RuntimeFailure:
+    return RuntimeFailure(f"{path}: not a readable gzip tar archive ({exc}); nothing was "
+                          "restored")
+
+
 def check(path: Path, scratch: Path) -> Contents:
     """Every member of the archive at path, as extracting it under `scratch` would treat it:
     RuntimeFailure naming the first member that would land outside or is not plain data."""
-    seen = Contents()
+    guard = _Guard(path)
     try:
         with tarfile.open(path, "r:gz") as tar:
             for member in tar:
-                parts = PurePosixPath(member.name).parts
-                if member.name.startswith("/") or ".." in parts:
-                    raise _refuse(path, member, "is an absolute path or climbs out with '..'")
-                try:
-                    tarfile.data_filter(member, str(scratch))
-                except tarfile.FilterError as exc:
-                    raise _refuse(path, member, f"is refused ({exc})") from exc
-                seen.files += member.isreg()
-                seen.folders += member.isdir()
-                seen.links += member.issym() or member.islnk()
-                seen.bytes += member.size if member.isreg() else 0
+                guard(member, str(scratch))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise RuntimeFailure(f"{path}: not a readable gzip tar archive ({exc}); nothing was "
-                             "restored") from exc
-    return seen
+        raise _unreadable(path, exc) from exc
+    return guard.seen
 
 
 def extract(path: Path, dest: Path, *, owner: tuple[int, int] | None) -> Contents:
-    """Check, then extract the archive into dest (which must not exist), owned by `owner`
-    (uid, gid) when given. On any failure dest is removed."""
-    contents = check(path, dest)
+    """Extract the archive into dest (which must not exist), every member passed through the
+    guard first, then owned by `owner` (uid, gid) when given and fsynced. On any failure, a
+    refused member included, dest is removed: nothing of a bad archive is left anywhere."""
+    guard = _Guard(path)
     dest.mkdir(mode=0o755)
     try:
         with tarfile.open(path, "r:gz") as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, filter=guard)
         if owner is not None:
             _chown_tree(dest, owner)
         _fsync_tree(dest)
     except BaseException as exc:
         shutil.rmtree(dest, ignore_errors=True)
-        if isinstance(exc, (tarfile.TarError, OSError, EOFError, zlib.error)):
+        if isinstance(exc, (tarfile.TarError, EOFError, zlib.error)):
+            raise _unreadable(path, exc) from exc
+        if isinstance(exc, OSError):
             raise RuntimeFailure(f"{path}: extracting into {dest} failed ({exc}); nothing was "
                                  "restored") from exc
         raise
-    return contents
+    return guard.seen
 
 
 def _chown_tree(root: Path, owner: tuple[int, int]) -> None:
