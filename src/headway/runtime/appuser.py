@@ -15,6 +15,8 @@ path), 0711 so nobody lists it:
       ENV/volumes/NAME    owned by hw-APP: the app's writable places
     deps/                 shared virtualenvs and node_modules, readable by every app user:
                           dependencies only (keyed by content), never an app's code or secrets
+The home keeps links to them where they were before (apps/APP/ENV/releases and volumes,
+venvs), for root and the operator: the apps' users cannot follow them into the home.
 
 Not root: nothing changes (apps run as Headway's own user, files stay under the home).
 Containers are untouched: podman runs them from images, with only their volumes mounted.
@@ -124,17 +126,38 @@ def deps_cache(home: Path) -> Path:
 
 # who may read what --------------------------------------------------------------------------
 def open_app_folder(home: Path, app: str, env: str) -> AppUser | None:
-    """The app root (0711) and the app's folder (root:hw-APP 0750) made, the user returned."""
+    """The app root (0711) and the app's folders (root:hw-APP 0750) made, the user returned.
+    Where a Headway without app users kept them, under $HEADWAY_HOME (apps/APP/ENV/releases
+    and volumes, venvs), links lead to them, for root and the operator only."""
     if not isolated():
         return None
     user = ensure_user(app)
     root = app_root(home)
-    for path, mode, gid in ((BASE, 0o711, 0), (root, 0o711, 0),
-                            (root / app, 0o750, user.gid), (root / app / env, 0o750, user.gid)):
+    env_dir = root / app / env
+    for path, mode, gid in ((BASE, 0o711, 0), (root, 0o711, 0), (root / "deps", 0o711, 0),
+                            (root / app, 0o750, user.gid), (env_dir, 0o750, user.gid),
+                            (env_dir / "releases", 0o750, user.gid),
+                            (env_dir / "volumes", 0o750, user.gid)):
         path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, 0, gid)
-        os.chmod(path, mode)
+        if path.stat().st_gid != gid or stat.S_IMODE(path.stat().st_mode) != mode:
+            os.chown(path, 0, gid)
+            os.chmod(path, mode)
+    for link, target in ((home / "apps" / app / env / "releases", env_dir / "releases"),
+                         (home / "apps" / app / env / "volumes", env_dir / "volumes"),
+                         (home / "venvs", root / "deps")):
+        _link(link, target)
     return user
+
+
+def _link(link: Path, target: Path) -> None:
+    """`link` -> `target`, unless something (an older Headway's folder) is there already."""
+    if link.is_symlink() or link.exists():
+        return
+    link.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        link.symlink_to(target, target_is_directory=True)
+    except FileExistsError:
+        pass
 
 
 def grant_release(folder: Path, user: AppUser) -> None:
@@ -149,8 +172,6 @@ def grant_release(folder: Path, user: AppUser) -> None:
         if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o100:
             mode |= 0o010
         os.chmod(path, mode & ~0o007)
-    os.chown(folder.parent, 0, user.gid)
-    os.chmod(folder.parent, 0o750)
 
 
 def grant_volume(folder: Path, user: AppUser) -> None:

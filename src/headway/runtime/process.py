@@ -205,11 +205,11 @@ class ProcessRuntime:
 
     def prepare(self, source: Path, files: list[Path], release: Release) -> None:
         dest = Path(release.path)
+        user = appuser.open_app_folder(self.store.home, release.app, release.env)
         materialize(source, files, dest)
         spec = Spec.model_validate(json.loads(release.spec)["spec"])
         install_dependencies(dest, spec, appuser.deps_cache(self.store.home))
         link_volumes(self.store, release)
-        user = appuser.open_app_folder(self.store.home, release.app, release.env)
         if user:
             appuser.grant_release(dest, user)
             for shared in (dest / ".venv", dest / "node_modules"):
