@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from headway.runtime.appuser import releases_root, volumes_root
 from tests.conftest import App, wait_for
 from tests.test_containers import base_images, podman_app  # noqa: F401 - fixtures
 
@@ -33,7 +34,7 @@ def survives(app: App) -> Path:
     (app.dir / "data" / "seed.txt").write_text("seed v1")
     app.configure(volumes='data = "data"', deploy='keep_releases = 2\nkeep_previous = "0s"')
     app.run("deploy")
-    volume = app.home / "apps" / "hello" / "production" / "volumes" / "data"
+    volume = volumes_root(app.home, "hello", "production") / "data"
     assert (volume / "seed.txt").read_text() == "seed v1"  # seeded from the first release
     app.run("exec", "--", "python3", "-c", "open('data/note', 'w').write('from release 1')")
     (app.dir / "data" / "seed.txt").write_text("seed v2")
@@ -48,7 +49,7 @@ def survives(app: App) -> Path:
     assert read(app, "exec", "note") == "from release 1"
     assert read(app, "exec", "run") == "one-off"
     wait_for(lambda: statuses(app)[1] == "pruned", "release 1 to be pruned")
-    assert not Path(app.home / "apps" / "hello" / "production" / "releases" / "1").exists()
+    assert not (releases_root(app.home, "hello", "production") / "1").exists()
     assert (volume / "note").read_text() == "from release 1"
     refused = app.run("destroy", "--volumes", check=False)
     assert refused.returncode == 2 and "--yes" in refused.stderr
@@ -59,7 +60,7 @@ def survives(app: App) -> Path:
 @pytest.mark.integration
 def test_a_volume_survives_deploys_rollback_pruning_and_destroy_on_processes(app: App) -> None:
     volume = survives(app)
-    release = app.home / "apps" / "hello" / "production" / "releases" / "2" / "data"
+    release = releases_root(app.home, "hello", "production") / "2" / "data"
     assert release.is_symlink() and release.resolve() == volume.resolve()
     app.run("destroy", "--yes")
     assert (volume / "note").exists()  # only --volumes deletes the data
@@ -107,7 +108,7 @@ def test_backup_and_restore_of_volumes_on_processes(app: App) -> None:
     app.configure(volumes='data = "data"\nempty = "empty"',
                   release="command = \"sh -c 'echo migrated > data/log'\"")
     deployed = app.run("deploy")
-    volumes = Path(sh(app, "readlink -f data").strip()).parent
+    volumes = volumes_root(app.home, "hello", "production")
     before = [b for b in json.loads(app.run("backup", "list", "--json").stdout)
               if b["reason"] == "before release 1"]  # the volumes as the release command found them
     assert sorted(b["accessory"] for b in before) == ["data", "empty"]
