@@ -1,76 +1,126 @@
-"""Rollback latency: from `headway rollback` starting to every response coming from the old
-release, measured by a poller hitting the router, over 10 runs. Prints JSON."""
+"""Rollback latency: from `headway rollback` starting to every response coming from the target
+release (a warm one: a traffic switch), measured by a poller hitting the router, idle and while
+wrk saturates the machine (`wrk -t2 -c64` on the same router). Prints JSON; `--out FILE` also
+writes it there.
+
+    python -m bench.rollback_latency --runs 8 --out bench/results/rollback_latency.json
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 import httpx
 
 from bench.common import BenchApp, machine
 
-FAILED: list[int] = []
+STREAK = 20  # consecutive answers from the target that count as "all traffic on it"
 
 
 def main() -> None:
-    app = BenchApp(18182)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=8, help="rollbacks per phase")
+    parser.add_argument("--port", type=int, default=18182, help="router port (and the next two)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections when loaded")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    app = BenchApp(args.port)
     try:
         app.headway("deploy")
         app.write("VERSION", "v2\n")
         app.headway("deploy")
-        command, switched = [], []
-        for run in range(10):
-            want = "v1" if run % 2 == 0 else "v2"
-            t0 = time.monotonic()
-            first_all_old = _time_to_version(app, want, t0, release=want[1:])
-            command.append(time.monotonic() - t0)
-            switched.append(first_all_old)
-        print(json.dumps({
-            "benchmark": "rollback_latency", "runs": 10,
-            "to_all_traffic_on_target_s": {"median": statistics.median(switched),
-                                           "max": max(switched)},
-            "command_wall_s": {"median": statistics.median(command), "max": max(command)},
-            "failed_requests_during_rollbacks": len(FAILED),
-            "note": "times include starting the headway CLI (Python) itself",
-            "machine": machine()}, indent=2))
+        result = {"benchmark": "rollback_latency", "runs_per_phase": args.runs,
+                  "idle": phase(app, args.runs),
+                  "loaded": phase(app, args.runs, connections=args.connections),
+                  "note": "from the start of the `headway rollback` process (Python start-up "
+                          "included) to the first of 20 consecutive answers from the target; "
+                          f"loaded: wrk -t2 -c{args.connections} on the router throughout",
+                  "machine": machine()}
     finally:
         app.close()
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
 
 
-def _time_to_version(app: BenchApp, want: str, t0: float, *, release: str) -> float:
-    """Run `headway rollback RELEASE` (alternating between two warm releases); return the time
-    from its start until the router's answers are all `want` (20 consecutive GETs), and
-    count any answer that is not a 200 as a failure."""
+def phase(app: BenchApp, runs: int, *, connections: int = 0) -> dict[str, object]:
+    """`runs` (even) rollbacks alternating between the two warm releases, under wrk if
+    connections."""
+    runs += runs % 2
+    load = subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{runs * 6 + 10}s", app.url],
+                            stdout=subprocess.PIPE, text=True) if connections else None
+    failed: list[str] = []
+    switched, command = [], []
+    try:
+        if load:
+            time.sleep(2)  # let wrk saturate first
+        for run in range(runs):
+            target = 1 if run % 2 == 0 else 2  # release 2 (v2) is live when a phase starts
+            to_target, wall = _rollback(app, target, failed)
+            switched.append(to_target)
+            command.append(wall)
+    finally:
+        if load:
+            load.terminate()
+            load.wait()
+    return {"load_average_1m_at_end": round(os.getloadavg()[0], 1),
+            "to_all_traffic_on_target_s": _stats(switched),
+            "command_wall_s": _stats(command), "failed_poller_requests": len(failed),
+            "failures": dict(Counter(failed)),
+            **({"wrk": f"wrk -t2 -c{connections}"} if connections else {})}
+
+
+def _stats(values: list[float]) -> dict[str, object]:
+    return {"median": round(statistics.median(values), 3), "max": round(max(values), 3),
+            "min": round(min(values), 3), "all": [round(v, 3) for v in values]}
+
+
+def _rollback(app: BenchApp, target: int, failed: list[str]) -> tuple[float, float]:
+    """Run `headway rollback TARGET` (a warm release, serving vTARGET); return (seconds from its start
+    until the router's answers are all `want`, the command's wall time). Any answer that is
+    not a 200 counts as failed."""
     seen: list[float] = []
-    done = threading.Event()
+    want = f"v{target}"
+    t0 = time.monotonic()
 
     def poll() -> None:
         streak = 0
+        deadline = t0 + 30
         with httpx.Client(timeout=5) as client:
-            while not done.is_set():
-                resp = client.get(app.url)
-                if resp.status_code != 200:
-                    FAILED.append(resp.status_code)
+            while time.monotonic() < deadline:
+                try:
+                    resp = client.get(app.url)
+                except httpx.HTTPError as exc:
+                    failed.append(type(exc).__name__)
                     continue
-                version = resp.json()["version"]
-                streak = streak + 1 if version == want else 0
+                if resp.status_code != 200:
+                    failed.append(str(resp.status_code))
+                    continue
+                streak = streak + 1 if resp.json()["version"] == want else 0
                 if streak == 1:
                     seen[:] = [time.monotonic() - t0]
-                if streak >= 20:
+                if streak >= STREAK:
                     return
 
     poller = threading.Thread(target=poll)
     poller.start()
-    subprocess.run([sys.executable, "-m", "headway", "rollback", release], cwd=app.dir, env=app.env,
-                   check=True, capture_output=True)
-    poller.join(timeout=10)
-    done.set()
-    return seen[0]
+    proc = subprocess.run([sys.executable, "-m", "headway", "rollback", str(target)], cwd=app.dir,
+                          env=app.env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - t0
+    poller.join(timeout=30)
+    if proc.returncode != 0 or not seen:
+        raise SystemExit(f"rollback to {target} failed ({proc.returncode}):\n{proc.stderr}")
+    return seen[0], wall
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from pydantic import BaseModel
 
-from headway.cli.main import cli
+from headway.cli.main import cli, register_all
 from headway.spec.models import (
     AccessorySpec,
     AnalysisSpec,
@@ -59,6 +59,7 @@ def config_reference() -> str:
 
 def cli_reference() -> str:
     ctx = click.Context(cli, info_name="headway")
+    register_all(cli)  # the commands of the other cli modules, added lazily otherwise
     out = ["| command | what it does | options |", "|---|---|---|"]
     assert isinstance(cli, click.Group)
     commands = []

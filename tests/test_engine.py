@@ -31,6 +31,8 @@ replicas = 2
 interval = "10ms"
 [deploy]
 strategy = "{strategy}"
+[observe]
+metrics_port = 0  # no clash with an agent of another home on this host
 '''
 
 
@@ -145,7 +147,7 @@ def test_a_step_of_unknown_kind_is_refused_before_anything_runs(
     router: FakeRouter = engine.router  # type: ignore[assignment]
     deploy(engine, tmp_path, "1")
     before = dict(router.state["be_shop_production"])
-    monkeypatch.setattr("headway.engine.engine.plan_deploy", lambda spec, running: [
+    monkeypatch.setattr("headway.planner.plan_deploy", lambda spec, running: [
         Step("start", group="web", process="web", count=2), Step("teleport")])
     with pytest.raises(DeployFailed, match="internal error: the plan has a step of unknown "
                        "kind 'teleport'") as err:
@@ -204,6 +206,86 @@ def test_recover_carries_out_the_decision(engine: Engine, tmp_path: Path) -> Non
                for m in said), said
     assert {i.release for i in store.instances("shop", "production")} == {1}
     assert [r.status for r in store.releases("shop", "production")] == ["failed", "active"]
+
+
+def test_warm_rollback_switches_first_in_one_exchange(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All of release 1 is warm and answers: the rollback's first router exchange is the switch,
+    before any import, probe loop or warning that can wait."""
+    router: FakeRouter = engine.router  # type: ignore[assignment]
+    monkeypatch.setattr("headway.engine.warm.probe", lambda *a, **k: None)
+    deploy(engine, tmp_path, "1")
+    deploy(engine, tmp_path, "2")
+    by_release = {r: [i.id for i in engine.store.instances("shop", "production", release=r)]
+                  for r in (1, 2)}
+    router.exchanges.clear()
+    outcome = engine.rollback("shop", "production")
+    (be, first), *_ = router.exchanges
+    assert be == "be_shop_production"
+    assert sorted(first, key=str) == sorted([*(Ready(i) for i in by_release[1]),
+                                             *(Drain(i) for i in by_release[2])], key=str)
+    assert outcome.release == 1 and outcome.switch_seconds is not None
+    assert router.state["be_shop_production"] == {**dict.fromkeys(by_release[1], "ready"),
+                                                  **dict.fromkeys(by_release[2], "maint")}
+
+
+def test_a_warm_release_that_fails_its_probe_takes_the_careful_path(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("headway.engine.warm.probe", lambda *a, **k: "ConnectionRefusedError")
+    deploy(engine, tmp_path, "1")
+    deploy(engine, tmp_path, "2")
+    outcome = engine.rollback("shop", "production")  # wait_healthy (faked healthy) decides
+    assert outcome.release == 1 and outcome.switch_seconds is None
+    assert engine.active("shop", "production").number == 1  # type: ignore[union-attr]
+
+
+def test_probe_answers_like_the_health_rule() -> None:
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from headway.engine.probe import probe
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response({"/up": 200, "/moved": 302, "/gone": 404}.get(self.path, 503))
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        assert probe(port, "/up", timeout=2) is None
+        assert probe(port, "/moved", timeout=2) is None
+        assert probe(port, "/gone", timeout=2) == "GET /gone answered 404"
+        assert probe(port, "/gone", timeout=2, expect="below-500") is None
+        assert probe(port, "/x", timeout=2, expect="below-500") == "GET /x answered 503"
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed = free.getsockname()[1]
+    assert (probe(closed, "/up", timeout=2) or "").startswith("ConnectionRefusedError")
+
+
+def test_a_rollback_imports_nothing_heavy_before_its_switch() -> None:
+    """What `headway rollback` loads before the switch: no pydantic models, httpx, rich
+    tables of other commands, accessories or runtimes (each costs a CLI under load)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, headway.cli.main, headway.engine, headway.router\n"
+            "from headway.engine import warm\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'pydantic', 'httpx'}"
+            " or m.startswith(('headway.spec', 'headway.accessories', 'headway.runtime',"
+            " 'headway.observer.health', 'headway.cli.data', 'headway.cli.ci'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_podman_argv_of_an_instance_and_of_a_one_off_command() -> None:

@@ -10,19 +10,29 @@ from pathlib import Path
 import click
 
 from headway.agent.control import no_healthy_server
-from headway.cli import doctor as doctor_cli
 from headway.cli import output
-from headway.cli.ci import register as register_ci
-from headway.cli.data import accessory, backup
-from headway.cli.run import register as register_run
-from headway.cli.secrets import secrets
 from headway.errors import ConfigError, HeadwayError, RouterError
 
 pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
 json_option = output.json_option
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """The commands of other cli modules (and their imports) are added on first need: a
+    command defined here that is not a group (`headway rollback`) never pays for them."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = self.commands.get(cmd_name)
+        if command is None or isinstance(command, click.Group):
+            register_all(self)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        register_all(self)
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", type=click.Path(path_type=Path), default=Path("headway.toml"),
               show_default=True, help="path to headway.toml")
 @click.option("--env", "env", default="production", show_default=True,
@@ -63,7 +73,24 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
 @pass_ctx
 def rollback(ctx: output.Context, release: int | None) -> None:
     """Put the previous good release (or RELEASE) live again. Never rebuilds."""
-    output.outcome(ctx.engine().rollback(ctx.app(), ctx.env, release))
+    output.outcome(ctx.engine().rollback(recorded_app_name(ctx), ctx.env, release))
+
+
+def recorded_app_name(ctx: output.Context) -> str:
+    """The app name for a command that acts only on what was recorded (rollback): --app, else
+    [app] name read straight from headway.toml; the whole file is validated only when that
+    read fails, for its errors (the spec models cost a CLI a second under load)."""
+    if ctx.app_name:
+        return ctx.app_name
+    import tomllib
+
+    try:
+        name = tomllib.loads(ctx.config.read_text())["app"]["name"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        name = None
+    if isinstance(name, str) and re.fullmatch(output.APP_NAME, name):
+        return name
+    return str(ctx.app())
 
 
 @cli.command()
@@ -305,14 +332,23 @@ def check(ctx: output.Context) -> None:
                f"{len(data['secrets'])} secrets)")
 
 
-cli.add_command(secrets)
-cli.add_command(accessory)
-cli.add_command(backup)
-cli.add_command(doctor_cli.agent)  # `headway agent [install]`
-cli.add_command(doctor_cli.doctor)
-register_run(cli)
-register_ci(cli)  # `headway ci run`, `headway generate ci`
+def register_all(group: click.Group) -> None:
+    """Add the commands defined in the other cli modules (once)."""
+    if "secrets" in group.commands:
+        return
+    from headway.cli import doctor as doctor_cli
+    from headway.cli.ci import register as register_ci
+    from headway.cli.data import accessory, backup
+    from headway.cli.run import register as register_run
+    from headway.cli.secrets import secrets
 
+    group.add_command(secrets)
+    group.add_command(accessory)
+    group.add_command(backup)
+    group.add_command(doctor_cli.agent)  # `headway agent [install]`
+    group.add_command(doctor_cli.doctor)
+    register_run(group)
+    register_ci(group)  # `headway ci run`, `headway generate ci`
 
 def main() -> None:
     try:

@@ -11,20 +11,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from headway.accessories import backups, manage
-from headway.engine import analysis, recovery, routing
+from headway.engine import recovery, routing, warm
 from headway.errors import DeployFailed, HeadwayError, NotFound, RuntimeFailure
-from headway.observer.health import wait_healthy
-from headway.planner import Step, plan_deploy
-from headway.router import Router, backend_name
-from headway.runtime import artifact, container
-from headway.runtime.base import Runtime, for_kind, instance_kind, release_kind
-from headway.runtime.process import expand, log_tail, releases_root, volumes_root
-from headway.secrets import secrets_state, sources
-from headway.spec.models import AnalysisSpec, HealthSpec, Spec
+from headway.router.base import Router, backend_name
 from headway.store import Instance, Release, Store, ports
+
+if TYPE_CHECKING:
+    from headway.engine import analysis
+    from headway.planner import Step
+    from headway.runtime.base import Runtime
+    from headway.spec.models import AnalysisSpec, HealthSpec, Spec
+
+# Imported where they are used: a warm rollback switches before it needs any of them
+# (pydantic models, accessories, httpx, the runtimes cost a CLI seconds under load).
 
 
 class Progress(Protocol):
@@ -54,6 +55,8 @@ def number(release: Release | None) -> int | None:
 
 
 def release_spec(release: Release) -> Spec:
+    from headway.spec.models import Spec
+
     return Spec.model_validate(json.loads(release.spec)["spec"])
 
 
@@ -83,11 +86,20 @@ class Engine:
         return next((r for r in self.store.releases(app, env) if r.status == "active"), None)
 
     def plan(self, spec: Spec, env: str) -> list[Step]:
+        from headway.planner import plan_deploy
+
         active = self.active(spec.app.name, env)
         return plan_deploy(spec, self._live(active) if active else [])
 
     # deploy ------------------------------------------------------------------------------------
     def deploy(self, spec: Spec, source: Path, env: str, *, force: bool = False) -> Outcome:
+        from headway.accessories import manage
+        from headway.engine import analysis
+        from headway.planner import plan_deploy
+        from headway.runtime import artifact, container
+        from headway.runtime.process import releases_root
+        from headway.secrets import secrets_state, sources
+
         app, started = spec.app.name, time.monotonic()
         with self.store.lock(f"app:{app}:{env}", f"headway deploy {app} --env {env}",
                              wait=2):
@@ -188,6 +200,8 @@ class Engine:
         run.switched = max(run.switched, time.monotonic() - t0)
 
     def _step_canary(self, run: _Run, step: Step) -> None:
+        from headway.engine import analysis
+
         old, canary, release = self._get(list(step.old)), run.spec.deploy.canary, run.release
         routing.split(self.store, self.router, canary=self._routed(step, run.groups, run.spec),
                       stable=old, share=step.count)
@@ -197,6 +211,8 @@ class Engine:
             max_wait=canary.max_wait, manual=canary.manual), canary.analysis)
 
     def _step_analyze(self, run: _Run, step: Step) -> None:
+        from headway.engine import analysis
+
         old, release = self._get(list(step.old)), run.release
         now, span = time.time(), run.spec.deploy.analysis
         self._judge(analysis.Watch(
@@ -227,6 +243,9 @@ class Engine:
         """The release command, once, in a new short-lived instance of the release (its image,
         or its folder and dependencies), after a backup of the accessories it may change. Its
         output goes line by line to the progress callback and to logs/release-N.log."""
+        from headway.accessories import backups
+        from headway.runtime.process import expand
+
         assert spec.release.command
         taken = backups.before_release(self.store, release.app, release.env,
                                        spec.pre_release_backups(), release.number)
@@ -307,6 +326,8 @@ class Engine:
         return rel
 
     def _judge(self, w: analysis.Watch, limits: AnalysisSpec) -> None:
+        from headway.engine import analysis
+
         self.store.event(w.app, w.env, "analysis.started", f"{w.label}: judging release "
                          f"{w.canary} against {w.stable}", release=w.canary)
         verdict = analysis.watch(self.store, w, limits, progress=lambda m: self.progress(
@@ -316,6 +337,9 @@ class Engine:
 
     # rollback, recovery, undo ------------------------------------------------------------------
     def rollback(self, app: str, env: str, to: int | None = None) -> Outcome:
+        """Put `to` (default: the newest earlier good release) live again. A warm one (all its
+        instances running and healthy) takes the traffic in one switch before anything else
+        is done; the rest (starting what is missing, draining, parking, warnings) follows."""
         started = time.monotonic()
         with self.store.lock(f"app:{app}:{env}", f"headway rollback {app} --env {env}",
                              wait=2):
@@ -325,24 +349,41 @@ class Engine:
             deploy = self.store.begin_deploy(app, env, release=target.number,
                                              previous=number(active), kind="rollback",
                                              strategy="switch")
-            warm = bool(self._live(target))
-            if active:
-                self._warn_schema(target, active)
-            self.progress(f"rolling back to release {target.number}"
-                          + (" (warm: traffic switch)" if warm else " (cold: restarting it)"),
-                          app=app, env=env, release=target.number, step="rollback")
+            switched = None
             try:
+                web = warm.ready_web(self.store, target)
+                if web is not None:
+                    switched = self._switch_to(target, web)
+                self.progress(f"rolling back to release {target.number}"
+                              + (f" (warm: traffic switched in {switched:.2f}s)"
+                                 if switched is not None else " (cold: restarting it)"),
+                              app=app, env=env, release=target.number, step="rollback")
                 self._converge(target, keep_warm=number(active))
             except BaseException as exc:
                 self._undo(deploy, target, active, exc)
                 raise
+            if active:
+                self._warn_schema(target, active)
             self._activate(target, active, warm=True)
             self.store.end_deploy(deploy, "succeeded")
             took = time.monotonic() - started
             self.store.event(app, env, "rollback", f"rolled back to release {target.number} "
                              f"in {took:.2f}s", release=target.number)
             return Outcome(app, env, target.number, number(active), True,
-                           f"release {target.number} is live again", took)
+                           f"release {target.number} is live again", took, switched)
+
+    def _switch_to(self, target: Release, web: list[Instance]) -> float:
+        """Move all traffic to `target`'s warm, healthy web instances in one exchange; the
+        seconds it took. What was in rotation drains (_converge waits for it)."""
+        t0 = time.monotonic()
+        interval = float(warm.settings(target)["processes"]["web"]["health"]["interval"])
+        routing.add(self.store, self.router, web, check_interval=interval)
+        others = [i for i in self.store.instances(target.app, target.env)
+                  if i.release != target.number and i.desired == "running"
+                  and i.routed == "ready"]
+        routing.switch(self.store, self.router, enable=self._get([i.id for i in web]),
+                       drain=others)
+        return time.monotonic() - t0
 
     def _rollback_target(self, app: str, env: str, active: Release | None,
                          to: int | None) -> Release:
@@ -366,6 +407,8 @@ class Engine:
 
     def _warn_schema(self, target: Release, active: Release) -> None:
         """Rolling back code does not roll back data: say so, and which backup holds it."""
+        from headway.accessories import backups
+
         changed = backups.schema_changes(self.store, target.app, target.env, target.number,
                                          active.number)
         if changed:
@@ -509,6 +552,10 @@ class Engine:
     # destroy ---------------------------------------------------------------------------------
     def destroy(self, app: str, env: str, *, volumes: bool = False) -> None:
         """Stop and forget the app's environment; its volumes' data too with `volumes`."""
+        from headway.accessories import manage
+        from headway.runtime import container
+        from headway.runtime.process import volumes_root
+
         with self.store.lock(f"app:{app}:{env}", f"headway destroy {app} --env {env}",
                              wait=2):
             insts = self.store.instances(app, env)
@@ -561,9 +608,13 @@ class Engine:
 
     def _runtime(self, release: Release) -> Runtime:
         """Where the release's instances and commands run: the runtime it was built for."""
+        from headway.runtime.base import for_kind, release_kind
+
         return self.runtime or for_kind(release_kind(release), self.store)
 
     def _of(self, inst: Instance) -> Runtime:
+        from headway.runtime.base import for_kind, instance_kind
+
         return self.runtime or for_kind(instance_kind(inst), self.store)
 
     def _live(self, release: Release) -> list[Instance]:
@@ -575,6 +626,9 @@ class Engine:
 
     def _wait_healthy(self, insts: list[Instance], health: dict[str, HealthSpec],
                       timeout: float, *, quick: bool = False) -> None:
+        from headway.observer.health import wait_healthy
+        from headway.runtime.process import log_tail
+
         by_id = {i.id: self._of(i) for i in insts}
         wait_healthy(insts, health, deadline=time.monotonic() + timeout,
                      observe=lambda inst_id: by_id[inst_id].observe(inst_id),
