@@ -17,6 +17,7 @@ from headway.spec.models import (
     BackupsSpec,
     BuildSpec,
     CanarySpec,
+    CISpec,
     DeploySpec,
     HealthSpec,
     ObserveSpec,
@@ -31,7 +32,8 @@ SECTIONS = [("[app]", AppSpec), ("[processes.NAME]", ProcessSpec),
             ("[deploy.canary]", CanarySpec), ("[deploy.canary.analysis]", AnalysisSpec),
             ("[router]", RouterSpec), ("[observe]", ObserveSpec),
             ("[release]", ReleaseSpec), ("[accessories.NAME]", AccessorySpec),
-            ("[backups]", BackupsSpec), ("[build]", BuildSpec), ("[registry]", RegistrySpec)]
+            ("[backups]", BackupsSpec), ("[build]", BuildSpec), ("[registry]", RegistrySpec),
+            ("[ci]", CISpec)]
 
 
 def config_reference() -> str:

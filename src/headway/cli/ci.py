@@ -35,13 +35,13 @@ def ci() -> None:
 
 
 @ci.command("run")
-@click.argument("names", nargs=-1, metavar="[STAGE]...")
+@click.argument("stage", nargs=-1, metavar="[STAGE]...")
 @click.option("--env", "target", default=None,
               help="environment the deploy stage deploys to [default: [ci] env, staging]")
 @pass_ctx
-def run_stages(ctx: output.Context, names: tuple[str, ...], target: str | None) -> None:
+def run_stages(ctx: output.Context, stage: tuple[str, ...], target: str | None) -> None:
     """Run lint, test, build, scan, push, deploy (or the STAGEs named), in that order."""
-    chosen = stages.select(names)
+    chosen = stages.select(stage)
     spec = ctx.spec()
     ctx.env = _target_env(ctx, spec, target)
     click_ctx = click.get_current_context()
@@ -128,7 +128,8 @@ def _build(click_ctx: click.Context, ctx: output.Context, spec: Spec) -> Result:
 
 
 def _scan(click_ctx: click.Context, ctx: output.Context, spec: Spec) -> Result:
-    scan = click_ctx.find_root().command.commands.get("scan")  # type: ignore[attr-defined]
+    root = click_ctx.find_root()
+    scan = root.command.get_command(root, "scan")  # type: ignore[attr-defined]
     if scan is None:
         return "ok", "scan: not configured (this Headway has no `headway scan` yet): passed"
     click_ctx.invoke(scan)
@@ -162,7 +163,8 @@ def _deploy(click_ctx: click.Context, ctx: output.Context, spec: Spec) -> Result
 
 
 def _command(click_ctx: click.Context, name: str) -> click.Command:
-    command: click.Command = click_ctx.find_root().command.commands[name]  # type: ignore[attr-defined]
+    root = click_ctx.find_root()
+    command: click.Command = root.command.get_command(root, name)  # type: ignore[attr-defined]
     return command
 
 
@@ -183,8 +185,10 @@ STAGE_FUNCTIONS: dict[str, Callable[[click.Context, output.Context, Spec], Resul
 @pass_ctx
 def generate_ci(ctx: output.Context, provider: str, force: bool, branch: str | None,
                 runs_on: str) -> None:
-    """CI file whose steps run `headway ci run STAGE`: checks on pull requests, staging on the
-    default branch, production on v* tags behind an approval, a manual rollback."""
+    """Write the provider's CI file; its steps run `headway ci run STAGE`.
+
+    Checks on pull requests, staging on the default branch, production on v* tags behind the
+    provider's approval, a manual rollback."""
     if provider not in providers.PROVIDERS:
         raise ConfigError(f"--provider {provider!r}: unknown provider",
                           hint=f"one of: {', '.join(providers.PROVIDERS)}")
