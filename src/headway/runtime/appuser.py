@@ -203,6 +203,24 @@ def readable_once(folder: Path) -> None:
     mark.touch()
 
 
+def share_dependencies(folder: Path, deps: Path) -> None:
+    """What the release folder links to in the shared dependencies (its virtualenv, its
+    node_modules, a tool such as bun) made readable by the app's user."""
+    modules = folder / "node_modules"
+    bins = modules / ".bin"
+    links = [folder / ".venv", modules, *(bins.iterdir() if bins.is_dir() else ())]
+    tops = set()
+    for link in links:
+        if not link.is_symlink():
+            continue
+        real = link.resolve()
+        if real.is_relative_to(deps.resolve()):
+            parts = real.relative_to(deps.resolve()).parts
+            tops.add(deps.resolve().joinpath(*parts[:3 if parts[0] == "node" else 1]))
+    for top in sorted(tops):
+        readable_once(top)
+
+
 def reachable(path: str) -> bool:
     """Can any user run `path`: every folder above it searchable by others, it runnable."""
     real = Path(os.path.realpath(path))

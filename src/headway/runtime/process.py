@@ -212,9 +212,7 @@ class ProcessRuntime:
         link_volumes(self.store, release)
         if user:
             appuser.grant_release(dest, user)
-            for shared in (dest / ".venv", dest / "node_modules"):
-                if shared.is_symlink():
-                    appuser.readable_once(shared.resolve())
+            appuser.share_dependencies(dest, appuser.deps_cache(self.store.home))
 
     def new_instance(self, release: Release, process: str, spec: ProcessSpec,
                      env: dict[str, str]) -> Instance:
