@@ -192,12 +192,21 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def swap_in(fresh: Path, live: Path, kept: Path) -> None:
     """Put `fresh` at `live`; what was at `live` moves to `kept`. `live` always names a whole
-    volume, the old one or the new one, even if the machine stops half-way."""
+    volume, the old one or the new one, even if the machine stops half-way (where renameat2
+    works); on an error the old one is back at `live` and `fresh` holds the restored files."""
     if not live.exists():
         os.replace(fresh, live)
     elif _exchange(fresh, live):
-        os.replace(fresh, kept)  # fresh now holds the old data
-    else:  # two renames: a crash between them leaves the old data at `kept`, named in events
+        try:
+            os.replace(fresh, kept)  # fresh now holds the old data
+        except OSError:
+            _exchange(fresh, live)  # back as it was: `fresh` holds only the restored files
+            raise
+    else:  # two renames: a crash between them leaves the old data at `kept`
         os.replace(live, kept)
-        os.replace(fresh, live)
+        try:
+            os.replace(fresh, live)
+        except OSError:
+            os.replace(kept, live)
+            raise
     fsync_dir(live.parent)

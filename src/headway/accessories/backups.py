@@ -261,14 +261,22 @@ def _restore_volume(store: Store, b: Backup, *, into: str | None) -> str:
             got = archives.extract(source, target, owner=None)
             return f"volume {b.accessory}: backup {b.id} extracted into {target} " \
                    f"({got.files} files); the volume is unchanged"
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        stamp, n = time.strftime("%Y%m%d-%H%M%S", time.gmtime()), 1
         fresh = live.with_name(f".{live.name}.restoring-{b.id}")
         kept = live.with_name(f".{live.name}.replaced-{stamp}")
+        while kept.exists():
+            n += 1
+            kept = live.with_name(f".{live.name}.replaced-{stamp}-{n}")
         shutil.rmtree(fresh, ignore_errors=True)  # what a killed restore left
         live.parent.mkdir(parents=True, exist_ok=True)
         owner = (live.stat().st_uid, live.stat().st_gid) if live.exists() else None
         got = archives.extract(source, fresh, owner=owner)
-        archives.swap_in(fresh, live, kept)
+        try:
+            archives.swap_in(fresh, live, kept)
+        except OSError as exc:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise RuntimeFailure(f"volume {b.accessory}: swapping the restored folder in "
+                                 f"failed ({exc}); {live} still holds its data") from exc
     message = f"volume {b.accessory} restored from backup {b.id} ({got.files} files, " \
               f"{got.bytes} bytes)" + (f"; the replaced files are kept in {kept}"
                                        if kept.exists() else "")
@@ -293,7 +301,8 @@ def verify(store: Store, b: Backup) -> Backup:
         shutil.rmtree(scratch, ignore_errors=True)
     b.verified = time.time()
     _save(store, b)
-    store.event(b.app, b.env, "backup.verified", f"{b.id}: restored in a scratch server")
+    store.event(b.app, b.env, "backup.verified", f"{b.id}: " + (
+        "every member checked" if b.type == VOLUME else "restored in a scratch server"))
     return b
 
 
