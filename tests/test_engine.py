@@ -274,13 +274,14 @@ def test_probe_answers_like_the_health_rule() -> None:
 
 def test_a_rollback_imports_nothing_heavy_before_its_switch() -> None:
     """What `headway rollback` loads before the switch: no pydantic models, httpx, rich
-    tables of other commands, accessories or runtimes (each costs a CLI under load)."""
+    (the CLI's printer), http.client, accessories or runtimes: each costs a CLI under load."""
     import subprocess
     import sys
 
     code = ("import sys, headway.cli.main, headway.engine, headway.router\n"
             "from headway.engine import warm\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'pydantic', 'httpx'}"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'pydantic', 'httpx',"
+            " 'rich', 'http'}"
             " or m.startswith(('headway.spec', 'headway.accessories', 'headway.runtime',"
             " 'headway.observer.health', 'headway.cli.data', 'headway.cli.ci'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

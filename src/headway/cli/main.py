@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import sys
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from headway.agent.control import no_healthy_server
-from headway.cli import output
 from headway.errors import ConfigError, HeadwayError, RouterError
 
-pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
-json_option = output.json_option
+if TYPE_CHECKING:
+    from headway.cli import output
+
+# headway.cli.output (rich) is imported inside the commands: `headway rollback` switches
+# traffic before it loads, which a CLI on a saturated machine waits a second for.
+NAME = r"[a-z][a-z0-9-]{0,39}"  # --env, and --app as output.APP_NAME
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def pass_ctx(command: Callable[..., None]) -> Callable[..., None]:
+    """click.make_pass_decorator(output.Context, ensure=True), importing output when the command
+    runs rather than when this module loads."""
+    @functools.wraps(command)
+    def with_context(*args: Any, **kwargs: Any) -> None:
+        from headway.cli import output
+
+        command(click.get_current_context().ensure_object(output.Context), *args, **kwargs)
+    return with_context
+
+
+@dataclass(frozen=True)
+class Options:
+    """The global options as given; what `rollback` gets instead of an output.Context."""
+
+    config: Path
+    env: str
+    app_name: str | None
+    log_format: str
 
 
 class LazyGroup(click.Group):
@@ -46,8 +74,13 @@ class LazyGroup(click.Group):
 def cli(click_ctx: click.Context, config: Path, env: str, app: str | None,
         log_format: str) -> None:
     """Ship a web app to production from one headway.toml."""
-    if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", env):
+    if not re.fullmatch(NAME, env):
         raise ConfigError(f"--env {env!r}: lowercase letters, digits and dashes, e.g. staging")
+    if click_ctx.invoked_subcommand == "rollback":  # it imports output after its switch
+        click_ctx.obj = Options(config, env, app, log_format)
+        return
+    from headway.cli import output
+
     output.use_log_format(log_format)
     click_ctx.obj = output.Context(config=config, env=env, app_name=app)
 
@@ -58,6 +91,8 @@ def cli(click_ctx: click.Context, config: Path, env: str, app: str | None,
 @pass_ctx
 def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
     """Build a release of the app and put it live with zero downtime."""
+    from headway.cli import output
+
     spec = ctx.spec()
     ctx.effective_config()  # refuses before anything runs if a required secret is missing
     engine = ctx.engine()
@@ -70,27 +105,57 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
 
 @cli.command()
 @click.argument("release", type=int, required=False)
-@pass_ctx
-def rollback(ctx: output.Context, release: int | None) -> None:
+@click.pass_obj
+def rollback(options: Options, release: int | None) -> None:
     """Put the previous good release (or RELEASE) live again. Never rebuilds."""
-    output.outcome(ctx.engine().rollback(recorded_app_name(ctx), ctx.env, release))
+    # what output.Context.store() and .engine() do, without importing output (rich) before
+    # the switch; it is imported for the first line printed, which comes after the switch
+    from headway.agent.control import ensure_agent, revive
+    from headway.engine import Engine
+    from headway.router import HAProxy
+    from headway.store import Store, home_dir
+
+    os.environ["HEADWAY_LOG_FORMAT"] = options.log_format  # an agent started here inherits it
+    store = Store(home_dir())
+    revived = revive(store.home)
+    engine = Engine(store, HAProxy(store.home), progress=progress_later(options.log_format),
+                    ensure_agent=lambda: ensure_agent(store.home))
+    result = engine.rollback(recorded_app_name(options), options.env, release)
+    from headway.cli import output
+
+    if revived:
+        output.err.print("the headway agent was not running: started it again")
+    output.outcome(result)
 
 
-def recorded_app_name(ctx: output.Context) -> str:
+def progress_later(log_format: str) -> Callable[..., None]:
+    """output.progress, imported on the first message."""
+    def progress(message: str, /, **fields: object) -> None:
+        from headway.cli import output
+
+        output.use_log_format(log_format)
+        output.progress(message, **fields)
+    return progress
+
+
+def recorded_app_name(options: Options) -> str:
     """The app name for a command that acts only on what was recorded (rollback): --app, else
     [app] name read straight from headway.toml; the whole file is validated only when that
     read fails, for its errors (the spec models cost a CLI a second under load)."""
-    if ctx.app_name:
-        return ctx.app_name
-    import tomllib
+    name = options.app_name
+    if name is None:
+        import tomllib
 
-    try:
-        name = tomllib.loads(ctx.config.read_text())["app"]["name"]
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
-        name = None
-    if isinstance(name, str) and re.fullmatch(output.APP_NAME, name):
+        try:
+            name = tomllib.loads(options.config.read_text())["app"]["name"]
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+            pass
+    if isinstance(name, str) and re.fullmatch(NAME, name):
         return name
-    return str(ctx.app())
+    from headway.cli import output
+
+    return str(output.Context(config=options.config, env=options.env,
+                              app_name=options.app_name).app())
 
 
 @cli.command()
@@ -112,6 +177,8 @@ def abort(ctx: output.Context) -> None:
 @pass_ctx
 def releases(ctx: output.Context, as_json: bool) -> None:
     """List the app's releases, newest first."""
+    from headway.cli import output
+
     store = ctx.recovered_store()
     live = {t["release"]: t for t in ctx.traffic(store, ctx.app())}
     rows = [{k: v for k, v in asdict(r).items() if k not in {"spec", "path"}}
@@ -128,6 +195,9 @@ def releases(ctx: output.Context, as_json: bool) -> None:
 @pass_ctx
 def status(ctx: output.Context, as_json: bool, watch: bool, interval: float) -> None:
     """Instances, their health, traffic share, and live requests per release."""
+    from headway.agent.control import no_healthy_server
+    from headway.cli import output
+
     if watch:
         output.watch_status(ctx, interval)
     else:
@@ -143,6 +213,8 @@ def status(ctx: output.Context, as_json: bool, watch: bool, interval: float) -> 
 @pass_ctx
 def events(ctx: output.Context, limit: int, as_json: bool) -> None:
     """What happened to the app, oldest first."""
+    from headway.cli import output
+
     output.table(ctx.recovered_store().events(ctx.app(), ctx.env, limit=limit), as_json,
                  ["ts", "release", "kind", "message"])
 
@@ -156,6 +228,8 @@ def events(ctx: output.Context, limit: int, as_json: bool) -> None:
 def logs(ctx: output.Context, follow: bool, process: str | None, lines: int,
          as_json: bool) -> None:
     """The instances' output, each line tagged with its instance."""
+    from headway.cli import output
+
     output.logs(ctx.recovered_store(), ctx.app(), ctx.env, process=process, lines=lines,
                 follow=follow, as_json=as_json)
 
@@ -314,6 +388,8 @@ def config() -> None:
 @pass_ctx
 def show(ctx: output.Context, as_json: bool) -> None:
     """headway.toml as it applies to --env: variables merged, secrets masked."""
+    from headway.cli import output
+
     output.show_config(ctx.effective_config(strict=False), as_json)
 
 
@@ -360,6 +436,8 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except HeadwayError as exc:
+        from headway.cli import output
+
         output.error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

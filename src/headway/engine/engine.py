@@ -354,11 +354,12 @@ class Engine:
                 web = warm.ready_web(self.store, target)
                 if web is not None:
                     switched = self._switch_to(target, web)
-                self.progress(f"rolling back to release {target.number}"
-                              + (f" (warm: traffic switched in {switched:.2f}s)"
-                                 if switched is not None else " (cold: restarting it)"),
-                              app=app, env=env, release=target.number, step="rollback")
-                self._converge(target, keep_warm=number(active))
+                how = (f"warm: traffic switched in {switched * 1000:.0f} ms" if switched is not None
+                       else "partly warm: starting and checking it first" if self._live(target)
+                       else "cold: restarting it")
+                self.progress(f"rolling back to release {target.number} ({how})", app=app,
+                              env=env, release=target.number, step="rollback")
+                self._converge(target, keep_warm=number(active), probed=web is not None)
             except BaseException as exc:
                 self._undo(deploy, target, active, exc)
                 raise
@@ -478,14 +479,15 @@ class Engine:
         self.store.event(release.app, release.env, "deploy.failed", why, release=release.number)
 
     def _converge(self, target: Release, *, keep_warm: int | None,
-                  discard: int | None = None) -> None:
+                  discard: int | None = None, probed: bool = False) -> None:
         """Make `target` take all traffic: reuse its warm instances, start what is missing,
-        switch, drain the rest; park the web instances of `keep_warm`, stop the others."""
+        switch, drain the rest; park the web instances of `keep_warm`, stop the others.
+        `probed`: its warm instances answered a probe just now (a warm rollback's switch)."""
         spec = release_spec(target)
         health = {name: p.health for name, p in spec.processes.items()}
         env_vars = json.loads(target.spec)["env"]
         warm = self._live(target)
-        if warm:
+        if warm and not probed:
             self._wait_healthy(warm, health, spec.deploy.timeout, quick=True)
         fresh = []
         for name, proc in spec.processes.items():

@@ -22,7 +22,15 @@ def settings(release: Release) -> dict[str, Any]:
 
 def ready_web(store: Store, release: Release) -> list[Instance] | None:
     """The release's web instances when every process has all its replicas running and each
-    web instance answers its health check now; None when the slow path must start or wait."""
+    web instance answers its health check now; None when the slow path must start or wait
+    (also when the recorded spec lacks a key this reads: the slow path validates it)."""
+    try:
+        return _ready_web(store, release)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _ready_web(store: Store, release: Release) -> list[Instance] | None:
     processes = settings(release)["processes"]
     running = [i for i in store.instances(release.app, release.env, release=release.number)
                if i.desired == "running" and i.state == "running"]
