@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from headway.pipeline import stages
+from headway.pipeline import providers, stages
 from headway.spec.models import CISpec
 from tests.conftest import App
 from tests.test_containers import REGISTRY_PASSWORD, base_images, registry  # noqa: F401 - fixtures
@@ -104,6 +104,29 @@ def test_the_github_workflow_gates_production_and_rolls_back_by_hand(app: App) -
     assert "secrets" not in json.dumps(jobs["check"])  # pull requests see no secret
     assert jobs["staging"]["env"]["HEADWAY_MASTER_KEY"] == "${{ secrets.HEADWAY_MASTER_KEY }}"
 
+
+
+def test_gitlab_and_azure_gate_production_and_take_secrets_by_reference() -> None:
+    pipeline = providers.Pipeline(branch="main", secrets=list(SECRET_NAMES),
+                                  setup=providers.Setup(headway="headway==0.1.0"))
+    lab = yaml.safe_load(providers.render("gitlab", pipeline))
+    assert lab["production"]["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_TAG =~ /^v/', "when": "manual"}]
+    assert lab["production"]["environment"]["name"] == "production"
+    assert lab["production"]["allow_failure"] is False  # the pipeline waits, not skips
+    assert lab["staging"]["script"][-1] == "headway ci run deploy --env staging"
+    assert lab["rollback"]["rules"][0]["when"] == "manual"
+    azure = yaml.safe_load(providers.render("azure", pipeline))
+    stages_ = {s["stage"]: s for s in azure["stages"]}
+    production = stages_["production"]["jobs"][0]
+    assert production["environment"] == "production" and "deployment" in production
+    assert "refs/tags/v" in stages_["production"]["condition"]
+    deploy_steps = production["strategy"]["runOnce"]["deploy"]["steps"]
+    step = next(s for s in deploy_steps if s.get("displayName") == "deploy")
+    assert step["script"] == "headway ci run deploy --env production"
+    assert step["env"]["HEADWAY_MASTER_KEY"] == "$(HEADWAY_MASTER_KEY)"
+    assert "env" not in json.dumps(stages_["check"]["jobs"][0]["steps"])  # PRs: no secrets
+    assert "&" not in providers.render("azure", pipeline).split("stages:")[1]  # no anchors
 
 def test_a_failing_test_stage_stops_the_pipeline_and_names_it(app: App) -> None:
     unknown = app.run("ci", "run", "tset", check=False)
