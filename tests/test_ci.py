@@ -165,7 +165,7 @@ def test_a_failing_test_stage_stops_the_pipeline_and_names_it(app: App) -> None:
      "ruff check .", "python3 -m pytest -q"),
     ({"app.py": "", "setup.cfg": "[flake8]\nmax-line-length = 100\n"}, "flake8 .", None),
     ({"package.json": json.dumps({"scripts": {"test": "jest", "lint": "eslint ."}})},
-     "npm run lint", "npm run test"),
+     "npm run lint", "npm test"),
     ({"package.json": json.dumps({"scripts": {"test": 'echo "Error: no test specified" && '
                                               "exit 1"}})}, None, None),
     ({"package.json": "{}", "bun.lockb": ""}, None, "bun test"),

@@ -90,9 +90,7 @@ def _app_check(stage: str, check: stages.Check, source: Path, spec: Spec) -> Res
     if check.argv is None:
         if getattr(spec.ci, stage) is not None:
             return "skipped", check.why
-        example = "ruff check ." if stage == "lint" else "pytest -q"
-        raise ConfigError(check.why, hint=f'set [ci] {stage} = "{example}" in '
-                          f'headway.toml (or {stage} = "" to run without a {stage} stage)')
+        raise ConfigError(check.why, hint=_missing_hint(stage, source))
     command = shlex.join(check.argv)
     try:
         code = subprocess.run(check.argv, cwd=source, env=_app_env(spec), stdin=subprocess.DEVNULL,
@@ -104,6 +102,14 @@ def _app_check(stage: str, check: stages.Check, source: Path, spec: Spec) -> Res
         raise HeadwayError(f"`{command}` exited {code} (its output is above)",
                            hint=f"run `{command}` in {source} to see it again")
     return "ok", f"{command} ({check.why})"
+
+
+def _missing_hint(stage: str, source: Path) -> str:
+    node = (source / "package.json").is_file()
+    example = {("lint", False): "ruff check .", ("test", False): "pytest -q",
+               ("lint", True): "npx eslint .", ("test", True): "node --test"}[stage, node]
+    return (f'set [ci] {stage} = "{example}" in headway.toml (or {stage} = "" to run '
+            f"without a {stage} stage)")
 
 
 def _app_env(spec: Spec) -> dict[str, str]:
@@ -206,6 +212,12 @@ def generate_ci(ctx: output.Context, provider: str, force: bool, branch: str | N
     path.write_text(text)
     click.echo(f"wrote {path}")
     click.echo(f"set these secrets in {provider}'s secret store: {', '.join(pipeline.secrets)}")
+    source = ctx.source(spec)
+    for stage, check in (("lint", stages.lint_command(source, spec.ci)),
+                         ("test", stages.test_command(source, spec.ci))):
+        if check.argv is None and getattr(spec.ci, stage) is None:
+            click.echo(f"note: {check.why}, so `headway ci run {stage}` fails until you "
+                       f"{_missing_hint(stage, source)}")
 
 
 def _setup(source: Path, spec: Spec, root: Path) -> providers.Setup:

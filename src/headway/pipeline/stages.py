@@ -66,13 +66,14 @@ def test_command(source: Path, ci: CISpec) -> Check:
         return _configured("test", ci.test)
     scripts = _scripts(source)
     if NPM_PLACEHOLDER not in scripts.get("test", NPM_PLACEHOLDER):
-        return Check([_node_tool(source), "run", "test"], "package.json has a test script")
+        return Check(["bun", "run", "test"] if _is_bun(source) else ["npm", "test"],
+                     "package.json has a test script")
     if _is_python(source) and (why := _python_tests(source)):
         return Check(["python3", "-m", "pytest", "-q"], why)
     if _is_bun(source):
         return Check(["bun", "test"], "a Bun app: `bun test` finds its *.test.* files")
-    return Check(None, "no tests found (a tests/ folder or test_*.py for pytest, or a "
-                 "package.json test script)")
+    return Check(None, "no tests found (test_*.py files or a pytest configuration, a "
+                 "package.json test script, or a Bun app)")
 
 
 def _configured(stage: str, command: str) -> Check:
