@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from headway.runtime.appuser import app_root
+from headway.runtime.appuser import BASE, app_root
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "hello"
@@ -142,6 +142,16 @@ address = "127.0.0.1"
 metrics_port = {app.metrics_port}
 router_metrics_port = {app.router_metrics_port}
 """)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _app_roots_of_gone_homes() -> Iterator[None]:
+    """As root, apps run from /var/lib/headway/HOME-HASH (runtime.appuser): once pytest has
+    removed a run's homes, their app roots go too."""
+    yield
+    for owner in BASE.glob("*/home"):
+        if not Path(owner.read_text().strip()).exists():
+            shutil.rmtree(owner.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ as that user with that group alone. The user cannot read $HEADWAY_HOME: the home
 and 0700 (state.db, its copies, master.key, logs, the router, accessories' data), and so
 are the folders above root's default home (/root). What an app runs from therefore lives
 outside the home, in an *app root* per home, /var/lib/headway/NAME-HASH (HASH: of the home's
-path), 0711 so nobody lists it:
+path; its `home` file names it), 0711 so nobody lists it:
 
     APP/                  root:hw-APP 0750  another app's user cannot enter it
       ENV/releases/N      root:hw-APP, group-readable, never writable: releases are immutable
@@ -142,6 +142,9 @@ def open_app_folder(home: Path, app: str, env: str) -> AppUser | None:
         if path.stat().st_gid != gid or stat.S_IMODE(path.stat().st_mode) != mode:
             os.chown(path, 0, gid)
             os.chmod(path, mode)
+    owner = root / "home"  # whose app root this is: an operator (or a test run) can tell
+    if not owner.exists():
+        owner.write_text(f"{home}\n")
     for link, target in ((home / "apps" / app / env / "releases", env_dir / "releases"),
                          (home / "apps" / app / env / "volumes", env_dir / "volumes"),
                          (home / "venvs", root / "deps")):
