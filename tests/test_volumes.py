@@ -168,3 +168,41 @@ def test_backup_and_restore_of_volumes_on_processes(app: App) -> None:
         assert not list(app.home.rglob("evil")) and not list(volumes.parent.rglob("evil"))
         assert not Path("/tmp/evil").exists()
     db.close()
+
+
+def test_archive_round_trip_keeps_inner_links_and_refuses_a_hard_link_out(tmp_path: Path) -> None:
+    from headway.accessories import archives
+    from headway.errors import RuntimeFailure
+
+    live = tmp_path / "vol"
+    (live / "sub").mkdir(parents=True)
+    (live / "a").write_text("A")
+    (live / "sub" / "ln").symlink_to("../a")
+    archives.write(live, tmp_path / "v.tar.gz")
+    got = archives.extract(tmp_path / "v.tar.gz", tmp_path / "out", owner=None)
+    assert (got.files, got.links) == (1, 1)
+    assert (tmp_path / "out" / "sub" / "ln").read_text() == "A"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("./hard")
+        info.type, info.linkname = tarfile.LNKTYPE, "../../secret"
+        tar.addfile(info)
+    (tmp_path / "bad.tar.gz").write_bytes(buf.getvalue())
+    with pytest.raises(RuntimeFailure, match="member './hard'"):
+        archives.extract(tmp_path / "bad.tar.gz", tmp_path / "never", owner=None)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_failed_swap_puts_the_old_volume_back(tmp_path: Path) -> None:
+    from headway.accessories import archives
+
+    live, fresh, kept = (tmp_path / n for n in ("vol", ".vol.restoring", ".vol.replaced"))
+    for folder, text in ((live, "old"), (fresh, "new"), (kept, "in the way")):
+        folder.mkdir()
+        (folder / "f").write_text(text)
+    with pytest.raises(OSError):
+        archives.swap_in(fresh, live, kept)
+    assert [(p / "f").read_text() for p in (live, fresh, kept)] == ["old", "new", "in the way"]
+    archives.swap_in(fresh, live, tmp_path / ".vol.replaced-2")
+    assert (live / "f").read_text() == "new" and not fresh.exists()
+    assert (tmp_path / ".vol.replaced-2" / "f").read_text() == "old"
