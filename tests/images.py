@@ -60,7 +60,9 @@ def _layer(name: str, source: str) -> None:
             # found through ld.so.cache (pyenv's RUNPATH points at /root, not in the image)
             links = (f"ln -sf {source} /usr/local/bin/python3 && ln -sf python3 "
                      "/usr/local/bin/python && echo /usr/local/lib > /etc/ld.so.conf.d/local.conf")
-            steps = [f"FROM {PYTHON}", "COPY tree /usr/local/", f"RUN {links} && ldconfig"]
+            # pyenv's pip trusts its own certifi, not this machine's proxy: point it here
+            steps = [f"FROM {PYTHON}", "COPY tree /usr/local/", f"RUN {links} && ldconfig",
+                     f"ENV PIP_CERT={CA} SSL_CERT_FILE={CA}"]
             shutil.copytree(found[-1], context / "tree", symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", "test", "tests"))
         else:

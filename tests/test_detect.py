@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from headway.builder import image
+from headway.builder.containerfile import render
 from headway.builder.detect import bind_host, detect, procfile, split_web
 from headway.builder.migrations import candidates
 from headway.errors import ConfigError
@@ -28,6 +29,10 @@ def folder(tmp_path: Path, files: dict[str, str]) -> Path:
     ({"manage.py": "", "shop/wsgi.py": "application = None\n"},
      "gunicorn --bind $HOST:$PORT shop.wsgi"),
     ({"server.py": "if __name__ == '__main__':\n    serve()\n"}, "python3 server.py"),
+    # a package whose app a function builds (nsidnev/fastapi-realworld-example-app's layout)
+    ({"app/__init__.py": "", "app/main.py": "from fastapi import FastAPI\n\n"
+      "def get_application() -> FastAPI:\n    return FastAPI()\n\napp = get_application()\n",
+      "requirements.txt": "uvicorn\n"}, "uvicorn app.main:app --host $HOST --port $PORT"),
     ({"package.json": '{"scripts": {"start": "node server.js"}}'}, "node server.js"),
     ({"package.json": '{"scripts": {"start": "next start"}}', "pnpm-lock.yaml": ""},
      "npm run start"),  # npm runs scripts for every Node installer (it is in every image)
@@ -259,3 +264,13 @@ def test_the_split_steps_become_the_release_command_and_the_build(tmp_path: Path
     assert found.build == ["python manage.py collectstatic --noinput"]  # the same step once
     assert candidates(app, found, set())[0] == ("python manage.py migrate",
                                                 "the Procfile's web line, before its server")
+
+
+def test_the_image_keeps_setuptools_that_apps_import_without_declaring(tmp_path: Path) -> None:
+    # aiosql (in nsidnev/fastapi-realworld-example-app) imports pkg_resources: every venv
+    # below Python 3.12 has it, so removing it from the image broke the app at start
+    app = folder(tmp_path, {"app.py": "from flask import Flask\napp = Flask(__name__)\n",
+                            "requirements.txt": "flask\ngunicorn\nwheel\n"})
+    text = render(detect(app), source=app)
+    uninstall = next(line for line in text.splitlines() if "pip uninstall" in line)
+    assert " pip " in uninstall and "setuptools" not in uninstall and "wheel" not in uninstall

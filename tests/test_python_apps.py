@@ -238,10 +238,13 @@ def test_the_declared_version_and_where_it_came_from(tmp_path: Path, files: dict
     assert f"FROM docker.io/library/python:{image}-slim" in render(found, source=app)
 
 
-def test_a_range_takes_the_newest_installed_interpreter_that_meets_it() -> None:
+def test_a_range_takes_the_images_version_else_the_newest_installed_that_meets_it() -> None:
+    # both runtimes run the same Python when they can: the image's (the oldest the range
+    # allows, which an old lock file was resolved for), else the newest that meets the range
     found = [pyinstall.Interpreter(f"/py/3.{m}", (3, m, 1)) for m in (13, 12, 11, 10)]
-    assert pyinstall.choose(pydeps.Wanted(">=3.10,<3.13", "requires-python"), found).version \
-        == (3, 12, 1)
+    wanted = pydeps.Wanted(">=3.10,<3.13", "requires-python")
+    assert pyinstall.choose(wanted, found).version == (3, 10, 1)
+    assert pyinstall.choose(wanted, found[:3]).version == (3, 12, 1)
     assert pyinstall.choose(pydeps.Wanted("==3.10.*", ".python-version"), found).path \
         == "/py/3.10"
 

@@ -195,7 +195,15 @@ def _find_app(folder: Path, installed: set[str]) -> Target | None:
         if re.search(r"^def create_app\(", text, re.MULTILINE) and ("flask" in text.lower()
                                                                     or "fastapi" in text.lower()):
             return Target(kind, module, "create_app", where, factory=True, app_dir=app_dir)
+        # `app = get_application()`: a module that imports a framework and names its app
+        if _FRAMEWORK.search(text) and (m := re.search(r"^(app|application)\s*=\s*\w[\w.]*\(",
+                                                         text, re.MULTILINE)):
+            return Target(kind, module, m.group(1), where, app_dir=app_dir)
     return None
+
+
+_FRAMEWORK = re.compile(r"^\s*(from|import) (fastapi|starlette|quart|litestar|flask|bottle|falcon)\b",
+                        re.MULTILINE)
 
 
 def _kind(text: str, installed: set[str]) -> str:
@@ -265,8 +273,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /venv
 WORKDIR /src
 {copy}{install}
-# the app runs from /venv; the installer itself has no business in the final image
-RUN /venv/bin/python -m pip uninstall -y -q pip setuptools wheel 2>/dev/null || true
+# the app runs from /venv; the installer itself has no business in the final image (setuptools
+# stays: below 3.12 every venv has it, and apps import pkg_resources without declaring it)
+RUN /venv/bin/python -m pip uninstall -y -q {" ".join(_installer_only(deps, source))} 2>/dev/null || true
 {build}
 FROM {image}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home \\
@@ -279,6 +288,12 @@ USER 10001:10001
 EXPOSE {PORT}
 CMD {exec_form(found.command)}
 """
+
+
+def _installer_only(deps: pydeps.Deps, source: Path | None) -> list[str]:
+    """pip and wheel, unless the app's own dependencies name them."""
+    named = pydeps.names(source, deps) if source else set()
+    return [p for p in ("pip", "wheel") if p not in named]
 
 
 def _install_lines(deps: pydeps.Deps, source: Path | None) -> tuple[str, str]:

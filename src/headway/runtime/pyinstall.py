@@ -28,7 +28,7 @@ from headway.errors import HeadwayError, RuntimeFailure
 from headway.runner import run
 from headway.runtime import appuser
 
-SCHEME = "2"  # bump when the way environments are built changes: new keys, fresh venvs
+SCHEME = "3"  # bump when the way environments are built changes: new keys, fresh venvs
 # pdm[locked]: pdm's own tested pins (a plain `pdm` with the newest hishel fails to start)
 TOOLS = {"poetry": ["poetry", "poetry-plugin-export"], "pdm": ["pdm[locked]"], "uv": ["uv"]}
 LOCAL_SKIP = {".venv", "venv", ".git", "__pycache__", "node_modules", ".headway"}
@@ -90,15 +90,17 @@ def _uv_pythons() -> list[str]:
 
 def choose(want: pydeps.Wanted | None, found: tuple[Interpreter, ...] | list[Interpreter]
            ) -> Interpreter:
-    """The newest interpreter that meets the declared version; Headway's own when none is
-    declared. A clear error, never another version, when none matches."""
+    """The X.Y the image would have (the same version on both runtimes) when it is
+    installed, else the newest interpreter that meets the declared version; Headway's own
+    when none is declared. A clear error, never another version, when none matches."""
     if want is None:
         own = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
         mine = next((i for i in found if i.path == own), None)
         if mine is None and own in CLOSED:  # ours is closed to the apps' users: the same X.Y
             mine = next((i for i in found if i.version[:2] == sys.version_info[:2]), None)
         return mine or Interpreter(own, tuple(sys.version_info[:3]))  # type: ignore[arg-type]
-    for interp in found:
+    same = [i for i in found if ".".join(map(str, i.version[:2])) == pydeps.image_minor(want)]
+    for interp in [*same, *found]:
         if pydeps.satisfies(interp.version, want.spec):
             return interp
     minor = pydeps.image_minor(want) or want.spec
@@ -173,7 +175,7 @@ def uv_binary() -> str | None:
 def _create(venv: Path, interp: Interpreter) -> None:
     uv = uv_binary()
     if uv:
-        run([uv, "venv", "--quiet", "--python", interp.path, str(venv)], env=_env(),
+        run([uv, "venv", "--quiet", "--seed", "--python", interp.path, str(venv)], env=_env(),
             what=f"uv venv (Python {interp.text})")
     else:
         run([interp.path, "-m", "venv", str(venv)], env=_env(),
