@@ -43,7 +43,10 @@ def main() -> None:
                   "loaded": phase(app, args.runs, connections=args.connections),
                   "note": "from the start of the `headway rollback` process (Python start-up "
                           "included) to the first of 20 consecutive answers from the target; "
-                          f"loaded: wrk -t2 -c{args.connections} on the router throughout",
+                          f"loaded: wrk -t2 -c{args.connections} on the router throughout; "
+                          "cli_cpu_until_target_s: CPU the rollback command had used by then "
+                          "(what it needs before the switch, less sensitive than wall time to "
+                          "whatever else the machine runs: see load_average_1m_at_end)",
                   "machine": machine()}
     finally:
         app.close()
@@ -60,22 +63,24 @@ def phase(app: BenchApp, runs: int, *, connections: int = 0) -> dict[str, object
     load = subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{runs * 6 + 10}s", app.url],
                             stdout=subprocess.PIPE, text=True) if connections else None
     failed: list[str] = []
-    switched, command = [], []
+    switched, command, cpu = [], [], []
     try:
         if load:
             time.sleep(2)  # let wrk saturate first
         for run in range(runs):
             target = 1 if run % 2 == 0 else 2  # release 2 (v2) is live when a phase starts
-            to_target, wall = _rollback(app, target, failed)
+            to_target, wall, cpu_seconds = _rollback(app, target, failed)
             switched.append(to_target)
             command.append(wall)
+            cpu.append(cpu_seconds)
     finally:
         if load:
             load.terminate()
             load.wait()
     return {"load_average_1m_at_end": round(os.getloadavg()[0], 1),
             "to_all_traffic_on_target_s": _stats(switched),
-            "command_wall_s": _stats(command), "failed_poller_requests": len(failed),
+            "command_wall_s": _stats(command), "cli_cpu_until_target_s": _stats(cpu),
+            "failed_poller_requests": len(failed),
             "failures": dict(Counter(failed)),
             **({"wrk": f"wrk -t2 -c{connections}"} if connections else {})}
 
@@ -85,11 +90,14 @@ def _stats(values: list[float]) -> dict[str, object]:
             "min": round(min(values), 3), "all": [round(v, 3) for v in values]}
 
 
-def _rollback(app: BenchApp, target: int, failed: list[str]) -> tuple[float, float]:
-    """Run `headway rollback TARGET` (a warm release, serving vTARGET); return (seconds from its start
-    until the router's answers are all `want`, the command's wall time). Any answer that is
-    not a 200 counts as failed."""
+def _rollback(app: BenchApp, target: int, failed: list[str]) -> tuple[float, float, float]:
+    """Run `headway rollback TARGET` (a warm release, serving vTARGET); return (seconds from its
+    start until the router's answers are all `want`, the command's wall time, the CPU seconds
+    the command had used when the first answer from the target came: what it needs before the
+    switch, whatever else the machine runs). Any answer that is not a 200 counts as failed."""
     seen: list[float] = []
+    used: list[float] = []
+    pid: list[int] = []
     want = f"v{target}"
     t0 = time.monotonic()
 
@@ -109,18 +117,31 @@ def _rollback(app: BenchApp, target: int, failed: list[str]) -> tuple[float, flo
                 streak = streak + 1 if resp.json()["version"] == want else 0
                 if streak == 1:
                     seen[:] = [time.monotonic() - t0]
+                    used[:] = [_cpu(pid[0]) if pid else 0.0]
                 if streak >= STREAK:
                     return
 
     poller = threading.Thread(target=poll)
+    proc = subprocess.Popen([sys.executable, "-m", "headway", "rollback", str(target)],
+                            cwd=app.dir, env=app.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pid.append(proc.pid)
     poller.start()
-    proc = subprocess.run([sys.executable, "-m", "headway", "rollback", str(target)], cwd=app.dir,
-                          env=app.env, capture_output=True, text=True, check=False)
+    _, stderr = proc.communicate()
     wall = time.monotonic() - t0
     poller.join(timeout=30)
     if proc.returncode != 0 or not seen:
-        raise SystemExit(f"rollback to {target} failed ({proc.returncode}):\n{proc.stderr}")
-    return seen[0], wall
+        raise SystemExit(f"rollback to {target} failed ({proc.returncode}):\n{stderr}")
+    return seen[0], wall, used[0]
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (0 once it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

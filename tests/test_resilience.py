@@ -46,6 +46,35 @@ def test_deploy_killed_after_the_switch_is_finished_not_undone(app: App) -> None
     assert app.version() == "v1"
 
 
+def test_rollback_killed_after_its_switch_is_finished_not_undone(app: App) -> None:
+    """A warm rollback switches before anything else; killed right then, the next command
+    finishes it (recovery.decide: the target alone is in rotation), and no request fails."""
+    app.configure(deploy='drain_timeout = "20s"')
+    app.run("deploy")
+    app.set_version("v2")
+    app.run("deploy")
+    slow = threading.Thread(target=httpx.get, args=(app.url + "slow?seconds=4",),
+                            kwargs={"timeout": 10})
+    slow.start()  # keeps release 2 draining, so the kill lands before the rollback ends
+    time.sleep(0.3)
+    with Load(app.url) as load:
+        cli = app.popen("rollback")
+        assert cli.stdout is not None
+        line = next((line for line in cli.stdout if "rolling back to release 1" in line), "")
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        assert "(warm: traffic switched in" in line
+        assert app.version() == "v1"
+        app.run("status")
+    slow.join()
+    assert load.failed == 0, (load.codes, load.errors)
+    releases = {r["number"]: r["status"] for r in json.loads(app.run("releases", "--json").stdout)}
+    assert releases == {1: "active", 2: "previous"}
+    assert "interrupted rollback of release 1 finished" in app.run("events").stdout
+    app.run("rollback", "2")  # release 2 was parked warm by the recovery
+    assert app.version() == "v2"
+
+
 def test_in_flight_requests_finish_across_a_deploy(app: App) -> None:
     app.run("deploy")
     result: dict[str, object] = {}
