@@ -26,6 +26,7 @@ from headway.runtime import appuser
 from headway.runtime.appuser import AppUser
 from headway.runtime.artifact import install_dependencies, materialize
 from headway.runtime.base import KIND_VAR, Output
+from headway.runtime.pyinstall import compile_bytecode
 from headway.secrets import reveal_env
 from headway.spec.models import ProcessSpec, Spec
 from headway.store import Instance, Release, Store
@@ -211,6 +212,8 @@ class ProcessRuntime:
         install_dependencies(dest, spec, appuser.deps_cache(self.store.home))
         link_volumes(self.store, release)
         if user:
+            if (dest / ".venv" / "bin" / "python").exists():
+                compile_bytecode(dest / ".venv" / "bin" / "python", dest)
             appuser.grant_release(dest, user)
             appuser.share_dependencies(dest, appuser.deps_cache(self.store.home))
 

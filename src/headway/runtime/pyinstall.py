@@ -128,6 +128,8 @@ def ensure_venv(app: Path, deps: pydeps.Deps, interp: Interpreter, cache: Path) 
         try:
             _create(venv, interp)
             _install(app, deps, venv, cache)
+            if appuser.isolated():
+                compile_bytecode(venv / "bin" / "python", venv)
         except BaseException:
             shutil.rmtree(venv, ignore_errors=True)
             raise
@@ -201,6 +203,13 @@ def _install(app: Path, deps: pydeps.Deps, venv: Path, cache: Path) -> None:
     else:
         requirements = app / deps.files[0]
     pip_install(venv, ["-r", str(requirements)], cwd=app, what=deps.source)
+
+
+def compile_bytecode(python: Path, folder: Path) -> None:
+    """Byte-code compiled ahead, as root: the app's user cannot write __pycache__ into its
+    virtualenv or release, and would otherwise compile every module at every start."""
+    run([str(python), "-m", "compileall", "-q", "-j", "0", "-x", r"/(\.venv|node_modules)/",
+         str(folder)], env=_env(), what=f"compiling {folder.name}'s Python", timeout=600)
 
 
 def pip_install(venv: Path, args: list[str], *, cwd: Path, what: str) -> None:
