@@ -75,6 +75,12 @@ def test_a_volume_survives_deploys_rollback_and_pruning_in_containers(
         podman_app: App) -> None:  # noqa: F811
     volume = survives(podman_app)
     assert (volume / "note").stat().st_uid == 10001  # owned by the image's user
+    podman_app.run("backup", "create", "data")
+    (volume / "note").unlink()
+    restored = podman_app.run("backup", "restore", "data", "--yes")
+    assert "running containers keep the replaced folder" in " ".join(restored.stderr.split())
+    assert (volume / "note").stat().st_uid == 10001  # restored files: still the image's user's
+    assert read(podman_app, "run", "note") == "from release 1"  # a new container sees them
     podman_app.run("destroy", "--volumes", "--yes")
     assert not volume.exists()
 
