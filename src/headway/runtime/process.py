@@ -210,10 +210,10 @@ class ProcessRuntime:
         materialize(source, files, dest)
         spec = Spec.model_validate(json.loads(release.spec)["spec"])
         install_dependencies(dest, spec, appuser.deps_cache(self.store.home))
+        if user and (dest / ".venv" / "bin" / "python").exists():  # before volumes are linked
+            compile_bytecode(dest / ".venv" / "bin" / "python", dest)
         link_volumes(self.store, release)
         if user:
-            if (dest / ".venv" / "bin" / "python").exists():
-                compile_bytecode(dest / ".venv" / "bin" / "python", dest)
             appuser.grant_release(dest, user)
             appuser.share_dependencies(dest, appuser.deps_cache(self.store.home))
 
