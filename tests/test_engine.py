@@ -289,6 +289,31 @@ def test_a_rollback_imports_nothing_heavy_before_its_switch() -> None:
     assert loaded == "[]"
 
 
+def test_rollback_reads_the_app_name_only_but_still_says_did_you_mean(tmp_path: Path) -> None:
+    """`headway rollback` skips the spec models before its switch; when it finds nothing to roll
+    back, a typo in --env is still named, as every other command names it."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "headway.toml").write_text(SPEC.format(strategy="blue-green")
+                                           + "[env.staging]\n")
+    env = dict(os.environ, HEADWAY_HOME=str(tmp_path / "home"))
+
+    def rollback(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "headway", *args, "rollback"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    typo = rollback("--env", "stagin")
+    assert typo.returncode == 2 and "did you mean --env staging?" in typo.stderr
+    nothing = rollback("--env", "staging")
+    assert nothing.returncode == 7
+    assert "shop (staging) has no earlier good release to roll back to" in nothing.stderr
+    bad = rollback("--app", "../etc")
+    assert bad.returncode == 2 and "not an app name" in bad.stderr
+
+
 def test_podman_argv_of_an_instance_and_of_a_one_off_command() -> None:
     labels = {"headway.home": "/h", "headway.app": "shop", "headway.env": "production",
               "headway.release": "3", "headway.process": "web"}

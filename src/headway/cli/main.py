@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from headway.errors import ConfigError, HeadwayError, RouterError
+from headway.errors import ConfigError, HeadwayError, NotFound, RouterError
 
 if TYPE_CHECKING:
     from headway.cli import output
@@ -120,12 +120,24 @@ def rollback(options: Options, release: int | None) -> None:
     revived = revive(store.home)
     engine = Engine(store, HAProxy(store.home), progress=progress_later(options.log_format),
                     ensure_agent=lambda: ensure_agent(store.home))
-    result = engine.rollback(recorded_app_name(options), options.env, release)
+    try:
+        result = engine.rollback(recorded_app_name(options), options.env, release)
+    except NotFound:
+        check_config(options)  # a typo in --env says so ("did you mean"), as other commands do
+        raise
     from headway.cli import output
 
     if revived:
         output.err.print("the headway agent was not running: started it again")
     output.outcome(result)
+
+
+def check_config(options: Options) -> None:
+    """Load headway.toml as every other command does, for its errors (when there is one)."""
+    from headway.cli import output
+
+    if options.app_name is None or options.config.exists():
+        output.Context(config=options.config, env=options.env, app_name=options.app_name).spec()
 
 
 def progress_later(log_format: str) -> Callable[..., None]:
