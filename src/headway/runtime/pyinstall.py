@@ -100,7 +100,8 @@ def choose(want: pydeps.Wanted | None, found: tuple[Interpreter, ...] | list[Int
             mine = next((i for i in found if i.version[:2] == sys.version_info[:2]), None)
         return mine or Interpreter(own, tuple(sys.version_info[:3]))  # type: ignore[arg-type]
     same = [i for i in found if ".".join(map(str, i.version[:2])) == pydeps.image_minor(want)]
-    for interp in [*same, *found]:
+    candidates: list[Interpreter] = [*same, *found]
+    for interp in candidates:
         if pydeps.satisfies(interp.version, want.spec):
             return interp
     minor = pydeps.image_minor(want) or want.spec
