@@ -21,8 +21,7 @@ from headway.runtime.appuser import app_root, user_name
 from headway.store import Store
 from tests.conftest import EXAMPLE, App, free_port
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(os.geteuid() != 0, reason="app users exist only as root")]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="app users exist only as root")
 
 # What an app's code could try: read the key and the store, write its release and its volume.
 PROBE = '''import os, sys
@@ -75,6 +74,7 @@ def set_secret(app: App) -> None:
                    cwd=app.dir, env=app.env(), check=True, capture_output=True, text=True)
 
 
+@pytest.mark.integration
 def test_an_app_runs_as_its_own_user_and_cannot_read_the_key_the_store_or_another_app(
         isolated: App, tmp_path: Path) -> None:
     app = isolated
@@ -118,6 +118,7 @@ def test_an_app_runs_as_its_own_user_and_cannot_read_the_key_the_store_or_anothe
         headway(app, other, "destroy", "--yes")
 
 
+@pytest.mark.integration
 def test_the_home_and_the_store_are_made_private_whatever_their_modes(app: App) -> None:
     home = app.home
     set_secret(app)
@@ -130,3 +131,20 @@ def test_the_home_and_the_store_are_made_private_whatever_their_modes(app: App) 
     for extra in ("state.db-wal", "state.db-shm"):
         if (home / extra).exists():
             assert stat.S_IMODE((home / extra).stat().st_mode) == 0o600
+
+
+def test_a_release_built_inside_the_home_is_refused_with_how_to_rebuild_it(
+        tmp_path: Path) -> None:
+    """Made before apps ran as their own users: its folder is closed to them."""
+    from headway.errors import RuntimeFailure
+    from headway.runtime.process import ProcessRuntime
+    from headway.spec.models import ProcessSpec
+    from headway.store import Release
+
+    store = Store(tmp_path / "home")
+    old = Release("hello", "production", 1, "active", "d",
+                  str(tmp_path / "home/apps/hello/production/releases/1"), "{}", 0.0)
+    with pytest.raises(RuntimeFailure) as err:
+        ProcessRuntime(store).start(old, "web", ProcessSpec(command="python3 app.py"), {})
+    assert "cannot enter" in err.value.message and "--force" in (err.value.hint or "")
+    assert not store.instances("hello", "production")

@@ -235,11 +235,22 @@ class ProcessRuntime:
 
     def start(self, release: Release, process: str, spec: ProcessSpec,
               env: dict[str, str]) -> Instance:
+        self._reachable(release)
         inst = self.new_instance(release, process, spec, env)
         link_volumes(self.store, release)  # a volume folder removed since the release was built
         Path(inst.log).parent.mkdir(parents=True, exist_ok=True)
         self.store.add_instance(inst)
         return inst
+
+    def _reachable(self, release: Release) -> None:
+        """As root, a release folder inside $HEADWAY_HOME (built before apps ran as their own
+        users) is closed to the app's user: said plainly rather than a permission error."""
+        if appuser.isolated() and Path(release.path).is_relative_to(self.store.home):
+            raise RuntimeFailure(
+                f"release {release.number} of {release.app} was built inside {self.store.home}, "
+                "which the app's own user cannot enter",
+                hint="deploy again (`headway deploy --force`): new releases are built where "
+                "the app's user can run them")
 
     def stop(self, inst: Instance, *, remove: bool = True) -> None:
         self.store.set_instance(inst.id, desired="removed" if remove else "stopped")
@@ -256,6 +267,7 @@ class ProcessRuntime:
         """In the release's folder (or the instance's) with its dependencies, env and
         secrets; `tty` needs nothing here: the caller's terminal is inherited."""
         del tty
+        self._reachable(release)
         if instance is not None:
             cwd, base = instance.cwd, instance.env_vars
         else:
