@@ -9,20 +9,19 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from headway.engine import recovery, routing, warm
-from headway.errors import DeployFailed, HeadwayError, NotFound, RuntimeFailure
+from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.router.base import Router, backend_name
 from headway.store import Instance, Release, Store, ports
 
 if TYPE_CHECKING:
-    from headway.engine import analysis
     from headway.planner import Step
     from headway.runtime.base import Runtime
-    from headway.spec.models import AnalysisSpec, HealthSpec, Spec
+    from headway.spec.models import HealthSpec, Spec
 
 # Imported where they are used: a warm rollback switches before it needs any of them
 # (pydantic models, accessories, httpx, the runtimes cost a CLI seconds under load).
@@ -58,18 +57,6 @@ def release_spec(release: Release) -> Spec:
     from headway.spec.models import Spec
 
     return Spec.model_validate(json.loads(release.spec)["spec"])
-
-
-@dataclass
-class _Run:
-    """One deploy's steps share this: what they started (by group) and the longest switch."""
-
-    spec: Spec
-    release: Release
-    env_vars: dict[str, str]
-    health: dict[str, HealthSpec]
-    groups: dict[str, list[str]] = field(default_factory=dict)
-    switched: float = 0.0
 
 
 class Engine:
@@ -152,136 +139,17 @@ class Engine:
 
     def _execute(self, deploy: int, steps: list[Step], spec: Spec, release: Release) -> float:
         """Run the steps in order, each journaled before and after; the longest switch."""
-        handlers = [self._handler(step.kind) for step in steps]  # all known before any runs
-        run = _Run(spec, release, json.loads(release.spec)["env"],
-                   {name: p.health for name, p in spec.processes.items()})
+        from headway.engine.steps import Steps
+
+        run = Steps(self, spec, release)
+        handlers = [run.handler(step.kind) for step in steps]  # all known before any runs
         for step, handler in zip(steps, handlers, strict=True):
             self.store.journal(deploy, step.kind, "begin")
             self.progress(step.describe(), app=release.app, env=release.env,
                           release=release.number, step=step.kind)
-            handler(run, step)
+            handler(step)
             self.store.journal(deploy, step.kind, "done")
         return run.switched
-
-    def _handler(self, kind: str) -> Callable[[_Run, Step], None]:
-        """The method that runs a step of this kind; an unknown kind is a bug in Headway (the
-        planner and the engine disagree), refused before the deploy changes anything."""
-        table: dict[str, Callable[[_Run, Step], None]] = {
-            "release": self._step_release, "start": self._step_start,
-            "wait_healthy": self._step_wait_healthy, "switch": self._step_switch,
-            "canary": self._step_canary, "analyze": self._step_analyze,
-            "wait_drained": self._step_wait_drained, "park": self._step_park,
-            "stop": self._step_stop, "activate": self._step_activate}
-        if kind not in table:
-            raise DeployFailed(f"internal error: the plan has a step of unknown kind {kind!r} "
-                               f"(the engine runs {', '.join(sorted(table))}); this is a bug "
-                               "in Headway, please report it with `headway deploy --dry-run`",
-                               hint="nothing was changed by this deploy")
-        return table[kind]
-
-    def _step_release(self, run: _Run, step: Step) -> None:
-        self._release_phase(run.spec, run.release, run.env_vars)
-
-    def _step_start(self, run: _Run, step: Step) -> None:
-        runtime = self._runtime(run.release)
-        for _ in range(step.count):
-            inst = runtime.start(run.release, step.process, run.spec.processes[step.process],
-                                 run.env_vars)
-            run.groups.setdefault(step.group, []).append(inst.id)
-
-    def _step_wait_healthy(self, run: _Run, step: Step) -> None:
-        insts = self._get([i for g in step.groups for i in run.groups.get(g, [])])
-        self._wait_healthy(insts, run.health, run.spec.deploy.timeout)
-
-    def _step_switch(self, run: _Run, step: Step) -> None:
-        new = self._routed(step, run.groups, run.spec)
-        t0 = time.monotonic()
-        routing.switch(self.store, self.router, enable=new, drain=self._get(list(step.old)))
-        run.switched = max(run.switched, time.monotonic() - t0)
-
-    def _step_canary(self, run: _Run, step: Step) -> None:
-        from headway.engine import analysis
-
-        old, canary, release = self._get(list(step.old)), run.spec.deploy.canary, run.release
-        routing.split(self.store, self.router, canary=self._routed(step, run.groups, run.spec),
-                      stable=old, share=step.count)
-        self._judge(analysis.Watch(
-            release.app, release.env, release.number, old[0].release,
-            f"canary at {step.count}%", time.time(), pause=canary.pause,
-            max_wait=canary.max_wait, manual=canary.manual), canary.analysis)
-
-    def _step_analyze(self, run: _Run, step: Step) -> None:
-        from headway.engine import analysis
-
-        old, release = self._get(list(step.old)), run.release
-        now, span = time.time(), run.spec.deploy.analysis
-        self._judge(analysis.Watch(
-            release.app, release.env, release.number, old[0].release,
-            "release after the switch", now, stable_window=(now - span, now),
-            pause=span, max_wait=span), run.spec.deploy.canary.analysis)
-
-    def _step_wait_drained(self, run: _Run, step: Step) -> None:
-        self._wait_drained(self._get(list(step.old)), run.spec.deploy.drain_timeout)
-
-    def _step_park(self, run: _Run, step: Step) -> None:
-        routing.park(self.store, self.router, self._get(list(step.old)))
-
-    def _step_stop(self, run: _Run, step: Step) -> None:
-        self._discard(self._get(list(step.old)))
-
-    def _step_activate(self, run: _Run, step: Step) -> None:
-        """Journaled only: `deploy` marks the release live once every step is done."""
-
-    def _routed(self, step: Step, groups: dict[str, list[str]], spec: Spec) -> list[Instance]:
-        """The step's new instances, added to the router (in maintenance), as stored now."""
-        ids = [i for g in step.groups for i in groups.get(g, [])]
-        routing.add(self.store, self.router, self._get(ids),
-                    check_interval=spec.processes["web"].health.interval)
-        return self._get(ids)
-
-    def _release_phase(self, spec: Spec, release: Release, env_vars: dict[str, str]) -> None:
-        """The release command, once, in a new short-lived instance of the release (its image,
-        or its folder and dependencies), after a backup of the accessories it may change. Its
-        output goes line by line to the progress callback and to logs/release-N.log."""
-        from headway.accessories import backups
-        from headway.runtime.process import expand
-
-        assert spec.release.command
-        taken = backups.before_release(self.store, release.app, release.env,
-                                       spec.pre_release_backups(), release.number)
-        fields: dict[str, object] = {"app": release.app, "env": release.env,
-                                     "release": release.number}
-        for b in taken:
-            self.progress(f"backup {b.id} of {b.accessory} taken ({b.size} bytes)",
-                          **fields, step="backup")
-        known = env_vars | {"HEADWAY_APP": release.app, "HEADWAY_ENV": release.env,
-                            "HEADWAY_RELEASE": str(release.number)}
-        argv = expand(spec.release.command, known)  # secrets: in its environment, not argv
-        log = self.store.home / "apps" / release.app / release.env / "logs" / \
-            f"release-{release.number}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as out:
-            def line(text: str) -> None:
-                out.write(text)
-                out.flush()
-                self.progress(f"[release {release.number}] {text.rstrip()}", **fields,
-                              step="release")
-
-            try:
-                code = self._runtime(release).run_once(release, argv, env=env_vars,
-                                                       timeout=spec.release.timeout, output=line)
-                why = f"exited {code}"
-            except RuntimeFailure as exc:
-                out.write(f"headway: {exc.message}\n")
-                code, why = -1, exc.message
-        self.store.event(release.app, release.env, "release.command",
-                         f"`{spec.release.command}` {why}", release=release.number)
-        if code != 0:
-            tail = "".join(log.read_text(errors="replace").splitlines(True)[-20:])
-            saved = "".join(f"\nthe data before it is backup {b.id}; to put it back: "
-                            f"{b.restore_command()}" for b in taken)
-            raise DeployFailed(f"release command `{spec.release.command}` {why}; no traffic "
-                               f"moved{saved}", log_tail=tail, hint=f"full output: {log}")
 
     # one-off commands --------------------------------------------------------------------------
     def run(self, app: str, env: str, argv: list[str], *, release: int | None = None,
@@ -324,16 +192,6 @@ class Engine:
                            f"({rel.status}{': ' + rel.failure if rel.failure else ''})",
                            hint="`headway releases` lists the ones that are")
         return rel
-
-    def _judge(self, w: analysis.Watch, limits: AnalysisSpec) -> None:
-        from headway.engine import analysis
-
-        self.store.event(w.app, w.env, "analysis.started", f"{w.label}: judging release "
-                         f"{w.canary} against {w.stable}", release=w.canary)
-        verdict = analysis.watch(self.store, w, limits, progress=lambda m: self.progress(
-            m, app=w.app, env=w.env, release=w.canary, step="judge"))
-        self.store.event(w.app, w.env, "analysis.passed", f"{w.label}: {verdict.reason} "
-                         f"{json.dumps(verdict.figures)}", release=w.canary)
 
     # rollback, recovery, undo ------------------------------------------------------------------
     def rollback(self, app: str, env: str, to: int | None = None) -> Outcome:
