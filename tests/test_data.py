@@ -233,7 +233,8 @@ def test_scheduled_backups_with_copies_and_secrets_from_outside(
     with_accessories(app)
     offsite, cert = tmp_path / "offsite", tmp_path / "cert.pem"
     app.configure(backups=f'schedule = "1s"\ncopy_to = "{offsite}"',
-                  secrets=f'API_TOKEN = "env:HW_TEST_TOKEN"\nCERT = "file:{cert}"')
+                  secrets=f'API_TOKEN = "env:HW_TEST_TOKEN"\nCERT = "file:{cert}"',
+                  volumes='data = "data"')
     cert.write_text("cert-one\n")
     missing = app.run("deploy", check=False)
     assert missing.returncode == 2
@@ -249,12 +250,14 @@ def test_scheduled_backups_with_copies_and_secrets_from_outside(
 
     deadline = time.monotonic() + 30
     while {b["accessory"] for b in json.loads(app.run("backup", "list", "--json").stdout)
-           if b["reason"] == "scheduled"} != {"db", "cache"}:
+           if b["reason"] == "scheduled"} != {"db", "cache", "data"}:  # data: a volume
         assert time.monotonic() < deadline, "the agent took no scheduled backup"
         time.sleep(0.5)
     db = next(b for b in json.loads(app.run("backup", "list", "db", "--json").stdout))
     assert Path(db["copy"]).read_bytes() == Path(db["path"]).read_bytes()
     assert Path(db["copy"]).is_relative_to(offsite)
+    volume = next(b for b in json.loads(app.run("backup", "list", "data", "--json").stdout))
+    assert Path(volume["copy"]).read_bytes() == Path(volume["path"]).read_bytes()
     Path(db["path"]).unlink()  # the first copy is lost: the second one still restores
     assert "checksum ok" in app.run("backup", "verify", "db", db["id"]).stdout
 
