@@ -264,7 +264,7 @@ class BackupsSpec(Model):
 
     path: str | None = Field(None, description="folder (default: $HEADWAY_HOME/backups)")
     schedule: Duration | None = Field(None, description="the agent backs up every accessory "
-                                      "this often, e.g. \"24h\"; unset = only on demand")
+                                      "and volume this often, e.g. \"24h\"; unset = on demand")
     keep_last: int = Field(7, ge=1, description="newest backups always kept")
     keep_daily: int = Field(7, ge=0, description="days for which the newest backup is kept")
     keep_weekly: int = Field(4, ge=0, description="weeks for which the newest backup is kept")
