@@ -5,6 +5,7 @@ Never prints: progress goes to a callback the CLI supplies."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -54,9 +55,17 @@ def number(release: Release | None) -> int | None:
 
 
 def release_spec(release: Release) -> Spec:
+    """The spec a release was deployed with (never to be changed by the caller: shared)."""
+    return _spec_of(release.spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_of(recorded: str) -> Spec:
+    """A release's record never changes, and the agent's housekeeping asks for the live
+    release of every app every second (prunable): validate each record once."""
     from headway.spec.models import Spec
 
-    return Spec.model_validate(json.loads(release.spec)["spec"])
+    return Spec.model_validate(json.loads(recorded)["spec"])
 
 
 class Engine:
