@@ -183,9 +183,9 @@ def under_load(host: Host, seconds: int) -> tuple[dict[str, Any], dict[str, floa
     script = host.tmp / "hosts.lua"
     script.write_text(WRK_SCRIPT.format(hosts=", ".join(f'"{n}.scale.test"'
                                                        for n in host.names)))
-    load = subprocess.Popen(["wrk", "-t2", "-c32", f"-d{seconds + 2}s", "-s", str(script),
-                             f"http://127.0.0.1:{host.port}/"], stdout=subprocess.PIPE,
-                            text=True)
+    load = subprocess.Popen(["wrk", "-t2", "-c32", f"-d{seconds + 2}s", "--latency",
+                             "-s", str(script), f"http://127.0.0.1:{host.port}/"],
+                            stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     figures = usage(host, seconds)
     out, _ = load.communicate(timeout=60)
