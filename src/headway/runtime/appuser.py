@@ -145,6 +145,7 @@ def open_app_folder(home: Path, app: str, env: str) -> AppUser | None:
     owner = root / "home"  # whose app root this is: an operator (or a test run) can tell
     if not owner.exists():
         owner.write_text(f"{home}\n")
+        owner.chmod(0o600)
     for link, target in ((home / "apps" / app / env / "releases", env_dir / "releases"),
                          (home / "apps" / app / env / "volumes", env_dir / "volumes"),
                          (home / "venvs", root / "deps")):
