@@ -8,6 +8,7 @@ from headway.builder import image
 from headway.builder.containerfile import render
 from headway.builder.detect import bind_host, detect, procfile, split_web
 from headway.builder.migrations import candidates
+from headway.builder.needs import scan
 from headway.errors import ConfigError
 from headway.spec.load import parse_spec
 
@@ -38,6 +39,9 @@ def folder(tmp_path: Path, files: dict[str, str]) -> Path:
      "npm run start"),  # npm runs scripts for every Node installer (it is in every image)
     ({"package.json": '{"main": "src/app.js"}', "yarn.lock": ""}, "node src/app.js"),
     ({"package.json": "{}", "index.js": ""}, "node index.js"),
+    # start is nodemon; the production script's cross-env is a dev dependency, not needed
+    ({"package.json": '{"scripts": {"start": "nodemon x.js", "production": '
+      '"cross-env NODE_ENV=production node ./api/api.js"}}'}, "node ./api/api.js"),
     ({"package.json": '{"scripts": {"start": "bun src/index.ts"}}', "bun.lockb": ""},
      "bun src/index.ts"),
 ])
@@ -274,3 +278,13 @@ def test_the_image_keeps_setuptools_that_apps_import_without_declaring(tmp_path:
     text = render(detect(app), source=app)
     uninstall = next(line for line in text.splitlines() if "pip uninstall" in line)
     assert " pip " in uninstall and "setuptools" not in uninstall and "wheel" not in uninstall
+
+
+def test_database_settings_of_a_driver_the_app_lacks_are_not_required(tmp_path: Path) -> None:
+    # aichbauer/express-rest-api-boilerplate: production reads DB_PASS, yet runs on SQLite
+    app = folder(tmp_path, {
+        "package.json": '{"scripts": {"start": "node api.js"}, "dependencies": {"sqlite3": "4"}}',
+        "api.js": "const pass = process.env.DB_PASS;\nconst key = process.env.STRIPE_KEY;\n"})
+    needs = scan(app, detect(app))
+    assert [v.name for v in needs.secrets] == ["STRIPE_KEY"]
+    assert [v.name for v in needs.optional_secrets] == ["DB_PASS"]

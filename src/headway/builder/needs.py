@@ -8,7 +8,7 @@ copies a secret-looking value from an example file into headway.toml."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from headway.builder import migrations, routes
@@ -145,7 +145,12 @@ def scan(folder: Path, found: Detected) -> Needs:
     _release(folder, found, deps, needs)
     _own_containerfile(folder, found, needs)
     _volumes(files, has_postgres="postgres" in kinds, needs=needs)
-    _classify([v for v in variables.values() if v.name not in wired], needs)
+    # a database's parts (DB_PASS...) read with no such database in the dependencies: a
+    # setting of a driver the app does not use (SQLite in production), never a must-set
+    other = {n for kind, parts in PARTS.items() if kind not in kinds for names in parts.values()
+             for n in names}
+    _classify([replace(v, optional=v.optional or v.name in other)
+               for v in variables.values() if v.name not in wired], needs)
     _allowed_hosts(files, variables, needs)
     _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))

@@ -37,7 +37,8 @@ DEV = [(r"\bnodemon\b", "nodemon"), (r"--watch\b", "--watch"), (r"--hot\b", "--h
        (r"\b(nuxt|nuxi|remix|astro|vite-node)\s+dev\b", "a framework dev server"),
        (r"\bgatsby\s+develop\b", "gatsby develop"),
        (r"\bnest\s+start\b(?!.*--prod)", "nest start (compiles at every start)")]
-PRODUCTION_SCRIPTS = ("start", "start:prod", "start:production", "prod", "serve", "preview")
+PRODUCTION_SCRIPTS = ("start", "start:prod", "start:production", "prod", "production", "serve",
+                      "preview")
 # Yarn 2+: the yarn npm installed (not .yarnrc.yml's yarnPath), and node_modules rather than
 # Plug'n'Play, so that `node server.js` finds its packages (an app's own nodeLinker wins).
 BERRY = ("export YARN_IGNORE_PATH=1 && { grep -qs nodeLinker .yarnrc.yml || "
