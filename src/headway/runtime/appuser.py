@@ -3,7 +3,9 @@
 When Headway runs as root (euid 0, and only then) every app gets a system user, `hw-APP`
 (`useradd --system`, no home, nologin shell, its own group; a name that is long or not a
 plain user name gets a hash suffix, within 32 characters), made once and reused by every
-environment and home of the host. Its instances, release commands and one-off commands run
+environment and home of the host. A real user rather than a bare uid from a range: the
+system keeps uids unique across homes and other tools, `ps` and `ls` say whose a process or
+file is, and Headway tracks nothing. Its instances, release commands and one-off commands run
 as that user with that group alone. The user cannot read $HEADWAY_HOME: the home is root's
 and 0700 (state.db, its copies, master.key, logs, the router, accessories' data), and so
 are the folders above root's default home (/root). What an app runs from therefore lives
