@@ -18,6 +18,7 @@ class Load:
         self.errors: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()  # 200s by the version that answered
         self.answers: Counter[tuple[str, int]] = Counter()  # (version, status), any status
+        self.failures: list[str] = []  # "HH:MM:SS.mmm what", to set beside the logs
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -45,9 +46,17 @@ class Load:
                         self.answers[(version, resp.status_code)] += 1
                         if resp.status_code == 200:
                             self.versions[version] += 1
+                        else:
+                            self._failed(str(resp.status_code))
                 except httpx.HTTPError as exc:
                     with self._lock:
                         self.errors[type(exc).__name__] += 1
+                        self._failed(type(exc).__name__)
+
+    def _failed(self, what: str) -> None:
+        now = time.time()
+        self.failures.append(f"{time.strftime('%H:%M:%S', time.localtime(now))}"
+                             f".{int(now % 1 * 1000):03d} {what}")
 
     @property
     def total(self) -> int:

@@ -140,7 +140,7 @@ def test_killed_agent_and_killed_podman_run_lose_no_request(podman_app: App) -> 
         app.set_version("v2")
         assert "release 2 is live" in app.run("deploy").stdout
         time.sleep(1)
-    assert load.failed == 0, (load.codes, load.errors)
+    assert load.failed == 0, (load.codes, load.errors, load.failures[:5], load.failures[-5:])
     assert app.version() == "v2"
     running = podman("ps", "--format", "{{.Names}}", "--filter", f"label=headway.home={app.home}")
     instances = {i["id"] for i in json.loads(app.run("status", "--json").stdout)["instances"]}

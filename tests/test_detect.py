@@ -288,3 +288,8 @@ def test_database_settings_of_a_driver_the_app_lacks_are_not_required(tmp_path: 
     needs = scan(app, detect(app))
     assert [v.name for v in needs.secrets] == ["STRIPE_KEY"]
     assert [v.name for v in needs.optional_secrets] == ["DB_PASS"]
+
+
+def test_a_production_dockerfile_wins_over_the_development_one(tmp_path: Path) -> None:
+    app = folder(tmp_path, {"app.py": MAIN, "Dockerfile": "FROM x\n", "Dockerfile.prod": "FROM y\n"})
+    assert detect(app).containerfile == "Dockerfile.prod"

@@ -576,3 +576,27 @@ def test_the_detected_command_runs_from_the_apps_folder_without_installing_it(
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.integration  # runs the CLI
+def test_init_at_the_top_of_a_repository_finds_the_app_in_its_folder(tmp_path: Path) -> None:
+    # testdrivenio/django-on-docker: the app in app/, beside nginx/ (a Dockerfile only), its
+    # production example env at the top, its database settings named SQL_*
+    top = write(tmp_path / "shop", {
+        "nginx/Dockerfile": "FROM nginx\n",
+        ".env.prod-sample": "SQL_ENGINE=django.db.backends.postgresql\nSQL_HOST=db\n"
+                            "DJANGO_ALLOWED_HOSTS=localhost 127.0.0.1\n",
+        "app/requirements.txt": "Django==4.2\ngunicorn\npsycopg2-binary\n",
+        "app/manage.py": "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n",
+        "app/shop/__init__.py": "", "app/shop/wsgi.py": "application = None\n",
+        "app/shop/settings.py": "import os\nENGINE = os.environ.get('SQL_ENGINE')\n"
+        "HOST = os.environ.get('SQL_HOST')\nPASSWORD = os.environ.get('SQL_PASSWORD')\n"
+        "ALLOWED_HOSTS = os.environ.get('DJANGO_ALLOWED_HOSTS').split(' ')\n"})
+    result = run_init(top)
+    assert result.returncode == 0, result.stderr
+    spec = parse_spec((top / "headway.toml").read_text())
+    assert spec.app.path == "app" and spec.app.name == "shop"
+    assert spec.processes["web"].command == "gunicorn --bind $HOST:$PORT shop.wsgi"
+    assert spec.accessories["db"].env == {"SQL_HOST": "host", "SQL_PASSWORD": "password"}
+    assert spec.env["SQL_ENGINE"] == "django.db.backends.postgresql"
+    assert spec.env["DJANGO_ALLOWED_HOSTS"] == "localhost 127.0.0.1"

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["Detected", "bind_host", "detect", "dev_server", "own_command", "procfile",
            "render_toml"]
 
-OWN = ("Containerfile", "Dockerfile")
+# the app's own build files; a production variant first (Dockerfile beside it is often the
+# development one: testdrivenio/django-on-docker's flushes the database at every start)
+OWN = ("Containerfile.prod", "Dockerfile.prod", "Dockerfile.production", "Containerfile",
+       "Dockerfile")
 # written when no web command was found: valid, and says what to do if deployed as is
 PLACEHOLDER = "sh -c 'echo set [processes.web] command in headway.toml >&2; exit 1'"
 # besides node.DEV (watchers, framework dev servers): Python's and package managers' own
@@ -39,6 +42,26 @@ MIGRATE = re.compile(r"manage\.py\s+migrate\b|\bflask\s+db\s+upgrade\b|\balembic
 SHELL = re.compile(r"&&|\|\||[;|<>`]|\$\(|\$\{\w+:|^\s*(cd|export|source|\.)\s|^\s*\w+=\S")
 
 
+def app_name(folder: Path) -> str:
+    """An app name from a folder's name: lower case, letters, digits and dashes."""
+    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-")[:40] or "app"
+    return name if name[0].isalpha() else f"app-{name}"[:40]
+
+
+def app_below(folder: Path) -> Path | None:
+    """The one folder right below `folder` that holds a Python or Node app (a repository whose
+    app is in app/ or backend/, beside nginx/ and docs/), or None when there is not one."""
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and p.name != "node_modules"):
+        try:
+            if detect(sub, partial=True).language != "container":
+                found.append(sub)
+        except (ConfigError, OSError):
+            continue
+    return found[0] if len(found) == 1 else None
+
+
 def detect(folder: Path, *, command: str | None = None, containerfile: str | None = None,
            partial: bool = False) -> Detected:
     """What the app in `folder` is. `command`: the web command from headway.toml, which wins
@@ -46,9 +69,7 @@ def detect(folder: Path, *, command: str | None = None, containerfile: str | Non
     (init): no web command found is no error; the result's command is "".
     `containerfile`: [build] containerfile: "generate" ignores the app's own file, a path uses
     that file; default (None): the app's Containerfile or Dockerfile if it has one."""
-    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-")[:40] or "app"
-    if not name[0].isalpha():
-        name = f"app-{name}"[:40]
+    name = app_name(folder)
     own = _own_file(folder, containerfile)
     procs = procfile(folder)
     if (folder / "package.json").exists():

@@ -13,7 +13,8 @@ from pathlib import Path
 from headway.builder.appfiles import line as _line
 from headway.builder.common import read
 
-EXAMPLES = (".env.example", ".env.sample", ".env.template", ".env.dist", "env.example",
+EXAMPLES = (".env.production.example", ".env.prod.example", ".env.prod-sample",
+            ".env.prod.sample", ".env.example", ".env.sample", ".env.template", ".env.dist", "env.example",
             "example.env", ".env.defaults", ".env.local.example")
 # variables Headway sets itself, or platforms' own
 OWN_VARS = {"PORT", "HOST", "NODE_ENV", "PATH", "HOME", "PWD", "USER", "SHELL", "LANG", "TZ",
@@ -53,9 +54,10 @@ class Var:
     example_file: str = ""
 
 
-def variables(folder: Path, files: dict[str, str]) -> dict[str, Var]:
+def variables(folder: Path, files: dict[str, str], top: Path | None = None) -> dict[str, Var]:
     """Variables the code reads (required when any read has no default) and those an example
-    env file lists, with its value."""
+    env file lists (in `folder`, else in `top`, the repository holding it), with its value;
+    a production example's value first."""
     code: dict[str, Var] = {}
     for name, body in files.items():
         for where, var, optional in _reads(name, body):
@@ -63,8 +65,9 @@ def variables(folder: Path, files: dict[str, str]) -> dict[str, Var]:
             code[var] = Var(var, old.where if old else where,
                             optional and (old.optional if old else True))
     examples: dict[str, tuple[str, str]] = {}
+    home = folder if any((folder / e).is_file() for e in EXAMPLES) else top or folder
     for example in EXAMPLES:
-        for line in read(folder / example).splitlines():
+        for line in read(home / example).splitlines():
             if m := re.match(r"^\s*(?:export\s+)?([A-Z][A-Z0-9_]*)\s*=\s*(.*?)\s*$", line):
                 value = re.split(r"\s+#", m.group(2))[0].strip().strip("\"'")
                 examples.setdefault(m.group(1), (value, example))

@@ -28,14 +28,14 @@ PARTS = {
                 "DB_CONNECTION_STRING", "DATABASE_CONNECTION_STRING", "POSTGRES_PRISMA_URL",
                 "POSTGRES_URL_NON_POOLING", "DIRECT_URL", "DIRECT_DATABASE_URL"],
         "host": ["DB_HOST", "PGHOST", "POSTGRES_HOST", "POSTGRES_SERVER", "DATABASE_HOST",
-                 "DB_HOSTNAME", "PG_HOST", "POSTGRES_HOSTNAME"],
-        "port": ["DB_PORT", "PGPORT", "POSTGRES_PORT", "DATABASE_PORT", "PG_PORT"],
+                 "DB_HOSTNAME", "PG_HOST", "POSTGRES_HOSTNAME", "SQL_HOST"],
+        "port": ["DB_PORT", "PGPORT", "POSTGRES_PORT", "DATABASE_PORT", "PG_PORT", "SQL_PORT"],
         "user": ["DB_USER", "DB_USERNAME", "PGUSER", "POSTGRES_USER", "DATABASE_USER",
-                 "DATABASE_USERNAME", "PG_USER", "POSTGRES_USERNAME"],
+                 "DATABASE_USERNAME", "PG_USER", "POSTGRES_USERNAME", "SQL_USER"],
         "password": ["DB_PASSWORD", "DB_PASS", "PGPASSWORD", "POSTGRES_PASSWORD",
-                     "DATABASE_PASSWORD", "PG_PASSWORD", "DB_PASSWD"],
+                     "DATABASE_PASSWORD", "PG_PASSWORD", "DB_PASSWD", "SQL_PASSWORD"],
         "database": ["DB_NAME", "DB_DATABASE", "PGDATABASE", "POSTGRES_DB", "POSTGRES_DATABASE",
-                     "DATABASE_NAME", "PG_DATABASE", "POSTGRES_NAME"],
+                     "DATABASE_NAME", "PG_DATABASE", "POSTGRES_NAME", "SQL_DATABASE"],
     },
     "redis": {
         "url": ["REDIS_URL", "REDIS_URI", "REDIS_DSN", "REDISCLOUD_URL", "REDIS_TLS_URL",
@@ -132,14 +132,15 @@ class Needs:
     notes: list[Note] = field(default_factory=list)
 
 
-def scan(folder: Path, found: Detected) -> Needs:
-    """Everything init writes beyond the web command."""
+def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
+    """Everything init writes beyond the web command; `top`: the repository that holds the
+    app's folder, when headway.toml is written there."""
     files = code_files(folder)
     deps, dep_files = dependencies(folder)
     needs = Needs()
     _workers(folder, needs)
     _health(files, needs)
-    variables = read_variables(folder, files)
+    variables = read_variables(folder, files, top)
     kinds = _accessories(folder, files, deps, dep_files, needs)
     wired = _wire(kinds, variables, needs)
     _release(folder, found, deps, needs)
@@ -287,6 +288,9 @@ def _allowed_hosts(files: dict[str, str], variables: dict[str, Var], needs: Need
     wildcard = re.compile(rf"{name}\b.*[\"']\*[\"']")
     if any(wildcard.search(body) for body in files.values()):
         return
+    if example := variables[name].example:  # local names: the router answers on them
+        needs.env[name] = (example, variables[name].example_file)
+        needs.found.append(f'[env] {name} = "{example}"  ({variables[name].example_file})')
     needs.notes.append(Note(f"Django reads {name} ({variables[name].where}): requests for "
                             "any other host name get 400 once DEBUG is off",
                             f'[env] {name} = "example.com" (the names users reach the app by)'))

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -276,28 +276,40 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
     """Detect the app in PATH and write a commented headway.toml."""
     from headway.builder import containerfile as gen
     from headway.builder import needs as scan
-    from headway.builder.detect import detect, render_toml
+    from headway.builder.detect import app_below, app_name, detect, render_toml
     from headway.spec.load import parse_spec
 
     if not path.is_dir():
         raise ConfigError(f"--path {path}: no such folder")
     try:
-        found = detect(path, partial=True)
-        needs = scan.scan(path, found)
+        try:
+            app, found = path, detect(path, partial=True)
+        except ConfigError:
+            if (below := app_below(path)) is None:
+                raise
+            found = detect(below, partial=True)
+            app, found = below, replace(found, name=app_name(path), reasons=[
+                f"the app is in {below.name}/ (headway.toml stays here: app.path)",
+                *found.reasons])
+        needs = scan.scan(app, found, path)
     except OSError as exc:
         raise ConfigError(f"{path}: could not read the app's files ({exc})") from None
-    files = {"headway.toml": render_toml(found, port=port, needs=needs)}
-    parse_spec(files["headway.toml"], source="the headway.toml init would write")
+    toml = render_toml(found, port=port, needs=needs)
+    if app != path:  # headway.toml stays at the top, where the user runs headway
+        toml = toml.replace("[app]\n", f'[app]\npath = "{app.name}"{" " * (18 - len(app.name))}'
+                            "# the app's folder, relative to this file\n", 1)
+    parse_spec(toml, source="the headway.toml init would write")
+    files = {path / "headway.toml": toml}
     if containerfile:
         if found.containerfile:
-            raise ConfigError(f"{path / found.containerfile} exists: it is used as is",
+            raise ConfigError(f"{app / found.containerfile} exists: it is used as is",
                               hint='to build with a generated one instead, set [build] '
                               'containerfile = "generate"')
-        files |= {"Containerfile": gen.render(found, source=path),
-                  ".containerignore": gen.ignore_file([])}
-    for name in files:
-        if (path / name).exists() and not force:
-            raise ConfigError(f"{path / name} exists", hint="pass --force to overwrite it")
+        files |= {app / "Containerfile": gen.render(found, source=app),
+                  app / ".containerignore": gen.ignore_file([])}
+    for where in files:
+        if where.exists() and not force:
+            raise ConfigError(f"{where} exists", hint="pass --force to overwrite it")
     click.echo(found.explain)
     click.echo("\n".join(f"  {reason}" for reason in found.reasons if reason != found.explain))
     if needs.found:
@@ -307,9 +319,9 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
         click.echo("to decide (the key to set, in headway.toml or with the command):")
         for note in needs.notes:
             click.echo(f"  - {note.text}\n      {note.key}")
-    for name, text in files.items():
-        (path / name).write_text(text)
-        click.echo(f"wrote {path / name}")
+    for where, text in files.items():
+        where.write_text(text)
+        click.echo(f"wrote {where}")
     if not found.command:
         raise ConfigError(f"{path / 'headway.toml'} is written, but the web command could not "
                           f"be decided: {found.explain}", hint="set it there: [processes.web] "
