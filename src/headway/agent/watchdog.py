@@ -48,28 +48,32 @@ class Watchdog:
         self._settings: dict[tuple[str, str, int], dict[str, Any]] = {}
 
     def round(self) -> None:
-        """Probe what is due, then act on what has failed long enough."""
+        """Probe what is due, then act on what has failed long enough. The store is read once
+        per round (apps, their releases, every instance), not again per app: five rounds a
+        second over 50 apps made store reads a third of the agent's CPU."""
         now = time.time()
-        watched = self._watched()
+        releases = {(a["app"], a["env"]): self.store.releases(a["app"], a["env"])
+                    for a in self.store.apps()}
+        insts = self.store.instances()
+        watched = self._watched(releases, insts)
         self._probe([(inst, hs) for inst, hs in watched if now - self._probed(inst) >=
                      float(hs.get("interval", 1.0))])
-        known = {i.id for i in self.store.instances()}  # a restarting one keeps its record
+        known = {i.id for i in insts}  # a restarting one keeps its record
         self.health = {k: v for k, v in self.health.items() if k in known}
         for inst, hs in watched:
             self._maybe_replace(inst, float(hs.get("restart_after", 30.0)),
                                 float(hs.get("boot", 60.0)))
-        for app in self.store.apps():
-            self._maybe_fall_back(app["app"], app["env"])
+        for (app, env), rels in releases.items():
+            self._maybe_fall_back(app, env, rels, insts)
 
     # probing ---------------------------------------------------------------------------------
-    def _watched(self) -> list[tuple[Instance, dict[str, Any]]]:
-        live = {}
-        for app in self.store.apps():
-            for rel in self.store.releases(app["app"], app["env"]):
-                if rel.status in {"active", "previous"}:
-                    live[(rel.app, rel.env, rel.number)] = self._spec(rel)
+    def _watched(self, releases: dict[tuple[str, str], list[Release]],
+                 insts: list[Instance]) -> list[tuple[Instance, dict[str, Any]]]:
+        live = {(rel.app, rel.env, rel.number): self._spec(rel)
+                for rels in releases.values() for rel in rels
+                if rel.status in {"active", "previous"}}
         out = []
-        for inst in self.store.instances():
+        for inst in insts:
             spec = live.get((inst.app, inst.env, inst.release))
             hs = (spec or {}).get("processes", {}).get(inst.process, {}).get("health", {})
             if spec and hs.get("path") and inst.port and inst.desired == "running" \
@@ -129,16 +133,16 @@ class Watchdog:
         h.replaced = time.time()
 
     # falling back ----------------------------------------------------------------------------
-    def _maybe_fall_back(self, app: str, env: str) -> None:
-        rels = self.store.releases(app, env)
+    def _maybe_fall_back(self, app: str, env: str, rels: list[Release],
+                         insts: list[Instance]) -> None:
         active = next((r for r in rels if r.status == "active"), None)
         warm = next((r for r in rels if r.status == "previous"
                      and (r.warm_until or 0) > time.time()), None)
         if not active or not warm:
             return
         after = float(self._spec(active)["deploy"].get("fallback_after", 10.0))
-        bad = self._web(app, env, active)
-        good = [i for i in self._web(app, env, warm) if i.routed == "maint"]
+        bad = self._web(insts, active)
+        good = [i for i in self._web(insts, warm) if i.routed == "maint"]
         if after <= 0 or not bad or not good:
             return
         down = [self.failing_for(i.id) for i in bad]
@@ -154,9 +158,10 @@ class Watchdog:
         except LockedError:
             return  # a command is working on the app: it decides
 
-    def _web(self, app: str, env: str, rel: Release) -> list[Instance]:
-        return [i for i in self.store.instances(app, env, release=rel.number)
-                if i.process == "web" and i.desired == "running"]
+    @staticmethod
+    def _web(insts: list[Instance], rel: Release) -> list[Instance]:
+        return [i for i in insts if (i.app, i.env, i.release) == (rel.app, rel.env, rel.number)
+                and i.process == "web" and i.desired == "running"]
 
     def _fall_back(self, bad_rel: Release, warm: Release, bad: list[Instance],
                    good: list[Instance], why: str) -> None:
