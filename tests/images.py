@@ -65,6 +65,11 @@ def _layer(name: str, source: str) -> None:
                      f"ENV PIP_CERT={CA} SSL_CERT_FILE={CA}"]
             shutil.copytree(found[-1], context / "tree", symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", "test", "tests"))
+            for script in (context / "tree/bin").iterdir():  # pip's #!/root/.pyenv/...
+                if script.is_file() and not script.is_symlink() and \
+                        script.read_bytes().startswith(f"#!{found[-1]}".encode()):
+                    script.write_bytes(script.read_bytes().replace(
+                        str(found[-1]).encode(), b"/usr/local", 1))
         else:
             subprocess.run(["npm", "pack", "--silent", source], cwd=context, check=True,
                            capture_output=True)

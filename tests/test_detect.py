@@ -59,6 +59,9 @@ def test_detects_the_command(tmp_path: Path, files: dict[str, str], command: str
     ({"package.json": '{"engines": {"node": "20.x"}}', "index.js": ""}, "node", "20", "npm"),
     ({"package.json": "{}", "index.js": "", ".nvmrc": "v18.19.0"}, "node", "18", "npm"),
     ({"package.json": "{}", "index.js": ""}, "node", "22", "npm"),
+    # nothing declared but the app's own image (psycopg2-binary 2.9.6 has no 3.12 wheel)
+    ({"app.py": MAIN, "requirements.txt": "", "Dockerfile": "FROM python:3.11.4-slim-buster\n"},
+     "python", "3.11", "pip"),
     ({"package.json": "{}", "index.js": "", "bun.lock": ""}, "bun", "1", "bun"),
 ])
 def test_detects_runtime_version_and_installer(tmp_path: Path, files: dict[str, str],
@@ -293,3 +296,17 @@ def test_database_settings_of_a_driver_the_app_lacks_are_not_required(tmp_path: 
 def test_a_production_dockerfile_wins_over_the_development_one(tmp_path: Path) -> None:
     app = folder(tmp_path, {"app.py": MAIN, "Dockerfile": "FROM x\n", "Dockerfile.prod": "FROM y\n"})
     assert detect(app).containerfile == "Dockerfile.prod"
+
+
+def test_collectstatic_that_needs_the_environment_is_left_out_of_the_image(
+        tmp_path: Path) -> None:
+    # testdrivenio/django-on-docker: ALLOWED_HOSTS = os.environ.get("...").split(" ")
+    app = folder(tmp_path, {
+        "requirements.txt": "django\ngunicorn\n",
+        "manage.py": "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n",
+        "shop/__init__.py": "", "shop/wsgi.py": "application = None\n",
+        "shop/settings.py": "STATIC_ROOT = 'static'\n"
+                            "ALLOWED_HOSTS = os.environ.get('DJANGO_ALLOWED_HOSTS').split(' ')\n"})
+    text = render(detect(app), source=app)
+    assert "need DJANGO_ALLOWED_HOSTS" in text and "--from=build" not in text
+    assert "COPY . ." in text

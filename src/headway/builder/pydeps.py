@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from headway.builder.common import read
 from headway.errors import ConfigError
 
 KNOWN_MINORS = [(3, m) for m in range(8, 15)]  # official python:X.Y-slim images
@@ -238,6 +239,10 @@ def wanted(folder: Path) -> Wanted | None:
     requires = load_toml(folder / "Pipfile").get("requires", {})
     if v := requires.get("python_full_version") or requires.get("python_version"):
         return Wanted(f"=={v}" if v.count(".") == 2 else f"=={v}.*", "Pipfile [requires]")
+    for own in ("Dockerfile.prod", "Dockerfile", "Containerfile"):  # the app's own image's
+        if m := re.search(r"^FROM\s+(?:docker\.io/)?(?:library/)?python:(\d+\.\d+)\b",
+                          read(folder / own), re.MULTILINE | re.IGNORECASE):
+            return Wanted(f"=={m.group(1)}.*", f"{own} FROM python:{m.group(1)}")
     return None
 
 

@@ -248,8 +248,10 @@ def _build_steps(folder: Path) -> tuple[list[str], str]:
 
 def required_env(text: str) -> list[str]:
     """Variables settings read with no default: os.environ["X"], env("X"), env.db("X") and
-    the other django-environ readers, config("X") (python-decouple)."""
+    the other django-environ readers, config("X") (python-decouple), and os.environ.get("X")
+    used at once (`.split(" ")` of None fails just the same)."""
     found = re.findall(r"""os\.environ\[\s*["'](\w+)["']\s*\]""", text)
+    found += re.findall(r"""os\.(?:environ\.get|getenv)\(\s*["'](\w+)["']\s*\)\.""", text)
     found += re.findall(r"""(?<![\w.])(?:env(?:\.\w+)?|config)\(\s*["'](\w+)["']\s*\)""", text)
     return sorted(set(found))
 
@@ -282,7 +284,7 @@ RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home \
     --shell /usr/sbin/nologin app
 COPY --from=deps /venv /venv
 WORKDIR /app
-{"COPY --from=build /app /app" if build else "COPY . ."}
+{"COPY --from=build /app /app" if "AS build" in build else "COPY . ."}
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOST={HOST} PORT={PORT}
 USER 10001:10001
 EXPOSE {PORT}
