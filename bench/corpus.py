@@ -4,8 +4,8 @@ request that writes a row to its database, one that reads it back, a second depl
 and the row read again. Only what makes ports test-safe is added to the headway.toml init
 wrote (router port and loopback address, free metrics ports, the runtime under test).
 
-`python -m bench.corpus [--app NAME ...] [--runtime process|podman]` runs every app on both
-runtimes and prints JSON: per app and runtime whether it deployed unedited (else the failing
+`python -m bench.corpus [--app NAME ...] [--runtime process|podman] [--out FILE]` runs every
+app on both runtimes and prints JSON (--out: also written to FILE after each app): per app and runtime whether it deployed unedited (else the failing
 step and its message), seconds from `headway init` to serving, the cold and warm (--force)
 deploy times (build included), and the share deployed unedited per runtime.
 tests/test_corpus.py runs a subset of the same with pytest. Loopback only; every app is
@@ -327,23 +327,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--app", action="append", choices=sorted(BY_NAME), help="(repeatable)")
     parser.add_argument("--runtime", action="append", choices=RUNTIMES, help="(repeatable)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here, after each app "
+                        "(a run cut short keeps what it measured)")
     args = parser.parse_args()
     runtimes = args.runtime or list(RUNTIMES)
     if "podman" in runtimes:
         from tests import images
 
         images.ensure()
-    outcomes = []
+    outcomes: list[Outcome] = []
     for app in [BY_NAME[n] for n in args.app] if args.app else APPS:
         for runtime in runtimes:
             outcome = run_app(app, runtime)
             print(f"{app.name} {runtime}: "
                   f"{'ok' if outcome.deployed_unedited else outcome.step}", file=sys.stderr)
             outcomes.append(outcome)
+            if args.out:
+                args.out.write_text(report(outcomes) + "\n")
+    print(report(outcomes))
+
+
+def report(outcomes: list[Outcome]) -> str:
     from bench.common import machine
 
-    print(json.dumps({"machine": machine(), "share_deployed_unedited": summary(outcomes),
-                      "apps": [asdict(o) for o in outcomes]}, indent=2))
+    return json.dumps({"benchmark": "corpus", "machine": machine(),
+                       "share_deployed_unedited": summary(outcomes),
+                       "apps": [asdict(o) for o in outcomes]}, indent=2)
 
 
 if __name__ == "__main__":
