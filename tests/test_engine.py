@@ -314,6 +314,27 @@ def test_rollback_reads_the_app_name_only_but_still_says_did_you_mean(tmp_path: 
     assert bad.returncode == 2 and "not an app name" in bad.stderr
 
 
+def test_recorded_settings_are_read_without_the_models_and_fall_back_to_them() -> None:
+    """A release record older than a setting (no such key in its JSON) gets the model's
+    default, as the models would give it."""
+    import json
+    from types import SimpleNamespace
+    from typing import cast
+
+    from headway.engine.engine import recorded
+    from headway.store import Release
+
+    spec = parse_spec(SPEC.format(strategy="blue-green") + '[deploy.canary]\npause = "3s"\n')
+    full = spec.model_dump(mode="json")
+    old = json.loads(json.dumps(full))
+    del old["deploy"]["keep_releases"], old["processes"]["web"]["health"]["interval"]
+    for data, interval in ((full, 0.01), (old, 1.0)):  # 1.0: the model's default
+        release = cast(Release, SimpleNamespace(spec=json.dumps({"spec": data, "env": {}})))
+        assert recorded(release, "deploy", "keep_releases") == 10
+        assert recorded(release, "processes", "web", "health", "interval") == interval
+        assert recorded(release, "deploy", "canary", "pause") == 3
+
+
 def test_podman_argv_of_an_instance_and_of_a_one_off_command() -> None:
     labels = {"headway.home": "/h", "headway.app": "shop", "headway.env": "production",
               "headway.release": "3", "headway.process": "web"}

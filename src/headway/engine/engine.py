@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from headway.engine import recovery, routing, warm
 from headway.errors import DeployFailed, HeadwayError, NotFound
@@ -57,6 +57,22 @@ def number(release: Release | None) -> int | None:
 def release_spec(release: Release) -> Spec:
     """The spec a release was deployed with (never to be changed by the caller: shared)."""
     return _spec_of(release.spec)
+
+
+def recorded(release: Release, *path: str) -> float:
+    """A number from the spec the release recorded (validated, defaults filled, at deploy
+    time), read without the spec models, which cost a command a second under load; the models
+    answer only for a record older than the setting."""
+    value: Any = warm.settings(release)
+    try:
+        for key in path:
+            value = value[key]
+        return float(value)
+    except (KeyError, TypeError, ValueError):
+        value = release_spec(release)
+        for key in path:
+            value = value[key] if isinstance(value, dict) else getattr(value, key)
+        return float(value)
 
 
 @functools.lru_cache(maxsize=64)
@@ -349,30 +365,21 @@ class Engine:
                   discard: int | None = None, probed: bool = False) -> None:
         """Make `target` take all traffic: reuse its warm instances, start what is missing,
         switch, drain the rest; park the web instances of `keep_warm`, stop the others.
-        `probed`: its warm instances answered a probe just now (a warm rollback's switch)."""
-        spec = release_spec(target)
-        health = {name: p.health for name, p in spec.processes.items()}
-        env_vars = json.loads(target.spec)["env"]
-        warm = self._live(target)
-        if warm and not probed:
-            self._wait_healthy(warm, health, spec.deploy.timeout, quick=True)
-        fresh = []
-        for name, proc in spec.processes.items():
-            have = sum(1 for i in warm if i.process == name)
-            for _ in range(proc.replicas - have):
-                inst = self._runtime(target).start(target, name, proc, env_vars)
-                fresh.append(inst)
-        if fresh:
-            self._wait_healthy(self._get([i.id for i in fresh]), health, spec.deploy.timeout)
-        web = self._get([i.id for i in warm + fresh if i.process == "web"])
-        routing.add(self.store, self.router, web, check_interval=health["web"].interval)
+        `probed`: all its instances run and answered a probe just now (a warm rollback's
+        switch): nothing to start or check, and no need for the spec models."""
+        running = self._live(target)
+        fresh = [] if probed else self._start_missing(target, running)
+        web = self._get([i.id for i in running + fresh if i.process == "web"])
+        routing.add(self.store, self.router, web,
+                    check_interval=recorded(target, "processes", "web", "health", "interval"))
         others = [i for i in self.store.instances(target.app, target.env)
                   if i.release != target.number and i.desired == "running"]
         in_traffic = [i for i in others if i.routed in {"ready", "drain"}]
         drained = {i.id for i in in_traffic}
         routing.switch(self.store, self.router, enable=self._get([i.id for i in web]),
                        drain=in_traffic)
-        self._wait_drained(self._get([i.id for i in in_traffic]), spec.deploy.drain_timeout)
+        self._wait_drained(self._get([i.id for i in in_traffic]),
+                           recorded(target, "deploy", "drain_timeout"))
         for inst in self._get([i.id for i in others]):
             if inst.release == keep_warm and inst.process == "web":
                 routing.park(self.store, self.router, [inst])
@@ -380,11 +387,28 @@ class Engine:
                     or inst.process != "web":
                 self._discard([inst])
 
+    def _start_missing(self, target: Release, running: list[Instance]) -> list[Instance]:
+        """Check `running` (one good probe each), start the replicas `target` lacks and wait
+        until they are healthy; the started ones."""
+        spec = release_spec(target)
+        health = {name: p.health for name, p in spec.processes.items()}
+        env_vars = json.loads(target.spec)["env"]
+        if running:
+            self._wait_healthy(running, health, spec.deploy.timeout, quick=True)
+        fresh = []
+        for name, proc in spec.processes.items():
+            have = sum(1 for i in running if i.process == name)
+            for _ in range(proc.replicas - have):
+                fresh.append(self._runtime(target).start(target, name, proc, env_vars))
+        if fresh:
+            self._wait_healthy(self._get([i.id for i in fresh]), health, spec.deploy.timeout)
+        return fresh
+
     def _activate(self, release: Release, previous: Release | None, *, warm: bool) -> None:
         app, env, now = release.app, release.env, time.time()
         self.store.set_release(app, env, release.number, status="active", deployed=now,
                                failure=None, warm_until=None)
-        keep_previous = release_spec(release).deploy.keep_previous
+        keep_previous = recorded(release, "deploy", "keep_previous")
         for rel in self.store.releases(app, env):
             if rel.number == release.number or rel.status not in {"active", "previous"}:
                 continue
@@ -399,7 +423,7 @@ class Engine:
         """Retired and failed releases beyond the newest `keep_releases` whose instances are
         all gone (one still stopping may be running from the folder, or its image)."""
         active = self.active(app, env)
-        keep = release_spec(active).deploy.keep_releases if active else 10
+        keep = int(recorded(active, "deploy", "keep_releases")) if active else 10
         return [rel for rel in self.store.releases(app, env)[keep:]
                 if rel.status in {"retired", "failed"}
                 and not self.store.instances(app, env, release=rel.number)]
