@@ -291,7 +291,11 @@ class Engine:
 
     def _warn_schema(self, target: Release, active: Release) -> None:
         """Rolling back code does not roll back data: say so, and which backup holds it."""
-        from headway.accessories import backups
+        later = [r for r in self.store.releases(target.app, target.env)
+                 if target.number < r.number <= active.number]
+        if not any((warm.settings(r).get("release") or {}).get("command") for r in later):
+            return  # no release command (migration) ran since: nothing to warn about
+        from headway.accessories import backups  # costs a command half a second
 
         changed = backups.schema_changes(self.store, target.app, target.env, target.number,
                                          active.number)
