@@ -334,7 +334,7 @@ def main() -> None:
     if "podman" in runtimes:
         from tests import images
 
-        images.ensure()
+        images.ensure(defaults=True)
     outcomes: list[Outcome] = []
     for app in [BY_NAME[n] for n in args.app] if args.app else APPS:
         for runtime in runtimes:

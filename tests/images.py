@@ -27,7 +27,9 @@ DEFAULTS = {"docker.io/library/python:3.12-slim": "python3.12",
             "docker.io/oven/bun:1-slim": "@oven/bun-linux-x64@1"}
 
 
-def ensure() -> None:
+def ensure(*, defaults: bool = False) -> None:
+    """The two stand-ins; with `defaults`, those of Headway's default versions too (the tests'
+    apps declare theirs; bench/corpus and trials of real apps need the defaults)."""
     if not _have(PYTHON):
         root = _debootstrap("python", "python3,python3-venv,ca-certificates")
         (root / "usr/local/bin/python").unlink(missing_ok=True)
@@ -43,7 +45,7 @@ def ensure() -> None:
         subprocess.run(["chroot", str(root), "useradd", "--uid", "1000", "--create-home",
                         "node"], check=True, capture_output=True)
         _import(root, NODE, ["ENV NODE_EXTRA_CA_CERTS=" + CA])
-    for name, source in DEFAULTS.items():
+    for name, source in DEFAULTS.items() if defaults else ():
         if not _have(name):
             _layer(name, source)
 

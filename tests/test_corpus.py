@@ -80,7 +80,7 @@ def param(app: CorpusApp, runtime: str) -> ParameterSet:
 def podman_images() -> None:
     if not shutil.which("podman"):
         pytest.fail("podman is not installed: run scripts/setup.sh")
-    images.ensure()
+    images.ensure(defaults=bool(os.environ.get("HEADWAY_CORPUS")))  # the whole corpus
 
 
 @pytest.mark.integration
