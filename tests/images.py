@@ -31,9 +31,13 @@ def ensure(*, defaults: bool = False) -> None:
     """The two stand-ins; with `defaults`, those of Headway's default versions too (the tests'
     apps declare theirs; bench/corpus and trials of real apps need the defaults)."""
     if not _have(PYTHON):
-        root = _debootstrap("python", "python3,python3-venv,ca-certificates")
-        (root / "usr/local/bin/python").unlink(missing_ok=True)
-        (root / "usr/local/bin/python").symlink_to("/usr/bin/python3")
+        root = _debootstrap("python", "python3,python3-venv,python3-pip,ca-certificates")
+        for name, target in (("python", "/usr/bin/python3"), ("pip", "/usr/bin/pip3")):
+            (root / "usr/local/bin" / name).unlink(missing_ok=True)
+            (root / "usr/local/bin" / name).symlink_to(target)
+        # the official image's pip installs where it is told; Debian's refuses (PEP 668)
+        for marker in (root / "usr/lib").glob("python3.*/EXTERNALLY-MANAGED"):
+            marker.unlink()
         _import(root, PYTHON, [])
     if not _have(NODE):
         root = _debootstrap("node", "ca-certificates,libstdc++6")
@@ -92,7 +96,9 @@ def _have(name: str) -> bool:
 
 def _debootstrap(name: str, include: str) -> Path:
     root = CACHE / name
-    if not (root / "etc/debian_version").exists():
+    made = CACHE / f"{name}.include"  # a root made with other packages is made again
+    if not (root / "etc/debian_version").exists() or \
+            (made.read_text() if made.exists() else "") != include:
         shutil.rmtree(root, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["debootstrap", "--variant=minbase", f"--include={include}", "bookworm",
@@ -101,6 +107,7 @@ def _debootstrap(name: str, include: str) -> Path:
             for path in (root / junk).glob("*"):
                 if path.is_file():
                     path.unlink()
+        made.write_text(include)
     shutil.copyfile(CA, root / "etc/ssl/certs/ca-certificates.crt")
     return root
 
