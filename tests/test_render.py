@@ -39,7 +39,8 @@ def test_config_routes_by_host_with_a_default_and_keeps_server_states() -> None:
     assert (f"  server web-r2-c 127.0.0.1:20002 weight 0 check inter 500 rise 1 fall 2 "
             f"{pool}\n") in cfg
     assert "  option httpchk GET '/health'\n" in cfg
-    assert "backend be_shop_production\n  balance roundrobin\n  timeout server 60000ms\n" in cfg
+    assert ("backend be_shop_production\n  balance roundrobin\n  timeout server 60000ms\n"
+            "  timeout check 2000ms\n") in cfg
     assert "  retry-on conn-failure empty-response response-timeout\n" in cfg
 
 
@@ -57,11 +58,14 @@ def test_router_changes_become_runtime_api_commands() -> None:
     assert commands("b", Remove("s")) == ["del server b/s"]
 
 
-def test_request_timeout_is_the_backends_server_timeout() -> None:
-    be = Backend("be_x_production", 80, "0.0.0.0", [], False, "/up", 1.0, [],
-                 request_timeout=2.5)
+def test_request_and_health_timeouts_are_the_backends_server_and_check_timeouts() -> None:
+    # without `timeout check` a check may take one interval: on a saturated machine healthy
+    # servers were marked down and their sessions cut (rollback bench: 46 failed requests)
+    be = Backend("be_x_production", 80, "0.0.0.0", [], False, "/up", 0.2, [],
+                 request_timeout=2.5, health_timeout=3)
     cfg = render_config([be], admin_socket=Path("/a"), log_socket=None)
-    assert "backend be_x_production\n  balance roundrobin\n  timeout server 2500ms\n" in cfg
+    assert ("backend be_x_production\n  balance roundrobin\n  timeout server 2500ms\n"
+            "  timeout check 3000ms\n") in cfg
 
 
 def test_a_newline_in_a_value_cannot_inject_config() -> None:

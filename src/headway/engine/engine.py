@@ -482,6 +482,7 @@ class Engine:
                "is_default": spec.router.default,
                "health_path": spec.processes["web"].health.path or "/",
                "health_interval": spec.processes["web"].health.interval,
+               "health_timeout": spec.processes["web"].health.timeout,
                "health_expect": spec.processes["web"].health.expect,
                "request_timeout": spec.router.request_timeout}
         # refused before anything is recorded: a port another home's agent serves, or a router

@@ -41,6 +41,7 @@ def backends(store: Store, *, pending: dict[str, Any] | None = None) -> list[Bac
             name=base.backend_name(app["app"], app["env"]), port=app["router_port"],
             address=app["router_address"], hosts=app["hosts"], default=bool(app["is_default"]),
             health_path=app["health_path"], health_interval=app["health_interval"],
+            health_timeout=app.get("health_timeout") or base.DEFAULT_HEALTH_TIMEOUT,
             health_expect=app.get("health_expect") or "2xx",
             request_timeout=app.get("request_timeout") or base.DEFAULT_REQUEST_TIMEOUT,
             servers=servers))

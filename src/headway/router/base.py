@@ -17,6 +17,7 @@ def backend_name(app: str, env: str) -> str:
 
 FULL = 100  # a server's weight when its release takes all the traffic
 DEFAULT_REQUEST_TIMEOUT = 60.0  # [router] request_timeout's default
+DEFAULT_HEALTH_TIMEOUT = 2.0  # [processes.web.health] timeout's default
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Backend:
     servers: list[tuple[str, int, str, int]] = field(default_factory=list)  # name, port, state, weight
     health_expect: str = "2xx"  # 2xx (or 3xx) | below-500
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # longest wait for a server's answer
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT  # longest wait for one check's answer
 
 
 @dataclass(frozen=True)

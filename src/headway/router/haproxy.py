@@ -115,6 +115,9 @@ def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Pa
     for be in backends:
         lines += ["", f"backend {be.name}", "  balance roundrobin",
                   f"  timeout server {max(int(be.request_timeout * 1000), 1)}ms",
+                  # a check may take health.timeout: without it HAProxy allows one interval,
+                  # so a saturated machine marked healthy servers down and cut their sessions
+                  f"  timeout check {max(int(be.health_timeout * 1000), 1)}ms",
                   f"  option httpchk GET {quote(be.health_path)}"]
         if be.health_expect == "below-500":  # no health route: any answer shows it serves
             lines.append("  http-check expect ! rstatus ^5")

@@ -162,7 +162,8 @@ class Store:
         if not set(TABLES) <= have:  # checked first: opening a store needs no write lock
             self.db.executescript(SCHEMA)
         _add_columns(self.db, "apps", {"health_expect": "TEXT DEFAULT '2xx'",
-                                       "request_timeout": "REAL DEFAULT 60"})
+                                       "request_timeout": "REAL DEFAULT 60",
+                                       "health_timeout": "REAL DEFAULT 2"})
         _add_columns(self.db, "releases", {"builder_pid": "INT", "builder_start": "INT"})
 
     def close(self) -> None:
@@ -192,15 +193,17 @@ class Store:
     def upsert_app(self, app: str, env: str, router_port: int, router_address: str,
                    hosts: list[str], is_default: bool, health_path: str,
                    health_interval: float, health_expect: str = "2xx",
-                   request_timeout: float = 60.0) -> None:
+                   request_timeout: float = 60.0, health_timeout: float = 2.0) -> None:
         """Record how the router reaches an app (keeps its place in the order of apps)."""
         old = self.q("SELECT created FROM apps WHERE app=? AND env=?", app, env)
         self.db.execute("INSERT OR REPLACE INTO apps(app, env, router_port, router_address, "
                         "hosts, is_default, health_path, health_interval, created, "
-                        "health_expect, request_timeout) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                        "health_expect, request_timeout, health_timeout) "
+                        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                         (app, env, router_port, router_address, json.dumps(hosts),
                          int(is_default), health_path, health_interval,
-                         old[0][0] if old else time.time(), health_expect, request_timeout))
+                         old[0][0] if old else time.time(), health_expect, request_timeout,
+                         health_timeout))
 
     def apps(self) -> list[dict[str, Any]]:
         rows = self.q("SELECT * FROM apps ORDER BY created")
