@@ -116,6 +116,15 @@ def test_migration_backs_up_first_and_a_failed_one_is_restored_from_the_named_ba
     # the accessories' passwords: only in the encrypted store and the instances' environment
     urls = dict(line.split("=", 1) for line in app.run("secrets", "export").stdout.split())
     words = [urllib.parse.urlsplit(urls[k]).password for k in ("DATABASE_URL", "REDIS_URL")]
+    # an app that insists on SSL (Heroku-style) connects too: the server has a certificate
+    db = urllib.parse.urlsplit(urls["DATABASE_URL"])
+    query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    ssl = subprocess.run(["psql", "-XAtc", query], capture_output=True, text=True, check=False,
+                         env=dict(os.environ, PGSSLMODE="require", PGHOST=db.hostname or "",
+                                  PGPORT=str(db.port), PGUSER=db.username or "",
+                                  PGPASSWORD=urllib.parse.unquote(db.password or ""),
+                                  PGDATABASE=db.path[1:]))
+    assert ssl.stdout.strip() == "t", ssl.stderr
     shown = [app.run(*c).stdout for c in (("status", "--json"), ("events", "--json"),
                                           ("accessory", "status", "--json"),
                                           ("backup", "list", "--json"), ("logs",),

@@ -310,3 +310,17 @@ def test_collectstatic_that_needs_the_environment_is_left_out_of_the_image(
     text = render(detect(app), source=app)
     assert "need DJANGO_ALLOWED_HOSTS" in text and "--from=build" not in text
     assert "COPY . ." in text
+
+
+def test_a_migrate_script_that_runs_elsewhere_and_a_cookie_secret(tmp_path: Path) -> None:
+    # gaganssingh/express-postgresql-knex-demo: migrate:prod is `heroku run ...`, and the
+    # session cookie's secret is a signing key any random value serves
+    app = folder(tmp_path, {
+        "package.json": '{"scripts": {"start": "node src/index.js", "migrate:prod": '
+                        '"heroku run npx knex migrate:latest"}, "dependencies": {"pg": "8"}}',
+        "knexfile.js": "module.exports = {}\n",
+        "src/index.js": "const s = process.env.COOKIE_SESSION_SECRET;\n"})
+    found = detect(app)
+    assert [c for c, _ in candidates(app, found, {"pg", "knex"})] == ["npx knex migrate:latest"]
+    needs = scan(app, found)
+    assert [v.name for v in needs.generated] == ["COOKIE_SESSION_SECRET"] and not needs.secrets

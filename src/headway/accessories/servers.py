@@ -221,9 +221,26 @@ class Postgres:
 
     def start(self, acc: Accessory, password: Secret, *, persist: bool = True) -> None:
         self._own(acc.base / "run", acc.sockets)
+        ssl = " -c ssl=on" if self._certificate(acc) else ""
         run(self.owner([self.bin("pg_ctl", acc.spec.version), "-D", str(acc.data), "-l",
-                        str(acc.log), "-o", f"-p {acc.port} -k {acc.sockets}", "-w", "-t", "60",
-                        "start"], acc), what=f"{acc.label}: start", log=acc.log)
+                        str(acc.log), "-o", f"-p {acc.port} -k {acc.sockets}{ssl}", "-w", "-t",
+                        "60", "start"], acc), what=f"{acc.label}: start", log=acc.log)
+
+    def _certificate(self, acc: Accessory) -> bool:
+        """A self-signed certificate in the data folder, made once, so an app that insists on
+        SSL (Heroku-style `ssl: { rejectUnauthorized: false }`, `sslmode=require`) connects as
+        it would to a managed database; plain connections work as before. False (no SSL)
+        where openssl is missing."""
+        if (acc.data / "server.crt").exists():
+            return True
+        if not shutil.which("openssl"):
+            return False
+        run(self.owner(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "3650", "-subj", "/CN=127.0.0.1", "-keyout", str(acc.data / "server.key"),
+                        "-out", str(acc.data / "server.crt")], acc),
+            what=f"{acc.label}: its certificate")
+        (acc.data / "server.key").chmod(0o600)  # PostgreSQL refuses a key others may read
+        return True
 
     def stop(self, acc: Accessory, password: Secret) -> None:
         if self.pid(acc):

@@ -73,7 +73,10 @@ def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
     scripts = package_json(folder).get("scripts", {})
     runner = "bun run" if found.installer == "bun" else "npm run"  # npm is in every Node image
     for script in ("migrate", "db:migrate", "migrate:deploy", "migration:run", "migrate:prod"):
-        if isinstance(scripts, dict) and script in scripts:
+        # not one that runs elsewhere (`heroku run npx knex migrate:latest`)
+        if isinstance(scripts, dict) and script in scripts and not re.search(
+                r"\b(heroku|docker|docker-compose|podman|kubectl|ssh|fly|railway)\b",
+                str(scripts[script])):
             out.append((f"{runner} {script}", f"the {script!r} script of package.json"))
             break
     if (folder / "alembic.ini").is_file():

@@ -84,6 +84,7 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
 
 SIGNING_KEYS = {"SECRET_KEY", "DJANGO_SECRET_KEY", "FLASK_SECRET_KEY", "APP_SECRET_KEY",
                 "SECRET_KEY_BASE", "SESSION_SECRET", "JWT_SECRET", "JWT_SECRET_KEY"}
+SIGNING = re.compile(r"(SESSION|COOKIE|JWT|CSRF|SIGNING)_(SECRET|KEY)(_KEY)?$")
 GENERATED = "generate:50"
 DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG", "PYTHONBREAKPOINT"}
 SECRET = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|PASS|PWD|TOKEN|KEY|CREDENTIALS|SALT|DSN_SECRET)$"
@@ -253,7 +254,7 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs) -> set[str]:
 
 def _classify(variables: list[Var], needs: Needs) -> None:
     for var in sorted(variables, key=lambda v: v.name):
-        if var.name in SIGNING_KEYS:
+        if var.name in SIGNING_KEYS or SIGNING.search(var.name):
             # its default in the code would be production's key; any random value will do,
             # so Headway makes one once rather than asking for it
             needs.generated.append(var)
