@@ -600,3 +600,12 @@ def test_init_at_the_top_of_a_repository_finds_the_app_in_its_folder(tmp_path: P
     assert spec.accessories["db"].env == {"SQL_HOST": "host", "SQL_PASSWORD": "password"}
     assert spec.env["SQL_ENGINE"] == "django.db.backends.postgresql"
     assert spec.env["DJANGO_ALLOWED_HOSTS"] == "localhost 127.0.0.1"
+
+
+@pytest.mark.integration  # runs the CLI
+def test_init_names_the_app_folders_when_a_repository_has_several(tmp_path: Path) -> None:
+    top = write(tmp_path / "mono", {"api/requirements.txt": "flask\n",
+                                    "web/package.json": "{}", "web/index.js": ""})
+    result = run_init(top)
+    assert result.returncode == 2 and "several below it (api/, web/)" in result.stderr
+    assert "headway init --path api" in result.stderr and not (top / "headway.toml").exists()

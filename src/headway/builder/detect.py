@@ -48,9 +48,9 @@ def app_name(folder: Path) -> str:
     return name if name[0].isalpha() else f"app-{name}"[:40]
 
 
-def app_below(folder: Path) -> Path | None:
-    """The one folder right below `folder` that holds a Python or Node app (a repository whose
-    app is in app/ or backend/, beside nginx/ and docs/), or None when there is not one."""
+def apps_below(folder: Path) -> list[Path]:
+    """The folders right below `folder` that hold a Python or Node app (a repository whose
+    app is in app/ or backend/, beside nginx/ and docs/)."""
     found = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
                       and p.name != "node_modules"):
@@ -59,7 +59,7 @@ def app_below(folder: Path) -> Path | None:
                 found.append(sub)
         except (ConfigError, OSError):
             continue
-    return found[0] if len(found) == 1 else None
+    return found
 
 
 def detect(folder: Path, *, command: str | None = None, containerfile: str | None = None,

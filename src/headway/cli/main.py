@@ -276,7 +276,7 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
     """Detect the app in PATH and write a commented headway.toml."""
     from headway.builder import containerfile as gen
     from headway.builder import needs as scan
-    from headway.builder.detect import app_below, app_name, detect, render_toml
+    from headway.builder.detect import app_name, apps_below, detect, render_toml
     from headway.spec.load import parse_spec
 
     if not path.is_dir():
@@ -285,8 +285,15 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
         try:
             app, found = path, detect(path, partial=True)
         except ConfigError:
-            if (below := app_below(path)) is None:
+            below_all = apps_below(path)
+            if len(below_all) > 1:
+                names = ", ".join(f"{p.name}/" for p in below_all)
+                raise ConfigError(f"{path}: no app at the top, and several below it ({names})",
+                                  hint=f"run headway init --path {below_all[0].name} (or "
+                                  "another), then headway deploy from that folder") from None
+            if not below_all:
                 raise
+            below = below_all[0]
             found = detect(below, partial=True)
             app, found = below, replace(found, name=app_name(path), reasons=[
                 f"the app is in {below.name}/ (headway.toml stays here: app.path)",
