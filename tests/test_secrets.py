@@ -11,6 +11,7 @@ import secrets as random
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,9 @@ def test_config_show_masks_secrets_and_check_names_missing_ones(app: App) -> Non
     assert shown["env"] == {"LOG": "debug"} and shown["secrets"] == {"API_TOKEN": "[MISSING]"}
     shown = app.run("config", "show")
     assert "API_TOKEN = \"[REDACTED]\"" in shown.stdout and "s3cr3t-value" not in shown.stdout
+    shown_toml = tomllib.loads(shown.stdout)  # TOML, not JSON inline objects or null
+    assert shown_toml["env"] == {"LOG": "info"}
+    assert shown_toml["processes"]["web"]["health"]["path"] == "/up"
 
 
 class Crash(BaseException):

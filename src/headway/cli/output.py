@@ -243,16 +243,25 @@ def outcome(result: Any) -> None:
 
 
 def show_config(data: dict[str, Any], as_json: bool) -> None:
+    """JSON, or TOML that reads back as headway.toml (an unset value is left out: TOML has no
+    null)."""
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    for section, body in data.items():
-        if isinstance(body, dict):
-            out.print(f"[bold]\\[{section}][/bold]")
-            for key, value in body.items():
-                out.print(f"  {key} = {json.dumps(value)}", markup=False)
-        else:
-            out.print(f"{section} = {json.dumps(body)}", markup=False)
+    import tomli_w
+
+    body = dict(data)
+    if "environment" in body:  # which one it is, not a key of headway.toml
+        print(f"# headway.toml as it applies to --env {body.pop('environment')}\n")
+    print(tomli_w.dumps(_without_none(body)), end="")
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
 
 
 def plan(spec: Any, env: str, steps: list[Any]) -> None:
