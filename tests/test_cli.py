@@ -201,3 +201,17 @@ def test_old_release_folders_are_pruned_and_say_so(app: App) -> None:
     assert refused.returncode == 7 and "its files were deleted" in refused.stderr
     app.run("rollback")  # the warm previous release is still there
     assert app.version() == "v3"
+
+
+@pytest.mark.integration  # runs the CLI
+def test_with_json_an_error_is_a_json_object_on_stdout(tmp_path: Path) -> None:
+    (tmp_path / "headway.toml").write_text('[app]\nname = "x"\nruntim = "process"\n')
+    env = {"HEADWAY_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "headway", "status", "--json"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    error = json.loads(done.stdout)
+    assert error["exit_code"] == 2 and 'did you mean "runtime"' in error["error"]
+    usage = subprocess.run([sys.executable, "-m", "headway", "status", "--json", "--bogus"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert usage.returncode == 2 and "--bogus" in json.loads(usage.stdout)["error"]

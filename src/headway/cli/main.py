@@ -464,14 +464,32 @@ def main() -> None:
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
+        if _wants_json():
+            _json_error(exc.format_message(), None, exc.exit_code)
         exc.show()
         sys.exit(exc.exit_code)
     except HeadwayError as exc:
         from headway.cli import output
 
+        if _wants_json():
+            _json_error(exc.message, exc.hint, exc.exit_code)
         output.error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _wants_json() -> bool:
+    """--json among Headway's own arguments (not those after `--`, a command's)."""
+    args = sys.argv[1:]
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _json_error(message: str, hint: str | None, code: int) -> None:
+    """With --json a failure is a JSON object on stdout too, so a script reads one format."""
+    import json
+
+    print(json.dumps({"error": message, "hint": hint, "exit_code": code}))
+    sys.exit(code)
 
