@@ -215,3 +215,60 @@ def test_with_json_an_error_is_a_json_object_on_stdout(tmp_path: Path) -> None:
     usage = subprocess.run([sys.executable, "-m", "headway", "status", "--json", "--bogus"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert usage.returncode == 2 and "--bogus" in json.loads(usage.stdout)["error"]
+
+
+def _fake_instances(home: Path) -> None:
+    """Two releases' instances of app `shop` whose logs mix agent stamps and app lines."""
+    from headway.store import Store
+    from headway.store.db import Instance
+
+    store = Store(home)
+    old = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 7200))
+    new = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60))
+    logs = {1: f"--- headway {old} shop-1-web-1: started\nold GET /\nold ERROR boom\n",
+            2: f"before any stamp\n--- headway {old} shop-2-web-1: started\nstale GET /\n"
+               f"--- headway {new} shop-2-web-1: restarted\nfresh GET /\nfresh ERROR db\n"}
+    for release, text in logs.items():
+        log = home / "logs" / f"shop-{release}-web-1.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(text)
+        store.add_instance(Instance(
+            id=f"shop-{release}-web-1", app="shop", env="production", release=release,
+            process="web", port=9000 + release, argv=["true"], cwd=str(home), env_vars={},
+            log=str(log), stop_timeout=1.0, desired="stopped", state="stopped"))
+
+
+def test_logs_since_grep_and_release_filter_lines(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from headway.cli.main import cli
+
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    _fake_instances(tmp_path / "home")
+    runner = CliRunner()
+
+    def logs(*args: str) -> tuple[int, str]:
+        result = runner.invoke(cli, ["--app", "shop", "logs", *args])
+        return result.exit_code, result.output
+
+    code, text = logs("--release", "2", "--since", "10m")
+    assert code == 0
+    # unstamped lines take the last stamp before them; the one before any stamp, the mtime
+    assert "fresh GET /" in text and "fresh ERROR db" in text and "before any stamp" in text
+    assert "stale GET" not in text and "shop-1-web-1" not in text
+    code, text = logs("--grep", "ERR(OR)? ")
+    assert code == 0 and "old ERROR boom" in text and "fresh ERROR db" in text
+    assert "GET" not in text
+    code, text = logs("--since", "3h", "--release", "1", "-n", "1")
+    assert code == 0 and text.strip() == "shop-1-web-1 | old ERROR boom"
+    env = {"HEADWAY_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    for args, code, words in ((["--grep", "(unclosed"], 2,
+                               "--grep '(unclosed': not a regular expression"),
+                              (["--since", "yesterday-ish"], 2, "--since 'yesterday-ish'"),
+                              (["--release", "7"], 7, "in release 7")):
+        done = subprocess.run([sys.executable, "-m", "headway", "--app", "shop", "logs", *args],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == code and words in done.stderr
+        assert "Traceback" not in done.stderr

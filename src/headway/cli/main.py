@@ -234,16 +234,25 @@ def events(ctx: output.Context, limit: int, as_json: bool) -> None:
 @cli.command()
 @click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
 @click.option("--process", "process", default=None, help="only this process type")
-@click.option("-n", "--lines", default=20, show_default=True, help="lines per instance")
+@click.option("-n", "--lines", type=int, default=None,
+              help="lines per instance  [default: 20; all with --since]")
+@click.option("--since", metavar="DURATION|TIME", default=None,
+              help="only lines from then on: 30s, 10m, 2h, 1d, or a local time such as "
+                   "2026-11-27T10:00 or 10:00 (today). A line the app wrote has no time of its "
+                   "own: it takes that of the last '--- headway' line before it, or of the "
+                   "file's last change")
+@click.option("--grep", metavar="PATTERN", default=None, help="only lines matching this regex")
+@click.option("--release", type=int, default=None, help="only this release's instances")
 @json_option
 @pass_ctx
-def logs(ctx: output.Context, follow: bool, process: str | None, lines: int,
-         as_json: bool) -> None:
+def logs(ctx: output.Context, follow: bool, process: str | None, lines: int | None,
+         since: str | None, grep: str | None, release: int | None, as_json: bool) -> None:
     """The instances' output, each line tagged with its instance."""
     from headway.cli import output
 
+    only = output.log_filter(since, grep)
     output.logs(ctx.recovered_store(), ctx.app(), ctx.env, process=process, lines=lines,
-                follow=follow, as_json=as_json)
+                follow=follow, as_json=as_json, release=release, only=only)
 
 
 @cli.command()

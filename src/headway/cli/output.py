@@ -315,13 +315,91 @@ def _status(data: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
-def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,
-         follow: bool, as_json: bool) -> None:
-    if lines < 0:
+@dataclass(frozen=True)
+class LogFilter:
+    """`logs --since/--grep`: which lines of an instance log to show."""
+
+    since: float | None = None
+    pattern: re.Pattern[str] | None = None
+
+    def lines(self, f: Any, mtime: float, last: int | None) -> deque[str]:
+        """The file's last `last` lines that pass (all: None); a line without its own stamp
+        takes the time of the last stamped (agent) line before it, or the file's mtime when
+        none came before."""
+        kept: deque[str] = deque(maxlen=last)
+        stamp = mtime
+        for line in f:
+            if self.since is not None:
+                stamp = _stamp(line, stamp)
+                if stamp < self.since:
+                    continue
+            if self.pattern is None or self.pattern.search(line):
+                kept.append(line)
+        return kept
+
+
+_STAMP = re.compile(r"--- headway (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) ")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def _stamp(line: str, previous: float) -> float:
+    match = _STAMP.match(line)
+    if not match:
+        return previous
+    return time.mktime(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S"))
+
+
+def log_filter(since: str | None, grep: str | None, now: float | None = None) -> LogFilter:
+    """--since DURATION (30s, 10m, 2h, 1d) or local TIME (2026-11-27T10:00[:00], 10:00) and
+    --grep REGEX, checked."""
+    start = None
+    if since is not None:
+        start = _since(since, time.time() if now is None else now)
+    pattern = None
+    if grep is not None:
+        try:
+            pattern = re.compile(grep)
+        except re.error as exc:
+            raise ConfigError(f"--grep {grep!r}: not a regular expression ({exc})",
+                              hint="a Python regex, e.g. --grep 'ERROR|WARN'") from None
+    return LogFilter(start, pattern)
+
+
+def _since(value: str, now: float) -> float:
+    match = _DURATION.fullmatch(value.strip())
+    if match:
+        return now - float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[
+            match.group(2)]
+    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
+                "%Y-%m-%d"):
+        try:
+            return time.mktime(time.strptime(value.strip(), fmt))
+        except ValueError:
+            pass
+    for fmt in ("%H:%M:%S", "%H:%M"):  # today
+        try:
+            t = time.strptime(value.strip(), fmt)
+        except ValueError:
+            continue
+        day = time.localtime(now)
+        return time.mktime((day.tm_year, day.tm_mon, day.tm_mday, t.tm_hour, t.tm_min,
+                            t.tm_sec, 0, 0, -1))
+    raise ConfigError(f"--since {value!r}: neither a duration nor a time",
+                      hint="e.g. --since 10m, --since 2h, --since 2026-11-27T10:00 or 10:00")
+
+
+def logs(store: Any, app: str, env: str, *, process: str | None, lines: int | None,
+         follow: bool, as_json: bool, release: int | None = None,
+         only: LogFilter = LogFilter()) -> None:
+    if lines is not None and lines < 0:
         raise ConfigError(f"logs -n {lines}: a number of lines, 0 or more", hint="e.g. -n 50")
-    insts = [i for i in store.instances(app, env) if process in {None, i.process}]
+    if lines is None:
+        lines = 20 if only.since is None else None
+    insts = [i for i in store.instances(app, env, release=release) if process in {None, i.process}]
     if not insts:
-        raise NotFound(f"no instances of {app} ({env})" + (f" for {process}" if process else ""))
+        raise NotFound(f"no instances of {app} ({env})" + (f" for {process}" if process else "")
+                       + (f" in release {release}" if release is not None else ""),
+                       hint="headway releases lists them; headway status shows what runs")
 
     def emit(inst: Any, line: str) -> None:
         if as_json:
@@ -334,18 +412,19 @@ def logs(store: Any, app: str, env: str, *, process: str | None, lines: int,
     for inst in insts:
         if os.path.exists(inst.log):
             with open(inst.log, errors="replace") as f:
-                for line in deque(f, maxlen=lines):
+                for line in only.lines(f, os.path.getmtime(inst.log), lines):
                     emit(inst, line)
                 offsets[inst.id] = f.tell()
     while follow:
         time.sleep(0.3)
-        for inst in store.instances(app, env):
+        for inst in store.instances(app, env, release=release):
             if process not in {None, inst.process} or not os.path.exists(inst.log):
                 continue
             with open(inst.log, errors="replace") as f:
                 f.seek(offsets.get(inst.id, 0))
                 for line in f:
-                    emit(inst, line)
+                    if only.pattern is None or only.pattern.search(line):
+                        emit(inst, line)
                 offsets[inst.id] = f.tell()
         sys.stdout.flush()
 
