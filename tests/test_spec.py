@@ -114,3 +114,24 @@ def test_hosts_and_addresses_that_haproxy_can_take_are_accepted() -> None:
     assert spec.router.address == "::1"
     path = parse_spec(MINIMAL.replace('path = "/up"', 'path = "/health/live?full=1&x=%20"'))
     assert path.processes["web"].health.path == "/health/live?full=1&x=%20"
+
+
+def test_errors_name_the_line_and_a_value_typo_gets_did_you_mean() -> None:
+    text = MINIMAL.replace('"blue-green"', '"blue-gren"').replace(
+        "replicas = 2", "replicas = 2\nreplica = 3")
+    with pytest.raises(ConfigError) as err:
+        parse_spec(text, source="headway.toml")
+    lines = text.splitlines()
+    key_line = lines.index("replica = 3") + 1
+    value_line = lines.index('strategy = "blue-gren"') + 1
+    message = err.value.message
+    assert ('processes.web.replica: unknown key; did you mean "replicas"? (known: command, '
+            in message) and f"(headway.toml:{key_line})" in message
+    assert ("deploy.strategy: 'blue-gren': Input should be 'rolling', 'blue-green' or 'canary'; "
+            f'did you mean "blue-green"? (headway.toml:{value_line})') in message
+
+
+def test_an_error_without_a_line_in_the_text_names_none() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_spec('[app]\nname = "hello"\n', source="headway.toml")
+    assert err.value.message == "headway.toml: processes: required key is missing"

@@ -4,6 +4,7 @@ file and the key path, with a hint. Never partially accepts a file."""
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,41 @@ def parse_spec(text: str, *, source: str = "headway.toml") -> Spec:
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(err, data) for err in exc.errors()]
+        keys = _key_lines(text)
+        lines = [_describe(err, data) + _where(source, keys, err["loc"]) for err in exc.errors()]
         raise ConfigError(f"{source}: " + "\n  ".join(lines)) from None
+
+
+_HEADER = re.compile(r"\s*\[\[?([^\[\]]+)\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+
+
+def _dotted(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in re.findall(
+        r"\"[^\"]*\"|'[^']*'|[^.]+", key))
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Best effort: the line (1-based) of each table header and key, by its full key path.
+    A line inside a multi-line string or array may be taken for a key; no harm, it is a hint."""
+    found: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for n, line in enumerate(text.splitlines(), 1):
+        if header := _HEADER.match(line):
+            table = _dotted(header.group(1))
+            found.setdefault(table, n)
+        elif key := _KEY.match(line):
+            found.setdefault(table + _dotted(key.group(1)), n)
+    return found
+
+
+def _where(source: str, keys: dict[tuple[str, ...], int], loc: tuple[Any, ...]) -> str:
+    """` (headway.toml:LINE)` for the deepest key of loc found in the text, else nothing."""
+    path = tuple(str(p) for p in loc if not isinstance(p, int))
+    for end in range(len(path), 0, -1):
+        if path[:end] in keys:
+            return f" ({source}:{keys[path[:end]]})"
+    return ""
 
 
 def _describe(err: Any, data: dict[str, Any]) -> str:
@@ -62,11 +96,19 @@ def _describe(err: Any, data: dict[str, Any]) -> str:
     if kind in {"literal_error", "string_pattern_mismatch", "int_parsing", "greater_than_equal",
                 "less_than_equal", "greater_than", "less_than", "string_type", "int_type",
                 "bool_type", "dict_type", "finite_number", "float_parsing", "float_type"}:
-        return f"{path}: {_value_at(data, err['loc'])!r}: {message}"
+        value = _value_at(data, err["loc"])
+        return f"{path}: {value!r}: {message}{_closest(value, err) if kind == 'literal_error' else ''}"
     key = message.partition(": ")[0]
     if loc == [] or key.startswith(f"{path}."):  # the message names a deeper key itself
         return message
     return f"{path}: {message}"
+
+
+def _closest(value: Any, err: Any) -> str:
+    """`; did you mean "blue-green"?` for a value close to one of a Literal's."""
+    choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    return f'; did you mean "{close[0]}"?' if close else ""
 
 
 def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
