@@ -272,3 +272,23 @@ def test_logs_since_grep_and_release_filter_lines(tmp_path: Path,
                               cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
         assert done.returncode == code and words in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_dry_run_lists_build_runtime_accessories_and_backup(app: App) -> None:
+    app.configure(release='command = "python3 -c pass"',
+                  accessories__db='type = "postgres"', registry='server = "127.0.0.1:5999"')
+    plan = app.run("deploy", "--dry-run").stdout
+    assert "create accessory db (postgres, its URL in DATABASE_URL)" in plan
+    assert "build: a release folder of the app's files" in plan
+    assert '(runtime = "process")' in plan
+    assert "back up db (a restore point), then run the release command" in plan
+    assert "push:" not in plan  # processes build no image
+    app.configure(app='runtime = "auto"')
+    plan = app.run("deploy", "--dry-run").stdout
+    if 'runtime = "auto" chose podman: it answers `podman info`' in plan:
+        assert "build: image 127.0.0.1:5999/hello with podman, python" in plan
+        assert "push: 127.0.0.1:5999/hello to 127.0.0.1:5999" in plan
+    else:
+        assert 'runtime = "auto" chose process: podman is missing' in plan
+    assert not (app.home / "accessories").exists()  # nothing was created
+    assert app.run("releases", "--json").stdout.strip() == "[]"

@@ -97,7 +97,7 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
     ctx.effective_config()  # refuses before anything runs if a required secret is missing
     engine = ctx.engine()
     if dry_run:
-        output.plan(spec, ctx.env, engine.plan(spec, ctx.env))
+        output.plan(spec, ctx.env, engine.plan(spec, ctx.env), ctx)
         return
     outcome = engine.deploy(spec, ctx.source(spec), ctx.env, force=force)
     output.outcome(outcome)

@@ -264,11 +264,58 @@ def _without_none(value: Any) -> Any:
     return value
 
 
-def plan(spec: Any, env: str, steps: list[Any]) -> None:
-    out.print(f"Plan for {spec.app.name} ({env}), {spec.deploy.strategy}:")
+def plan(spec: Any, env: str, steps: list[Any], ctx: Context | None = None) -> None:
+    out.print(f"Plan for {spec.app.name} ({env}), {spec.deploy.strategy}:", markup=False)
+    for line in _preparation(ctx, spec) if ctx else []:
+        out.print(f"  - {line}", markup=False)
+    backups = spec.pre_release_backups()
     for n, step in enumerate(steps, 1):
-        out.print(f"  {n}. {step.describe()}")
+        text = step.describe()
+        if step.kind == "release" and backups:
+            text = f"back up {', '.join(backups)} (a restore point), then {text}"
+        out.print(f"  {n}. {text}", markup=False)
     out.print("(dry run: nothing was changed)")
+
+
+def _preparation(ctx: Context, spec: Any) -> list[str]:
+    """What a deploy does before its steps: accessories it creates, the runtime and why, the
+    build, the push. Reads only; `podman info` is the one command it runs."""
+    from headway.accessories import manage
+    from headway.runtime import container
+
+    known = {a.name for a in manage.load(ctx.store(), spec.app.name, ctx.env)}
+    lines = [f"create accessory {name} ({acc.type}{' ' + acc.version if acc.version else ''}, "
+             f"its URL in {acc.env_name})"
+             for name, acc in spec.accessories.items() if name not in known]
+    runtime = container.resolve(spec.app.runtime, spec.build)
+    if spec.app.runtime != "auto":
+        why = f'runtime = "{spec.app.runtime}"'
+    elif runtime == "process":
+        why = 'runtime = "auto" chose process: podman is missing or does not answer `podman info`'
+    else:
+        why = 'runtime = "auto" chose podman: it answers `podman info`'
+    found = _detected(ctx.source(spec), spec)
+    if runtime == "process":
+        lines.append(f"build: a release folder of the app's files, {found} ({why})")
+        return lines
+    repo = container.repository(spec)
+    lines.append(f"build: image {repo} with podman, {found} ({why})")
+    if spec.registry.server:
+        lines.append(f"push: {repo} to {spec.registry.server}, where instances pull it from")
+    return lines
+
+
+def _detected(source: Path, spec: Any) -> str:
+    from headway.builder import image
+
+    try:
+        found = image.detected(source, spec)
+    except ConfigError:
+        return "no language detected: the configured command runs as it is"
+    if found.containerfile:
+        return f"from the app's own {found.containerfile}"
+    version = f" {found.version}" if found.version else ""
+    return f"{found.language}{version}, dependencies installed with {found.installer}"
 
 
 def table(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
