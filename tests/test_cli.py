@@ -292,3 +292,19 @@ def test_dry_run_lists_build_runtime_accessories_and_backup(app: App) -> None:
         assert 'runtime = "auto" chose process: podman is missing' in plan
     assert not (app.home / "accessories").exists()  # nothing was created
     assert app.run("releases", "--json").stdout.strip() == "[]"
+
+
+def test_shell_completion_as_the_readme_documents_it(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert 'eval "$(_HEADWAY_COMPLETE=bash_source headway)"' in readme
+    env = {"HEADWAY_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def complete(words: str, cword: int) -> str:
+        return subprocess.run([str(Path(sys.executable).parent / "headway")], cwd=tmp_path,
+                              check=True,
+                              env={**env, "_HEADWAY_COMPLETE": "bash_complete",
+                                   "COMP_WORDS": words, "COMP_CWORD": str(cword)},
+                              capture_output=True, text=True).stdout
+
+    assert "plain,logs" in complete("headway lo", 1).split()
+    assert "plain,--since" in complete("headway logs --si", 2).split()
