@@ -7,7 +7,8 @@ HeadwayError                 base: message, hint, exit_code
 ├── DeployFailed             a release did not become healthy; traffic stayed put: exit 4
 ├── RouterError              HAProxy is missing, will not start, or refused a command: exit 5
 ├── RuntimeFailure           an instance could not be built, started or stopped: exit 6
-└── NotFound                 a release, app or process that does not exist: exit 7
+├── NotFound                 a release, app or process that does not exist: exit 7
+└── ScanFailed               `headway scan` found advisories at [scan] fail_on: exit 8
 """
 
 from __future__ import annotations
@@ -68,3 +69,9 @@ class NotFound(HeadwayError):
     """The named app, release or process does not exist."""
 
     exit_code = 7
+
+
+class ScanFailed(HeadwayError):
+    """`headway scan` found vulnerabilities at or above [scan] fail_on."""
+
+    exit_code = 8

@@ -1,0 +1,152 @@
+"""`headway sbom` and `headway scan`: the CycloneDX SBOM of a real release (its virtualenv's
+pinned packages, each with a purl, valid against the CycloneDX schema) and its match
+against a small OSV fixture of real advisories (tests/fixtures/osv), with fail_on and
+ignore-until. Nothing here calls a vulnerability service."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headway.runtime.appuser import app_root
+from headway.supply import scan
+from headway.supply.sbom import Package, dpkg_packages, purl
+from tests.conftest import EXAMPLE, App, _kill_leftovers, free_port
+
+OSV = Path(__file__).parent / "fixtures" / "osv"
+JINJA = "GHSA-462w-v97r-4m45"  # Jinja2 < 2.10.1: sandbox escape (CVE-2019-10906), HIGH
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """examples/hello pinning jinja2==2.10, deployed once on the process runtime."""
+    tmp = tmp_path_factory.mktemp("supply")
+    folder = tmp / "hello"
+    shutil.copytree(EXAMPLE, folder)
+    (folder / "requirements.txt").write_text(
+        (folder / "requirements.txt").read_text() + "jinja2==2.10\n")
+    shutil.copytree(OSV, folder / "osv")
+    app = App(folder, tmp / "home", free_port())
+    app.metrics_port, app.router_metrics_port = free_port(), free_port()
+    (folder / "headway.toml").write_text((folder / "headway.toml").read_text().replace(
+        "port = 18080", f'port = {app.port}\naddress = "127.0.0.1"') + f"""
+[observe]
+metrics_port = {app.metrics_port}
+router_metrics_port = {app.router_metrics_port}
+""")
+    app.run("deploy", timeout=300)
+    yield app
+    app.run("destroy", "--yes", check=False, timeout=60)
+    _kill_leftovers(app.home)
+    shutil.rmtree(app_root(app.home), ignore_errors=True)
+
+
+def with_scan(app: App, body: str) -> None:
+    """Replace the [scan] table (appended last) of the app's headway.toml."""
+    path = app.dir / "headway.toml"
+    text = path.read_text().split("\n[scan]\n")[0]
+    path.write_text(f"{text}\n[scan]\n{body}\n")
+
+
+def test_sbom_of_a_process_release_lists_its_pinned_packages_with_purls(release: App) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    out = release.run("sbom")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(out.stdout) is None
+    bom = json.loads(out.stdout)
+    purls = {c["purl"] for c in bom["components"]}
+    assert {"pkg:pypi/jinja2@2.10", "pkg:pypi/fastapi@0.165.0",
+            "pkg:pypi/uvicorn@0.54.0"} <= purls
+    assert bom["metadata"]["component"]["name"] == "hello"
+    assert not any(p.startswith("pkg:deb/") for p in purls)  # a process release: no OS packages
+
+    written = release.dir / "sbom.json"
+    release.run("sbom", "1", "-o", str(written))
+    assert {c["purl"] for c in json.loads(written.read_text())["components"]} == purls
+
+
+def test_sbom_of_a_release_that_does_not_exist_says_so(release: App) -> None:
+    missing = release.run("sbom", "9", check=False)
+    assert missing.returncode == 7
+    assert "no release 9" in missing.stderr and "Traceback" not in missing.stderr
+    never = release.run("--app", "other", "sbom", check=False)
+    assert never.returncode == 7 and "no built release" in never.stderr
+
+
+def test_scan_reports_the_pinned_vulnerable_version_with_severity_and_fix(release: App) -> None:
+    with_scan(release, 'db = "osv"')
+    out = release.run("scan")  # no fail_on: a report, exit 0
+    assert JINJA in out.stdout and "Jinja2 2.10 -> fixed in 2.10.1" in out.stdout
+    assert out.stdout.index("high:") < out.stdout.index("moderate:")
+    data = json.loads(release.run("scan", "--json").stdout)
+    found = {f["id"]: f for f in data["findings"]}
+    assert found[JINJA]["severity"] == "high" and found[JINJA]["fixed"] == ["2.10.1"]
+    assert found["GHSA-g3rq-g295-4j3m"]["severity"] == "moderate"
+    assert "PYSEC-2019-217" not in found  # an alias of the GHSA one: reported once
+
+
+def test_scan_fails_at_fail_on_and_ignores_until_the_date(release: App) -> None:
+    with_scan(release, 'db = "osv"\nfail_on = "high"')
+    failed = release.run("scan", check=False)
+    assert failed.returncode == 8, failed.stderr
+    assert JINJA in failed.stderr and "Traceback" not in failed.stderr
+
+    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    with_scan(release, f'db = "osv"\nfail_on = "high"\n[[scan.ignore]]\nid = "{JINJA}"\n'
+              f'reason = "templates are not user-supplied"\nuntil = {future}')
+    assert "ignored: templates are not user-supplied" in release.run("scan").stdout
+
+    with_scan(release, f'db = "osv"\nfail_on = "medium"\n[[scan.ignore]]\nid = "{JINJA}"\n'
+              f'reason = "templates are not user-supplied"\nuntil = {future}')
+    assert release.run("scan", check=False).returncode == 8  # the moderate one still counts
+
+    with_scan(release, f'db = "osv"\nfail_on = "high"\n[[scan.ignore]]\nid = "{JINJA}"\n'
+              'reason = "templates are not user-supplied"\nuntil = 2020-01-01')
+    expired = release.run("scan", check=False)
+    assert expired.returncode == 8 and "ignore expired" in expired.stdout
+
+    ci = release.run("ci", "run", "scan", "--env", "production", check=False)
+    assert ci.returncode == 8 and "stage scan failed" in ci.stderr
+
+
+def test_scan_with_a_missing_database_is_a_config_error(release: App) -> None:
+    with_scan(release, 'db = "nowhere"')
+    out = release.run("scan", check=False)
+    assert out.returncode == 2 and "nowhere" in out.stderr and "does not exist" in out.stderr
+
+
+def test_version_matching_per_ecosystem() -> None:
+    def pkg(eco: str, name: str, version: str) -> Package:
+        return Package(eco, name, version, purl(eco, name, version))
+
+    found = scan.scan([pkg("npm", "lodash", "4.17.15"), pkg("npm", "lodash", "4.17.19"),
+                       pkg("npm", "lodash", "3.6.0"), pkg("pypi", "Jinja2", "2.10.1"),
+                       pkg("pypi", "jinja2", "2.11.3")], OSV, [])
+    assert [(f.id, f.package.version, f.fixed) for f in found.findings] == [
+        ("GHSA-g3rq-g295-4j3m", "2.10.1", ("2.11.3",)),
+        ("GHSA-p6mc-m468-83gw", "4.17.15", ("4.17.19",))]
+    assert scan._semver_key("1.0.0-rc.1") < scan._semver_key("1.0.0")
+    assert scan.cvss3_score("CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:N/A:N") == 8.6
+    assert scan.severity_of({"severity": [{"type": "CVSS_V3", "score":
+                             "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:N/I:H/A:H"}]}) == (
+        "high", "CVSS_V3 7.4")
+    debian = {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]}
+    key = scan.version_key("deb")
+    assert key is not None
+    assert scan.affected_fixes({"ranges": [debian]}, "3.0.11-1~deb12u1", key)[0]
+    assert not scan.affected_fixes({"ranges": [debian]}, "3.0.11-1~deb12u2", key)[0]
+
+
+def test_dpkg_status_packages_have_deb_purls() -> None:
+    status = ("Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\n"
+              "Source: openssl\nVersion: 3.0.11-1~deb12u2\n\n"
+              "Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n")
+    [ssl] = dpkg_packages(status)
+    assert ssl.purl == "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64"
+    assert ssl.source == "openssl"
