@@ -457,6 +457,7 @@ def register_all(group: click.Group) -> None:
     from headway.cli.data import accessory, backup
     from headway.cli.run import register as register_run
     from headway.cli.secrets import secrets
+    from headway.cli.supply import register as register_supply
 
     group.add_command(secrets)
     group.add_command(accessory)
@@ -465,6 +466,7 @@ def register_all(group: click.Group) -> None:
     group.add_command(doctor_cli.doctor)
     register_run(group)
     register_ci(group)  # `headway ci run`, `headway generate ci`
+    register_supply(group)  # `headway sbom`, `headway scan`
 
 def main() -> None:
     try:

@@ -4,6 +4,7 @@ Nothing here touches the disk or the network."""
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import math
 import re
@@ -312,6 +313,31 @@ class CISpec(Model):
                      "to without --env")
 
 
+def _severity(value: object) -> object:
+    return "moderate" if isinstance(value, str) and value.lower() == "medium" else value
+
+
+class ScanIgnoreSpec(Model):
+    """An advisory `headway scan` does not count, for a reason, until a date."""
+
+    id: str = Field(min_length=1, description="advisory id or alias, e.g. \"GHSA-462w-v97r-4m45\"")
+    reason: str = Field(min_length=1, description="why it does not apply or can wait")
+    until: datetime.date | None = Field(None, description="after this date it counts again")
+
+
+class ScanSpec(Model):
+    """`headway scan`: the release's packages against a local OSV database."""
+
+    db: str | None = Field(None, description="folder or zip of OSV JSON files, relative to "
+                           "headway.toml")
+    fail_on: Annotated[Literal["low", "moderate", "high", "critical"] | None,
+                       BeforeValidator(_severity)] = Field(
+        None, description="scan fails on a finding this severe or worse (\"medium\" = "
+        "moderate); unset = report only")
+    ignore: list[ScanIgnoreSpec] = Field(default_factory=list,
+                                         description="{id, reason, until} advisories not counted")
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -327,6 +353,7 @@ class Spec(Model):
     build: BuildSpec = Field(BuildSpec())
     registry: RegistrySpec = Field(RegistrySpec())
     ci: CISpec = Field(CISpec())
+    scan: ScanSpec = Field(ScanSpec())
     volumes: dict[str, str] = Field(default_factory=dict, description="NAME = \"PATH\" in the "
                                     "app folder (e.g. \"uploads\"): kept across releases, "
                                     "mounted into every instance and one-off command")
