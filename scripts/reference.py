@@ -25,6 +25,8 @@ from headway.spec.models import (
     RegistrySpec,
     ReleaseSpec,
     RouterSpec,
+    ScanIgnoreSpec,
+    ScanSpec,
 )
 
 SECTIONS = [("[app]", AppSpec), ("[processes.NAME]", ProcessSpec),
@@ -33,7 +35,7 @@ SECTIONS = [("[app]", AppSpec), ("[processes.NAME]", ProcessSpec),
             ("[router]", RouterSpec), ("[observe]", ObserveSpec),
             ("[release]", ReleaseSpec), ("[accessories.NAME]", AccessorySpec),
             ("[backups]", BackupsSpec), ("[build]", BuildSpec), ("[registry]", RegistrySpec),
-            ("[ci]", CISpec)]
+            ("[ci]", CISpec), ("[scan]", ScanSpec), ("[[scan.ignore]]", ScanIgnoreSpec)]
 
 
 def config_reference() -> str:
