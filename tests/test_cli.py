@@ -5,6 +5,7 @@ processes wherever something runs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -308,3 +309,26 @@ def test_shell_completion_as_the_readme_documents_it(tmp_path: Path) -> None:
 
     assert "plain,logs" in complete("headway lo", 1).split()
     assert "plain,--since" in complete("headway logs --si", 2).split()
+
+
+def test_build_output_streams_as_plain_lines_with_its_step(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from headway.cli import output
+
+    (tmp_path / "build-1.log").write_text("STEP 1/2: FROM old\n")
+    os.utime(tmp_path / "build-1.log", (time.time() - 60, time.time() - 60))  # an earlier build
+    log = tmp_path / "build-2.log"
+    with output.build_progress(tmp_path, app="shop", env="production"), open(log, "w") as f:
+        f.write("STEP 1/2: FROM python:3.11-slim\nSTEP 2/2: RUN pip install -r req")
+        f.flush()
+        time.sleep(0.6)  # printed: the first line; the second is not finished
+        seen = capsys.readouterr().err
+        f.write("uirements.txt\nCollecting fastapi\n--> 94b5d920814\n"
+                "[2/2] STEP 1/3: FROM python:3.11-slim\n--> Using cache 8135815d27c2\n")
+    printed = seen + capsys.readouterr().err
+    assert "build STEP 1/2: FROM python:3.11-slim" in printed
+    assert "STEP 2/2" not in seen
+    assert "build STEP 2/2: RUN pip install -r requirements.txt" in printed
+    assert "build STEP 2/2 | Collecting fastapi" in printed
+    assert "build [2/2] STEP 1/3 | --> Using cache 8135815d27c2" in printed  # multi-stage
+    assert "94b5d920814" not in printed and "FROM old" not in printed

@@ -99,7 +99,8 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
     if dry_run:
         output.plan(spec, ctx.env, engine.plan(spec, ctx.env), ctx)
         return
-    outcome = engine.deploy(spec, ctx.source(spec), ctx.env, force=force)
+    with output.deploy_builds(ctx, spec):  # the image build's lines as they come
+        outcome = engine.deploy(spec, ctx.source(spec), ctx.env, force=force)
     output.outcome(outcome)
 
 
@@ -376,10 +377,11 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
         artifact.materialize(source, artifact.snapshot_files(source), context)
         image.prepare_context(source, context, spec)
         revision = image.git_facts(source)["revision"][:12]
-        built = image.build(binary, context, found, repo=repository(spec),
-                            tags=[*([revision] if revision else []), "latest"],
-                            title=spec.app.name, source=source,
-                            platforms=spec.build.platforms, log=Path(tmp) / "build.log")
+        with ctx.build_progress(Path(tmp), "build.log"):  # its lines as they come
+            built = image.build(binary, context, found, repo=repository(spec),
+                                tags=[*([revision] if revision else []), "latest"],
+                                title=spec.app.name, source=source,
+                                platforms=spec.build.platforms, log=Path(tmp) / "build.log")
     if push:
         from headway.secrets import reveal_env, secrets_state
 

@@ -8,8 +8,11 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +138,10 @@ class Context:
                 self.engine().recover(app, self.env)
         return store
 
+    def build_progress(self, folder: Path, pattern: str) -> Any:
+        """`headway build`: its image build's lines as they are written (build_progress)."""
+        return build_progress(folder, pattern, env=self.env)
+
     def engine(self) -> Any:
         from headway.agent.control import ensure_agent
         from headway.engine import Engine
@@ -226,6 +233,69 @@ def progress(message: str, /, **fields: object) -> None:
         print(_json_line(message, fields, level="info"), file=sys.stderr, flush=True)
     else:
         err.print(Text(time.strftime("%H:%M:%S"), style="dim"), Text(message))
+
+
+_BUILD_STEP = re.compile(r"(?:\[\d+/\d+\] )?(?:STEP|Step) \d+/\d+")  # [stage/stages] STEP n/m
+_LAYER_ID = re.compile(r"(--> )?[0-9a-f]{11,64}$")  # a layer or image id alone
+
+
+@contextmanager
+def build_progress(folder: Path, pattern: str = "build-*.log", **fields: object) -> Iterator[None]:
+    """While the block runs, print the image builds' output as it is written to `folder`'s
+    build logs (files older than the block are skipped): on a terminal the build's STEP
+    lines, elsewhere (and with --log-format json) every line, prefixed with its step."""
+    stop, started = threading.Event(), time.time() - 1
+    watcher = threading.Thread(target=_follow_builds, daemon=True,
+                               args=(folder, pattern, started, stop, fields))
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=2)
+
+
+def deploy_builds(ctx: Context, spec: Any) -> Any:
+    """build_progress for a deploy: its release's image build log (container runtime)."""
+    app = spec.app.name
+    return build_progress(ctx.store().home / "apps" / app / ctx.env / "logs", app=app,
+                          env=ctx.env)
+
+
+def _follow_builds(folder: Path, pattern: str, started: float, stop: threading.Event,
+                   fields: dict[str, object]) -> None:
+    offsets: dict[Path, int] = {}
+    steps: dict[Path, str] = {}
+    every_line = _JSON_LOGS or not err.is_terminal
+    while True:
+        last = stop.is_set()
+        for log in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+            try:
+                if log not in offsets and log.stat().st_mtime < started:
+                    continue
+                with open(log, "rb") as f:
+                    f.seek(offsets.get(log, 0))
+                    data = f.read()
+            except OSError:
+                continue
+            if not last:  # a line still being written waits for its end
+                data = data[:data.rfind(b"\n") + 1]
+            offsets[log] = offsets.get(log, 0) + len(data)
+            for line in data.decode(errors="replace").splitlines():
+                _build_line(line.rstrip(), log, steps, every_line, fields)
+        if last:
+            return
+        stop.wait(0.25)
+
+
+def _build_line(line: str, log: Path, steps: dict[Path, str], every_line: bool,
+                fields: dict[str, object]) -> None:
+    step = _BUILD_STEP.match(line)
+    if step:
+        steps[log] = step.group(0)
+        progress(f"build {line}", **fields, step="build")
+    elif line and every_line and not _LAYER_ID.match(line):
+        progress(f"build {steps.get(log, 'start')} | {line}", **fields, step="build")
 
 
 def agent_log(message: str, /, **fields: object) -> None:
