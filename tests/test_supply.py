@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from headway.runtime.appuser import app_root
 from headway.supply import scan
 from headway.supply.sbom import Package, dpkg_packages, purl
 from tests.conftest import EXAMPLE, App, _kill_leftovers, free_port
+from tests.test_containers import base_images, podman_app  # noqa: F401 - fixtures
 
 OSV = Path(__file__).parent / "fixtures" / "osv"
 JINJA = "GHSA-462w-v97r-4m45"  # Jinja2 < 2.10.1: sandbox escape (CVE-2019-10906), HIGH
@@ -150,3 +152,30 @@ def test_dpkg_status_packages_have_deb_purls() -> None:
     [ssl] = dpkg_packages(status)
     assert ssl.purl == "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64"
     assert ssl.source == "openssl"
+
+
+def test_an_image_that_is_gone_is_not_found() -> None:
+    from headway.errors import NotFound
+    from headway.supply.sbom import mounted
+
+    with pytest.raises(NotFound, match="is gone"), mounted("podman", "0123456789ab"):
+        pass
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not os.environ.get("HEADWAY_SUPPLY_IMAGES"), reason="a podman deploy takes "
+                    "about 90 s here: HEADWAY_SUPPLY_IMAGES=1 runs it")
+def test_sbom_of_a_podman_release_lists_its_debian_and_python_packages(
+        podman_app: App) -> None:  # noqa: F811 - the fixture imported above
+    app = podman_app
+    (app.dir / "requirements.txt").write_text(
+        (app.dir / "requirements.txt").read_text() + "jinja2==2.10\n")
+    app.run("deploy", timeout=600)
+    bom = json.loads(app.run("sbom", timeout=120).stdout)
+    purls = {c["purl"] for c in bom["components"]}
+    assert any(p.startswith("pkg:deb/debian/libc6@") and "arch=" in p for p in purls)
+    assert "pkg:pypi/jinja2@2.10" in purls and "pkg:pypi/fastapi@0.165.0" in purls
+    (app.dir / "headway.toml").write_text((app.dir / "headway.toml").read_text()
+                                          + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
+    scanned = app.run("scan", check=False, timeout=120)
+    assert scanned.returncode == 8 and JINJA in scanned.stdout
