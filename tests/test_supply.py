@@ -179,3 +179,21 @@ def test_sbom_of_a_podman_release_lists_its_debian_and_python_packages(
                                           + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
     scanned = app.run("scan", check=False, timeout=120)
     assert scanned.returncode == 8 and JINJA in scanned.stdout
+
+
+def test_a_zip_database_and_last_affected_ranges(tmp_path: Path) -> None:
+    import zipfile
+
+    db = tmp_path / "osv.zip"
+    with zipfile.ZipFile(db, "w") as archive:
+        for advisory in OSV.glob("*.json"):
+            archive.write(advisory, advisory.name)
+    jinja = Package("pypi", "Jinja2", "2.10", purl("pypi", "Jinja2", "2.10"))
+    assert {f.id for f in scan.scan([jinja], db, []).findings} == {
+        JINJA, "GHSA-g3rq-g295-4j3m"}
+    last = {"ranges": [{"type": "SEMVER", "events": [{"introduced": "1.0.0"},
+                                                     {"last_affected": "1.2.0"}]}]}
+    key = scan._semver_key
+    assert scan.affected_fixes(last, "1.2.0", key)[0]
+    assert not scan.affected_fixes(last, "1.2.1", key)[0]
+    assert not scan.affected_fixes(last, "0.9.0", key)[0]
