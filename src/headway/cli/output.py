@@ -264,38 +264,62 @@ def deploy_builds(ctx: Context, spec: Any) -> Any:
 
 def _follow_builds(folder: Path, pattern: str, started: float, stop: threading.Event,
                    fields: dict[str, object]) -> None:
+    shown = _BuildLines(fields)
     offsets: dict[Path, int] = {}
-    steps: dict[Path, str] = {}
-    every_line = _JSON_LOGS or not err.is_terminal
-    while True:
-        last = stop.is_set()
-        for log in sorted(folder.glob(pattern)) if folder.is_dir() else []:
-            try:
-                if log not in offsets and log.stat().st_mtime < started:
+    try:
+        while True:
+            last = stop.is_set()
+            for log in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+                try:
+                    if log not in offsets and log.stat().st_mtime < started:
+                        continue
+                    with open(log, "rb") as f:
+                        f.seek(offsets.get(log, 0))
+                        data = f.read()
+                except OSError:
                     continue
-                with open(log, "rb") as f:
-                    f.seek(offsets.get(log, 0))
-                    data = f.read()
-            except OSError:
-                continue
-            if not last:  # a line still being written waits for its end
-                data = data[:data.rfind(b"\n") + 1]
-            offsets[log] = offsets.get(log, 0) + len(data)
-            for line in data.decode(errors="replace").splitlines():
-                _build_line(line.rstrip(), log, steps, every_line, fields)
-        if last:
+                if not last:  # a line still being written waits for its end
+                    data = data[:data.rfind(b"\n") + 1]
+                offsets[log] = offsets.get(log, 0) + len(data)
+                for line in data.decode(errors="replace").splitlines():
+                    shown.add(log, line.rstrip())
+            if last:
+                return
+            stop.wait(0.25)
+    finally:
+        shown.close()
+
+
+class _BuildLines:
+    """Prints a build's lines: STEP lines always; the others one per line off a terminal (and
+    as JSON lines), on a terminal in one live line under the step that is gone when done."""
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        self.fields, self.steps = fields, dict[Path, str]()
+        self.every_line = _JSON_LOGS or not err.is_terminal
+        self.status: Any = None
+
+    def add(self, log: Path, line: str) -> None:
+        step = _BUILD_STEP.match(line)
+        if step:
+            self.steps[log] = step.group(0)
+            progress(f"build {line}", **self.fields, step="build")
+        elif not line or _LAYER_ID.match(line):
             return
-        stop.wait(0.25)
+        elif self.every_line:
+            progress(f"build {self.steps.get(log, 'start')} | {line}", **self.fields,
+                     step="build")
+        else:
+            text = Text(f"  {line[:150]}", style="dim", no_wrap=True, overflow="ellipsis")
+            if self.status is None:
+                self.status = err.status(text)
+                self.status.start()
+            else:
+                self.status.update(text)
 
-
-def _build_line(line: str, log: Path, steps: dict[Path, str], every_line: bool,
-                fields: dict[str, object]) -> None:
-    step = _BUILD_STEP.match(line)
-    if step:
-        steps[log] = step.group(0)
-        progress(f"build {line}", **fields, step="build")
-    elif line and every_line and not _LAYER_ID.match(line):
-        progress(f"build {steps.get(log, 'start')} | {line}", **fields, step="build")
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
 
 
 def agent_log(message: str, /, **fields: object) -> None:
