@@ -68,14 +68,16 @@ def sweep(home: Path) -> list[Path]:
 
 
 def _orphans(path: Path) -> list[int]:
-    """Processes whose command line names `path` (what a killed builder started)."""
+    """Processes whose command line names `path` (what a killed builder started), as given or
+    as it resolves (home/venvs is a link to the app root's deps when apps have own users)."""
     found = []
-    needle = str(path).encode()
+    needles = {str(path).encode(), str(path.resolve()).encode()}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if needle in (proc / "cmdline").read_bytes():
+            cmdline = (proc / "cmdline").read_bytes()
+            if any(needle in cmdline for needle in needles):
                 found.append(int(proc.name))
         except OSError:
             continue
