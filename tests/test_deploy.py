@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -179,3 +181,24 @@ def test_destroy_stops_everything(app: App) -> None:
         raise AssertionError("the router still answers after the last app was destroyed")
     except httpx.ConnectError:
         pass
+
+
+@pytest.mark.integration
+def test_a_home_inside_the_app_folder_stays_out_of_its_releases(app: App) -> None:
+    # HEADWAY_HOME in the app folder: its sockets made the snapshot crash, and
+    # its key and store would have been copied into a release the app can read
+    home = app.dir / "state-home"
+    env = app.env() | {"HEADWAY_HOME": str(home)}
+    deploy = subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    try:
+        assert deploy.returncode == 0, deploy.stderr
+        again = subprocess.run([sys.executable, "-m", "headway", "deploy", "--force"],
+                               cwd=app.dir, env=env, capture_output=True, text=True,
+                               timeout=120, check=False)  # now with the router's sockets there
+        assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+        releases = (home / "apps" / "hello" / "production" / "releases").resolve()
+        assert not list(releases.rglob("master.key")) and not list(releases.rglob("state.db"))
+    finally:
+        subprocess.run([sys.executable, "-m", "headway", "destroy", "--yes"], cwd=app.dir,
+                       env=env, capture_output=True, timeout=60, check=False)

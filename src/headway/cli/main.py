@@ -359,6 +359,7 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
     from headway.builder.containerfile import render
     from headway.runtime import artifact
     from headway.runtime.container import repository
+    from headway.store import home_dir
 
     spec = ctx.spec()
     source = ctx.source(spec)
@@ -374,7 +375,7 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
         image.reachable(spec.registry)
     with tempfile.TemporaryDirectory(prefix="headway-build-") as tmp:
         context = Path(tmp) / "context"
-        artifact.materialize(source, artifact.snapshot_files(source), context)
+        artifact.materialize(source, artifact.snapshot_files(source, home_dir()), context)
         image.prepare_context(source, context, spec)
         revision = image.git_facts(source)["revision"][:12]
         with ctx.build_progress(Path(tmp), "build.log"):  # its lines as they come

@@ -120,7 +120,7 @@ class Engine:
             for name in sources.sync(self.store, app, env, spec.secrets):
                 self.progress(f"secret {name} changed at its source {spec.secrets[name]}",
                               app=app, env=env, step="secrets")
-            files = artifact.snapshot_files(source)
+            files = artifact.snapshot_files(source, self.store.home)
             config = json.dumps({"spec": spec.model_dump(mode="json"),
                                  "runtime": container.resolve(spec.app.runtime, spec.build),
                                  "env": spec.environment(env),

@@ -22,9 +22,13 @@ from headway.spec.models import Spec
 ALWAYS_IGNORED = [".git/", ".headway/", ".venv/", "venv/", "__pycache__/", "*.pyc", "node_modules/"]
 
 
-def snapshot_files(source: Path) -> list[Path]:
-    """Files of the app folder that belong in a release, relative to it, sorted."""
+def snapshot_files(source: Path, home: Path | None = None) -> list[Path]:
+    """Files of the app folder that belong in a release, relative to it, sorted: regular
+    files only (no socket or fifo), never Headway's `home` when it lies inside the folder (its
+    key and store must not end up in a release the app can read)."""
     patterns = list(ALWAYS_IGNORED)
+    if home is not None and home.resolve().is_relative_to(source.resolve()):
+        patterns.append(f"/{home.resolve().relative_to(source.resolve())}/")
     for name in (".gitignore", ".headwayignore"):
         if (source / name).is_file():
             patterns += (source / name).read_text().splitlines()
@@ -33,7 +37,8 @@ def snapshot_files(source: Path) -> list[Path]:
     for root, dirs, names in os.walk(source):
         rel_root = Path(root).relative_to(source)
         dirs[:] = sorted(d for d in dirs if not spec.match_file(f"{rel_root / d}/"))
-        files += [rel_root / n for n in names if not spec.match_file(str(rel_root / n))]
+        files += [rel_root / n for n in names if not spec.match_file(str(rel_root / n))
+                  and (Path(root) / n).is_file()]
     return sorted(files)
 
 
