@@ -155,6 +155,18 @@ def _app_roots_of_gone_homes() -> Iterator[None]:
 
 
 @pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder the app's own user may write too (as root, apps run as their own users, and
+    pytest's tmp_path is 0700): in /tmp, removed after the test."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="headway-test-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
     if not shutil.which("haproxy", path=os.environ.get("PATH", "") + ":/usr/sbin"):
         pytest.fail("HAProxy is not installed: run .ci/run or `apt-get install -y haproxy`")

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -78,22 +76,18 @@ def test_release_that_exits_at_once_fails_fast_with_its_log(app: App) -> None:
 
 
 def test_replicas_racing_at_boot_lose_one_start_and_the_release_still_deploys(
-        app: App) -> None:
+        app: App, shared_tmp: Path) -> None:
     """Two replicas that race at boot (both creating the same table) make one exit once; the
     agent restarts it and the release goes live. One that exits every time still fails fast
     (the test above)."""
     # the markers live where the app's own user may write (as root, a release is read-only)
-    shared = Path(tempfile.mkdtemp(prefix="headway-race-"))  # in /tmp: pytest's is 0700
-    shared.chmod(0o777)
+    shared = shared_tmp
     race = (f"mkdir {shared}/started 2>/dev/null || [ -f {shared}/retried ] || {{ touch "
             f"{shared}/retried; echo lost the race >&2; exit 1; }}; exec python3 app.py")
     toml = app.dir / "headway.toml"
     toml.write_text(toml.read_text().replace('command = "python3 app.py"',
                                              f'command = "sh -c \'{race}\'"'))
-    try:
-        result = app.run("deploy")
-    finally:
-        shutil.rmtree(shared, ignore_errors=True)
+    result = app.run("deploy")
     assert "release 1 is live" in result.stdout
     assert app.version() == "v1"
     assert "lost the race" in app.run("logs", "-n", "50").stdout

@@ -41,8 +41,8 @@ def setup(app: App, tmp: Path) -> Path:
     return log
 
 
-def test_release_command_runs_once_before_traffic_moves(app: App, tmp_path: Path) -> None:
-    log = setup(app, tmp_path)
+def test_release_command_runs_once_before_traffic_moves(app: App, shared_tmp: Path) -> None:
+    log = setup(app, shared_tmp)
     app.run("deploy")
     app.set_version("v2")
     plan = app.run("deploy", "--dry-run").stdout
@@ -57,8 +57,8 @@ def test_release_command_runs_once_before_traffic_moves(app: App, tmp_path: Path
 
 
 def test_failing_release_command_fails_the_deploy_and_traffic_stays(app: App,
-                                                                    tmp_path: Path) -> None:
-    log = setup(app, tmp_path)
+                                                                    shared_tmp: Path) -> None:
+    log = setup(app, shared_tmp)
     app.run("deploy")
     app.set_version("v2")
     (app.dir / "FAIL_MIGRATION").write_text("")
