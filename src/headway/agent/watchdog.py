@@ -1,6 +1,6 @@
 """The agent's health watch over live releases, in a thread of its own: probes every running
 web instance of an active or warm release on its health path at its interval (as deploys
-do, with engine.probe: the same rule without httpx's cost per call), then
+do, with engine.probe), then
 - replaces an instance that has failed for `[processes.NAME.health] restart_after` (SIGKILL
   to its process group; the supervisor starts it again and counts the restart);
 - sends traffic back to the warm previous release when the live one has had no healthy

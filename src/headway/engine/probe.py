@@ -1,6 +1,7 @@
-"""One HTTP health probe over a plain socket, the same rule as observer.health.probe. Cheap
-enough for the agent's health watch to run on every instance at its interval (httpx.get builds
-a client and an SSL context per call: four fifths of an idle agent's CPU), and light enough to
+"""One HTTP health probe over a plain socket, for a deploy's health gate (observer.health),
+the agent's health watch and a warm rollback alike, so all three judge by one rule. Cheap
+enough for the agent's watch to run on every instance at its interval (httpx.get builds a
+client and an SSL context per call: four fifths of an idle agent's CPU), and light enough to
 import before a warm rollback's switch (http.client alone costs a CLI 70 ms of CPU). HTTP/1.0,
 GET only: never follows redirects, never sends a body, reads only the status line."""
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
-
+from headway.engine.probe import probe  # the agent's watch and a deploy judge alike
 from headway.errors import DeployFailed
 from headway.spec.models import HealthSpec
 from headway.store import Instance
@@ -18,16 +17,6 @@ NOT_FOUND_LIMIT = 5  # a health path answered 404 this often in a row does not e
 # table, as the FastAPI tutorial's create_all() does) lose one, which the agent restarts at
 # once; a release that exits again is broken and fails in seconds all the same.
 BOOT_RETRIES = 1
-
-
-def probe(port: int, path: str, *, timeout: float, expect: str = "2xx") -> str | None:
-    """None when healthy, else why not. `expect`: 2xx (2xx or 3xx) or below-500."""
-    try:
-        resp = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout)
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    limit = 500 if expect == "below-500" else 400
-    return None if resp.status_code < limit else f"GET {path} answered {resp.status_code}"
 
 
 def wait_healthy(insts: list[Instance], health: dict[str, HealthSpec], *, deadline: float,
