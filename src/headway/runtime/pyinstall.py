@@ -99,12 +99,13 @@ def choose(want: pydeps.Wanted | None, found: tuple[Interpreter, ...] | list[Int
         if mine is None and own in CLOSED:  # ours is closed to the apps' users: the same X.Y
             mine = next((i for i in found if i.version[:2] == sys.version_info[:2]), None)
         return mine or Interpreter(own, tuple(sys.version_info[:3]))  # type: ignore[arg-type]
-    same = [i for i in found if ".".join(map(str, i.version[:2])) == pydeps.image_minor(want)]
+    image = pydeps.image_minor(want)
+    same = [i for i in found if ".".join(map(str, i.version[:2])) == image]
     candidates: list[Interpreter] = [*same, *found]
     for interp in candidates:
         if pydeps.satisfies(interp.version, want.spec):
             return interp
-    minor = pydeps.image_minor(want) or want.spec
+    minor = image or want.spec
     have = ", ".join(sorted({i.text for i in found})) or "none"
     raise RuntimeFailure(
         f"Python {want.spec.removeprefix('==').removesuffix('.*')} (from {want.source}) is not "
