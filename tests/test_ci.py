@@ -183,10 +183,7 @@ def test_lint_and_test_commands_are_detected_from_the_apps_files(
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("images", [
-    False, pytest.param(True, marks=pytest.mark.skipif(
-        not os.environ.get("HEADWAY_CI_IMAGES"), reason="a podman build and a push of the "
-        "example's image take 20-70 s here: HEADWAY_CI_IMAGES=1 runs them"))])
+@pytest.mark.parametrize("images", [False, True])
 def test_the_generated_github_pipeline_runs_here_end_to_end(
         app: App, images: bool, request: pytest.FixtureRequest,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,8 +162,6 @@ def test_an_image_that_is_gone_is_not_found() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not os.environ.get("HEADWAY_SUPPLY_IMAGES"), reason="a podman deploy takes "
-                    "about 90 s here: HEADWAY_SUPPLY_IMAGES=1 runs it")
 def test_sbom_of_a_podman_release_lists_its_debian_and_python_packages(
         podman_app: App) -> None:  # noqa: F811 - the fixture imported above
     app = podman_app
