@@ -91,6 +91,8 @@ def test_invalid_toml_names_the_file() -> None:
     (("port = 18080", 'port = 18080\naddress = "localhost"'), "router.address: "),
     (("port = 18080", 'port = 18080\n[observe]\nmetrics_address = "127.0.0.1 x"'),
      "observe.metrics_address: "),
+    (("port = 18080", 'port = 18080\n[observe]\nrouter_metrics_port = 18080'),
+     "observe.router_metrics_port: 18080 is already router.port"),
     (("[processes.web]", '[processes."web\\n"]\ncommand = "x"\n[processes.web]'),
      "is not a process name"),
     (("[processes.web]", '[processes.worker]\ncommand = "x"\nreplicas = 0\n[processes.web]'),

@@ -27,7 +27,7 @@ from typing import Protocol
 from headway.errors import ConfigError, RuntimeFailure
 from headway.secrets import Secret
 from headway.spec.models import AccessorySpec
-from headway.store import pid_alive
+from headway.store import pid_alive, socket_dir
 
 
 @dataclass
@@ -45,9 +45,8 @@ class Accessory:
 
     @property
     def sockets(self) -> Path:
-        """PostgreSQL's socket folder: short, since a socket path is at most 107 bytes."""
-        root = "/run/headway" if os.geteuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "/tmp")
-        return Path(root) / f"pg-{hashlib.sha256(str(self.base).encode()).hexdigest()[:12]}"
+        """PostgreSQL's socket folder."""
+        return socket_dir(self.base, "pg")
 
     @property
     def log(self) -> Path:

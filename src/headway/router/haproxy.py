@@ -32,6 +32,7 @@ from headway.router.base import (
     Weight,
 )
 from headway.runner import run
+from headway.store import socket_dir
 
 _OK = {"", "New server registered.", "Server deleted."}
 _BUSY = "still has connections"  # `del server` while HAProxy keeps pooled connections to it
@@ -144,10 +145,12 @@ class HAProxy:
     def __init__(self, home: Path, *, binary: str | None = None) -> None:
         self.dir = home / "router"
         self.cfg = self.dir / "haproxy.cfg"
-        self.admin = self.dir / "admin.sock"
-        self.master = self.dir / "master.sock"
+        # HAProxy takes a master socket path of at most 97 bytes
+        self.sockets = self.dir if len(str(self.dir)) < 80 else socket_dir(self.dir, "router")
+        self.admin = self.sockets / "admin.sock"
+        self.master = self.sockets / "master.sock"
         self.pidfile = self.dir / "haproxy.pid"
-        self.log_socket = self.dir / "log.sock"
+        self.log_socket = self.sockets / "log.sock"
         self.binary = binary or os.environ.get("HEADWAY_HAPROXY", "haproxy")
 
     # Router protocol -------------------------------------------------------------------------
@@ -160,6 +163,7 @@ class HAProxy:
             return
         self._check_ports(backends, exporter)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         candidate = self.dir / "haproxy.cfg.new"
         candidate.write_text(text)
         run([self._binary(), "-c", "-q", "-f", str(candidate)], error=RouterError,

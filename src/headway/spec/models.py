@@ -415,6 +415,13 @@ class Spec(Model):
                     raise ValueError(f"accessories.{name}.env.{var}: already set by "
                                      f"accessories.{taken.get(var) or seen[var]}")
                 taken[var] = name
+        ports: dict[int, str] = {}
+        for key, port in (("router.port", self.router.port),
+                          ("observe.metrics_port", self.observe.metrics_port),
+                          ("observe.router_metrics_port", self.observe.router_metrics_port)):
+            if port and port in ports:  # HAProxy binds both and splits the traffic between them
+                raise ValueError(f"{key}: {port} is already {ports[port]}; give each its own port")
+            ports[port] = key
         for name in self.release.backup or []:
             if name not in self.accessories and name not in self.volumes:
                 raise ValueError(f"release.backup: no accessory or volume {name!r} "

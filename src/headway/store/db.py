@@ -7,6 +7,7 @@ them (runtime.appuser)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -66,6 +67,13 @@ def home_dir() -> Path:
         return Path(env).expanduser().resolve()
     base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
     return base / "headway" / socket.gethostname()
+
+
+def socket_dir(owner: Path, prefix: str) -> Path:
+    """A short folder for the unix sockets of what lives in `owner`: a socket's path is at
+    most 107 bytes (HAProxy's master socket 97), and a home can be deep in a tree."""
+    root = "/run/headway" if os.geteuid() == 0 else os.environ.get("XDG_RUNTIME_DIR", "/tmp")
+    return Path(root) / f"{prefix}-{hashlib.sha256(str(owner).encode()).hexdigest()[:12]}"
 
 
 PRIVATE = {"": 0o700, "state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600,
