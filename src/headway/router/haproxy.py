@@ -223,6 +223,8 @@ class HAProxy:
                 time.sleep(0.05)
         for path in (self.admin, self.master, self.pidfile):
             path.unlink(missing_ok=True)
+        if self.sockets != self.dir and not self.log_socket.exists():  # the agent's is gone too
+            shutil.rmtree(self.sockets, ignore_errors=True)
 
     def _binary(self) -> str:
         found = shutil.which(self.binary) or shutil.which(self.binary, path="/usr/sbin:/sbin")
