@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Headway and its tests need on Debian 12: HAProxy, wrk, Prometheus (for
 # promtool and the monitoring tests), PostgreSQL and Redis (accessories), podman, debootstrap
-# (stand-in base images) and docker-registry from apt, and a
+# (stand-in base images), docker-registry, docker.io (the Docker runtime), pebble (a local
+# ACME server), openssh-server (test hosts) and kubectl from apt, and a
 # virtualenv in .venv with Headway and its dev tools (pip). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,12 +10,15 @@ if ! command -v haproxy >/dev/null && ! [ -x /usr/sbin/haproxy ] || ! command -v
     || ! command -v promtool >/dev/null || ! command -v redis-server >/dev/null \
     || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null \
     || ! command -v podman >/dev/null || ! command -v docker-registry >/dev/null \
-    || ! [ -x /usr/sbin/debootstrap ]; then
+    || ! [ -x /usr/sbin/debootstrap ] || ! [ -x /usr/sbin/dockerd ] || ! command -v pebble >/dev/null \
+    || ! [ -x /usr/sbin/sshd ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq haproxy wrk prometheus postgresql redis-server podman runc \
-    debootstrap docker-registry >/dev/null
+    debootstrap docker-registry docker.io pebble openssh-server >/dev/null
 fi
+# kubectl renders kustomize overlays offline; some machines have Google's already
+command -v kubectl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
 # podman on these machines: runc (crun fails on this kernel's hybrid cgroups), cgroupfs, and
 # ulimits the machine allows (../shared/ENVIRONMENT.md)
 if ! grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null; then
