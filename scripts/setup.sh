@@ -18,7 +18,8 @@ if ! command -v haproxy >/dev/null && ! [ -x /usr/sbin/haproxy ] || ! command -v
     debootstrap docker-registry docker.io pebble openssh-server >/dev/null
 fi
 # kubectl renders kustomize overlays offline; some machines have Google's already
-command -v kubectl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
+command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq kubernetes-client >/dev/null; }
 # podman on these machines: runc (crun fails on this kernel's hybrid cgroups), cgroupfs, and
 # ulimits the machine allows (../shared/ENVIRONMENT.md)
 if ! grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null; then
