@@ -25,6 +25,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from headway import notify
 from headway.accessories import backups, manage
 from headway.agent.supervisor import Supervisor
 from headway.agent.watchdog import Watchdog
@@ -51,8 +52,13 @@ def run_agent(home: Path, *, log: Progress) -> None:
     except BlockingIOError:
         raise RuntimeFailure(f"an agent is already running for {home}") from None
     log = quiet_on_full_disk(log)
-    _write(home / "agent.pid", f"{os.getpid()}\n")
-    Agent(home, log).run()
+    pidfile = home / "agent.pid"  # removed by a clean stop: still here, the last agent died
+    died = pidfile.read_text().strip() if pidfile.exists() else None
+    _write(pidfile, f"{os.getpid()}\n")
+    agent = Agent(home, log)
+    if died:
+        agent._round("recording the restart", lambda: agent.restarted(died))
+    agent.run()
 
 
 def quiet_on_full_disk(log: Progress) -> Progress:
@@ -97,7 +103,7 @@ class Agent:
         self.log(f"running for {self.home}")
         # each can block for a while (a server start, a backup of minutes, a hung probe)
         for work, every in ((manage.supervise, 1.0), (backups.scheduled, 5.0),
-                            (self._watch, 0.2)):
+                            (self._watch, 0.2), (notify.forward, 1.0)):
             threading.Thread(target=background, args=(self.home, self.log, work, every),
                              daemon=True).start()
         self._round("reading the live router", self._reconcile)
@@ -156,6 +162,12 @@ class Agent:
             self.watchdog = Watchdog(store, Engine(store, router, progress=log), router, log)
         self.watchdog.round()
 
+    def restarted(self, died: str) -> None:
+        for app in self.store.apps():
+            self.store.event(app["app"], app["env"], "agent.restarted",
+                             f"the agent (pid {died}) had stopped without shutting down; "
+                             f"running again as pid {os.getpid()}")
+
     def _shutdown(self) -> None:
         try:
             if not self.store.apps():
@@ -164,6 +176,7 @@ class Agent:
             self.trouble.failed("stopping", exc)
         self.requests.close()
         self.metrics.follow(None)
+        (self.home / "agent.pid").unlink(missing_ok=True)
         self.log("agent: stopped")
 
 

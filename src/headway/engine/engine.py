@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from headway.engine import recovery, routing, warm
 from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.router.base import Router, backend_name
-from headway.store import Instance, Release, Store, ports
+from headway.store import Instance, Release, Store, actor, ports
 
 if TYPE_CHECKING:
     from headway.planner import Step
@@ -147,7 +147,7 @@ class Engine:
                                              previous=number(active), kind="deploy",
                                              strategy=spec.deploy.strategy)
             self.store.event(app, env, "deploy.started", f"{spec.deploy.strategy} deploy of "
-                             f"release {release.number}", release=release.number)
+                             f"release {release.number} by {actor()}", release=release.number)
             self.store.put(analysis.signal_key(app, env), None)  # no stale promote/abort
             try:
                 switched = self._execute(deploy, steps, spec, release)
@@ -252,7 +252,7 @@ class Engine:
             self.store.end_deploy(deploy, "succeeded")
             took = time.monotonic() - started
             self.store.event(app, env, "rollback", f"rolled back to release {target.number} "
-                             f"in {took:.2f}s", release=target.number)
+                             f"in {took:.2f}s by {actor()}", release=target.number)
             return Outcome(app, env, target.number, number(active), True,
                            f"release {target.number} is live again", took, switched)
 

@@ -338,6 +338,41 @@ class ScanSpec(Model):
                                          description="{id, reason, until} advisories not counted")
 
 
+NOTIFY_EVENTS = ("deploy.started", "deploy.succeeded", "deploy.failed", "deploy.fallback",
+                 "deploy.recovered", "rollback", "backup.failed", "backup.copy_failed",
+                 "agent.restarted", "instance.replaced", "accessory.restarted", "analysis.passed")
+
+
+class NotifySpec(Model):
+    """Where the agent sends this app's deploy events (through apprise), after the fact."""
+
+    urls: list[str] = Field(default_factory=list, description="apprise URLs, e.g. "
+                            "\"json://hooks.example.com/deploys\", \"slack://T/B/C\", "
+                            "\"mailtos://user:pass@example.com\"; \"secret:NAME\" reads one from "
+                            "the app's secrets (a URL that holds a token)")
+    events: list[str] = Field(default_factory=lambda: [
+        "deploy.started", "deploy.succeeded", "deploy.failed", "deploy.fallback", "rollback",
+        "backup.failed", "backup.copy_failed", "agent.restarted"],
+        description="which events are sent, of: " + ", ".join(NOTIFY_EVENTS))
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.fullmatch(r"secret:[A-Za-z_][A-Za-z0-9_]*|[a-z][a-z0-9+.-]*://\S+", url):
+                raise ValueError(f"{url.split('://')[0]!r}...: an apprise URL "
+                                 "(\"json://host/path\") or \"secret:NAME\"")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            if kind not in NOTIFY_EVENTS:
+                raise ValueError(f"{kind!r}: one of {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -354,6 +389,7 @@ class Spec(Model):
     registry: RegistrySpec = Field(RegistrySpec())
     ci: CISpec = Field(CISpec())
     scan: ScanSpec = Field(ScanSpec())
+    notify: NotifySpec = Field(NotifySpec())
     volumes: dict[str, str] = Field(default_factory=dict, description="NAME = \"PATH\" in the "
                                     "app folder (e.g. \"uploads\"): kept across releases, "
                                     "mounted into every instance and one-off command")

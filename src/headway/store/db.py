@@ -69,6 +69,14 @@ def home_dir() -> Path:
     return base / "headway" / socket.gethostname()
 
 
+def actor() -> str:
+    """Who runs this command, for events and notifications: $HEADWAY_ACTOR (a CI job sets
+    it to the person who pushed), else user@host."""
+    import getpass
+
+    return os.environ.get("HEADWAY_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
 def socket_dir(owner: Path, prefix: str) -> Path:
     """A short folder for the unix sockets of what lives in `owner`: a socket's path is at
     most 107 bytes (HAProxy's master socket 97), and a home can be deep in a tree."""
