@@ -5,46 +5,48 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, get_args, get_origin
 
 import click
 from pydantic import BaseModel
 
 from headway.cli.main import cli, register_all
-from headway.spec.models import (
-    AccessorySpec,
-    AnalysisSpec,
-    AppSpec,
-    BackupsSpec,
-    BuildSpec,
-    CanarySpec,
-    CISpec,
-    DeploySpec,
-    HealthSpec,
-    ObserveSpec,
-    ProcessSpec,
-    RegistrySpec,
-    ReleaseSpec,
-    RouterSpec,
-    ScanIgnoreSpec,
-    ScanSpec,
-)
+from headway.spec.models import Spec
 
-SECTIONS = [("[app]", AppSpec), ("[processes.NAME]", ProcessSpec),
-            ("[processes.NAME.health]", HealthSpec), ("[deploy]", DeploySpec),
-            ("[deploy.canary]", CanarySpec), ("[deploy.canary.analysis]", AnalysisSpec),
-            ("[router]", RouterSpec), ("[observe]", ObserveSpec),
-            ("[release]", ReleaseSpec), ("[accessories.NAME]", AccessorySpec),
-            ("[backups]", BackupsSpec), ("[build]", BuildSpec), ("[registry]", RegistrySpec),
-            ("[ci]", CISpec), ("[scan]", ScanSpec), ("[[scan.ignore]]", ScanIgnoreSpec)]
+
+def _table(annotation: Any) -> tuple[str, type[BaseModel]] | None:
+    """How a field's type is a table of its own: "[key]" (a model), "[key.NAME]" (a dict of
+    models) or "[[key]]" (a list of models); None for a plain value."""
+    args = get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "[{}]", annotation
+    if get_origin(annotation) is dict and isinstance(args[1], type) \
+            and issubclass(args[1], BaseModel):
+        return "[{}.NAME]", args[1]
+    if get_origin(annotation) is list and args and isinstance(args[0], type) \
+            and issubclass(args[0], BaseModel):
+        return "[[{}]]", args[0]
+    return None
+
+
+def sections(model: type[BaseModel] = Spec, prefix: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """Every table of headway.toml, in the order of the models' fields."""
+    out = []
+    for name, field in model.model_fields.items():
+        table = _table(field.annotation)
+        if table:
+            header = table[0].format(prefix + name)
+            out += [(header, table[1]), *sections(table[1], header.strip("[]") + ".")]
+    return out
 
 
 def config_reference() -> str:
     out = []
-    for header, model in SECTIONS:
+    for header, model in sections():
         out += [f"**`{header}`** — {model.__doc__}", "", "| key | default | meaning |",
                 "|---|---|---|"]
         for name, field in model.model_fields.items():
-            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            if _table(field.annotation):
                 continue
             default = "required" if field.is_required() else repr(field.get_default(
                 call_default_factory=True))
