@@ -2,7 +2,8 @@
 # Installs what Headway and its tests need on Debian 12: HAProxy, wrk, Prometheus (for
 # promtool and the monitoring tests), PostgreSQL and Redis (accessories), podman, debootstrap
 # (stand-in base images), docker-registry, docker.io (the Docker runtime), pebble (a local
-# ACME server), openssh-server (test hosts) and kubectl from apt, and a
+# ACME server), openssh-server (test hosts), chromium + chromium-driver (the dashboard's
+# browser test) and kubectl from apt, and a
 # virtualenv in .venv with Headway and its dev tools (pip). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +12,11 @@ if ! command -v haproxy >/dev/null && ! [ -x /usr/sbin/haproxy ] || ! command -v
     || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null \
     || ! command -v podman >/dev/null || ! command -v docker-registry >/dev/null \
     || ! [ -x /usr/sbin/debootstrap ] || ! [ -x /usr/sbin/dockerd ] || ! command -v pebble >/dev/null \
-    || ! [ -x /usr/sbin/sshd ]; then
+    || ! [ -x /usr/sbin/sshd ] || ! [ -x /usr/bin/chromedriver ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq haproxy wrk prometheus postgresql redis-server podman runc \
-    debootstrap docker-registry docker.io pebble openssh-server >/dev/null
+    debootstrap docker-registry docker.io pebble openssh-server chromium chromium-driver >/dev/null
 fi
 # kubectl renders kustomize overlays offline; some machines have Google's already
 command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
