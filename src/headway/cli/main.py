@@ -370,7 +370,8 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
         return
     if push and not spec.registry.server:
         raise ConfigError(f"{ctx.config}: --push needs [registry] server")
-    binary = image.engine_binary(spec.build.engine)
+    binary = image.engine_binary(spec.app.runtime if spec.app.runtime in {"podman", "docker"}
+                                 else spec.build.engine)  # the engine deploys would use
     if push:
         image.reachable(spec.registry)
     with tempfile.TemporaryDirectory(prefix="headway-build-") as tmp:

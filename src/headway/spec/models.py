@@ -120,8 +120,8 @@ class AppSpec(Model):
 
     name: str = Field(pattern=NAME, description="app name: lowercase letters, digits, dashes")
     runtime: Literal["auto", "process", "podman", "docker", "kubernetes"] = Field(
-        "auto", description="where instances run; auto = podman when it works, else process "
-        "(docker and kubernetes: not yet)"
+        "auto", description="where instances run; auto = podman when it works, else docker "
+        "when its daemon answers, else process (kubernetes: not yet)"
     )
     path: str = Field(".", description="app folder, relative to headway.toml")
     secrets: list[str] = Field(default_factory=list,
@@ -276,7 +276,8 @@ class BuildSpec(Model):
     """Container images (podman and docker runtimes, `headway build`)."""
 
     engine: Literal["auto", "podman", "docker"] = Field("auto", description="what builds "
-                                                        "and runs images (docker: not yet)")
+                                                        "images for `headway build`; auto = "
+                                                        "podman when it works, else docker")
     base_image: str | None = Field(None, description="overrides the detected official base "
                                    "of a generated Containerfile, e.g. \"python:3.12-slim\"")
     containerfile: str | None = Field(None, description="\"generate\" (ignore the app's own), "
