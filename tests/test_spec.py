@@ -127,7 +127,7 @@ def test_errors_name_the_line_and_a_value_typo_gets_did_you_mean() -> None:
     key_line = lines.index("replica = 3") + 1
     value_line = lines.index('strategy = "blue-gren"') + 1
     message = err.value.message
-    assert ('processes.web.replica: unknown key; did you mean "replicas"? (known: command, '
+    assert ('processes.web.replica: unknown key; did you mean "replicas"? (known: autoscale, command, '
             in message) and f"(headway.toml:{key_line})" in message
     assert ("deploy.strategy: 'blue-gren': Input should be 'rolling', 'blue-green' or 'canary'; "
             f'did you mean "blue-green"? (headway.toml:{value_line})') in message

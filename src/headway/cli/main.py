@@ -471,6 +471,8 @@ def register_all(group: click.Group) -> None:
     register_run(group)
     register_ci(group)  # `headway ci run`, `headway generate ci`
     register_supply(group)  # `headway sbom`, `headway scan`
+    from headway.cli.kube import register as register_kube  # `generate kubernetes|helm`
+    register_kube(group)
 
 def main() -> None:
     try:

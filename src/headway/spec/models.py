@@ -94,6 +94,20 @@ class HealthSpec(Model):
         return value or None
 
 
+class AutoscaleSpec(Model):
+    """Kubernetes: a HorizontalPodAutoscaler for the process (`headway generate kubernetes`)."""
+
+    min: int = Field(ge=1, le=1000, description="fewest replicas")
+    max: int = Field(ge=1, le=1000, description="most replicas")
+    cpu: int = Field(70, ge=1, le=1000, description="target CPU use, percent of `cpus`")
+
+    @model_validator(mode="after")
+    def _range(self) -> AutoscaleSpec:
+        if self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}")
+        return self
+
+
 class ProcessSpec(Model):
     """One process type of the app: `web` receives HTTP traffic, others are workers."""
 
@@ -106,6 +120,8 @@ class ProcessSpec(Model):
     cpus: float | None = Field(None, gt=0, description="containers: CPU limit, e.g. 0.5")
     read_only: bool = Field(False, description="containers: read-only root filesystem "
                             "(/tmp stays writable)")
+    autoscale: AutoscaleSpec | None = Field(None, description="Kubernetes: { min, max, cpu } "
+                                            "for a HorizontalPodAutoscaler (needs `cpus`)")
 
     @field_validator("command")
     @classmethod
@@ -249,6 +265,8 @@ class AccessorySpec(Model):
     url_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="variable "
                                 "with its URL (default DATABASE_URL / REDIS_URL), a secret")
     path: str | None = Field(None, description="data folder (default: under $HEADWAY_HOME)")
+    external: bool = Field(False, description="Kubernetes: a managed server elsewhere; its URL "
+                           "comes from a Secret instead of a StatefulSet")
 
     env: dict[str, Literal["url", "host", "port", "user", "password", "database"]] = Field(
         default_factory=dict, description="more variables from its parts, e.g. { DB_HOST = "
@@ -374,6 +392,24 @@ class NotifySpec(Model):
         return value
 
 
+class KubernetesSpec(Model):
+    """`headway generate kubernetes` / `helm`: what the cluster needs beyond the rest of the file."""
+
+    namespace: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+                                  description="namespace of every object; default: APP-ENV")
+    ingress_class: str | None = Field(None, description="ingressClassName of the Ingress; "
+                                      "default: the cluster's default class")
+    ingress_namespace: str = Field("ingress-nginx", description="namespace of the ingress "
+                                   "controller: the only one the NetworkPolicy admits")
+    cluster_issuer: str | None = Field(None, description="cert-manager ClusterIssuer: the "
+                                       "Ingress gets TLS for [router] hosts")
+    external_secrets: str | None = Field(None, description="External Secrets Operator "
+                                         "ClusterSecretStore that holds the secrets; unset = "
+                                         "you create the Secrets yourself")
+    storage: str = Field("1Gi", pattern=r"^\d+(Ki|Mi|Gi|Ti)$", description="size of each "
+                         "accessory's and volume's PersistentVolumeClaim")
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -390,6 +426,7 @@ class Spec(Model):
     registry: RegistrySpec = Field(RegistrySpec())
     ci: CISpec = Field(CISpec())
     scan: ScanSpec = Field(ScanSpec())
+    kubernetes: KubernetesSpec = Field(KubernetesSpec())
     notify: NotifySpec = Field(NotifySpec())
     volumes: dict[str, str] = Field(default_factory=dict, description="NAME = \"PATH\" in the "
                                     "app folder (e.g. \"uploads\"): kept across releases, "
