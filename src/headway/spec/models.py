@@ -317,6 +317,15 @@ class RegistrySpec(Model):
     password_env: str = Field("HEADWAY_REGISTRY_PASSWORD",
                               description="else this environment variable")
     tls_verify: bool = Field(True, description="false for a plain-HTTP registry on loopback")
+    sign_by: str | None = Field(None, description="GPG key (fingerprint or e-mail, in this "
+                                "host's keyring) that signs every image Headway pushes; "
+                                "signatures are kept in $HEADWAY_HOME/signatures")
+    verify: bool = Field(False, description="pull each pushed image back through Headway's "
+                         "own signature policy and refuse it, before anything starts, unless "
+                         "signed by verify_key")
+    verify_key: str | None = Field(None, pattern=r"^[0-9A-Fa-f]{40}$",
+                                   description="fingerprint of the trusted key, in this "
+                                   "host's GPG keyring (default: sign_by's key)")
 
 
 class CISpec(Model):
