@@ -438,3 +438,28 @@ def test_the_json_reference_of_values_is_stable(tmp_path: Path) -> None:
     assert files == {p.relative_to(tmp_path / "b"): p.read_text()
                      for p in (tmp_path / "b").rglob("*") if p.is_file()}
     assert json.dumps(sorted(map(str, files)))
+
+
+def test_the_image_is_the_environments_live_release_by_digest_when_recorded(
+        tmp_path: Path) -> None:
+    from headway.kube import source
+    from headway.spec.load import parse_spec
+    from headway.store import Store
+
+    spec = parse_spec(FULL)
+    store = Store(tmp_path / "home")
+    first = store.add_release("shop", "staging", digest="d1", root=tmp_path / "r", spec="{}")
+    store.set_release("shop", "staging", first.number, status="active")
+    assert source.image(spec, "staging", tmp_path / "home").reference == \
+        "registry.example.com/shop:staging-1"
+    digest = "sha256:" + "b" * 64
+    second = store.add_release("shop", "staging", digest="d2", root=tmp_path / "r", spec="{}")
+    Path(second.path).mkdir(parents=True)
+    (Path(second.path) / source.IMAGE_FILE).write_text(json.dumps({"digest": digest}))
+    store.set_release("shop", "staging", second.number, status="active")
+    assert source.image(spec, "staging", tmp_path / "home").reference == \
+        f"registry.example.com/shop@{digest}"
+    assert source.image(spec, "production", tmp_path / "home").reference == \
+        "registry.example.com/shop:latest"  # nothing built there yet
+    assert source.image(spec, "staging", tmp_path / "nowhere").tag == "latest"
+    assert not (tmp_path / "nowhere").exists()  # never creates a store

@@ -41,5 +41,11 @@ def kustomize(spec: Spec, envs: list[Environment], files: dict[str, str],
                      "NAME --from-file=KEY=PATH`."), ""]
         lines += [f"- `{name}`: {', '.join(k)}" for name, k in keys.items()]
         lines.append("")
+    if spec.registry.username:
+        lines += [(f"The pods pull the image with the Secret `{app}-registry`: `kubectl create "
+                  f"secret generic {app}-registry --type=kubernetes.io/dockerconfigjson "
+                  "--from-file=.dockerconfigjson=PATH` (a Docker config.json logged in to "
+                  f"{spec.registry.server}), or your "
+                  "cluster's own pull credentials."), ""]
     return "\n".join(lines)
 
