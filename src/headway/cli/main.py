@@ -349,9 +349,10 @@ def init(path: Path, force: bool, port: int, containerfile: bool) -> None:
 
 @cli.command()
 @click.option("--push", is_flag=True, help="push the image to [registry] server")
+@click.option("--sign", is_flag=True, help="sign the pushed image ([registry] sign_by, podman)")
 @click.option("--explain", is_flag=True, help="say what was detected and why; build nothing")
 @pass_ctx
-def build(ctx: output.Context, push: bool, explain: bool) -> None:
+def build(ctx: output.Context, push: bool, explain: bool, sign: bool = False) -> None:
     """Build the app's container image (tags: git sha, latest) without deploying it."""
     import tempfile
 
@@ -370,6 +371,8 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
         return
     if push and not spec.registry.server:
         raise ConfigError(f"{ctx.config}: --push needs [registry] server")
+    from headway.supply.sign import require  # --sign: --push and [registry] sign_by
+    require(spec.registry, push=push, sign=sign, config=ctx.config)
     binary = image.engine_binary(spec.app.runtime if spec.app.runtime in {"podman", "docker"}
                                  else spec.build.engine)  # the engine deploys would use
     if push:
@@ -391,7 +394,8 @@ def build(ctx: output.Context, push: bool, explain: bool) -> None:
         image.publish(binary, built.names, spec.registry, reveal_env(
             store, app, ctx.env, int(str(secrets_state(store, app, ctx.env)["version"]))))
     click.echo(f"built {', '.join(built.names)} ({built.image[:12]}) in {built.seconds:.1f}s"
-               + (" and pushed" if push else ""))
+               + (" and pushed" if push else "")
+               + (" (signed)" if push and spec.registry.sign_by else ""))
 
 
 @cli.group()
