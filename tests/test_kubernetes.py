@@ -479,3 +479,19 @@ def test_the_image_is_the_environments_live_release_by_digest_when_recorded(
         "registry.example.com/shop:latest"  # nothing built there yet
     assert source.image(spec, "staging", tmp_path / "nowhere").tag == "latest"
     assert not (tmp_path / "nowhere").exists()  # never creates a store
+
+
+@pytest.mark.skipif("tls" not in __import__("headway.spec.models").spec.models.RouterSpec
+                    .model_fields, reason="[router] tls is not in this version")
+def test_router_tls_acme_gets_a_cert_manager_issuer(tmp_path: Path) -> None:
+    from headway.kube.objects import Build, Image, ingress
+    from headway.kube.values import Values
+    from headway.spec.load import parse_spec
+
+    text = FULL.replace('cluster_issuer = "letsencrypt-prod"\n', "").replace(
+        'hosts = ["shop.example.com", "www.example.com"]',
+        'hosts = ["shop.example.com", "www.example.com"]\ntls = "acme"')
+    spec = parse_spec(text)
+    made = ingress(Build(spec, Values(template=False), Image("x")))
+    assert made["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert made["spec"]["tls"][0]["secretName"] == "shop-tls"

@@ -23,12 +23,13 @@ from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from headway import notify
 from headway.accessories import backups, manage
 from headway.agent.supervisor import Supervisor
 from headway.agent.watchdog import Watchdog
+from headway.dashboard import wsgi as dashboard
 from headway.engine import Engine, routing
 from headway.engine.engine import Progress
 from headway.errors import LockedError, RuntimeFailure
@@ -251,20 +252,21 @@ def background(home: Path, log: Progress, work: Callable[[Store, Progress], None
 
 
 class MetricsServer:
-    """Serves /metrics where the [observe] settings say, moving when they change; a port
-    another home's agent serves is left to it (store.ports) and said so."""
+    """Serves /metrics where the [observe] settings say, moving when they change, and the web
+    dashboard at / of the same address when [observe] dashboard is on; a port another home's
+    agent serves is left to it (store.ports) and said so."""
 
     def __init__(self, store: Store, requests: RequestLog, log: Progress) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(HeadwayCollector(store.home, requests))
         self.home, self.log = store.home, log
-        self.where: tuple[str, int] | None = None
+        self.where: tuple[str, int, bool] | None = None
         self.server: WSGIServer | None = None
 
     def follow(self, observe: str | None) -> None:
         settings = json.loads(observe or "{}")
-        where = (settings["metrics_address"], settings["metrics_port"]) \
-            if settings.get("metrics_port") else None
+        where = (settings["metrics_address"], settings["metrics_port"],
+                 bool(settings.get("dashboard"))) if settings.get("metrics_port") else None
         if where == self.where:
             return
         if self.server:
@@ -279,8 +281,12 @@ class MetricsServer:
                          "serves that port; set another [observe] metrics_port")
                 return
             try:
-                self.server, _ = start_http_server(where[1], where[0], registry=self.registry)
-                self.log(f"metrics at http://{where[0]}:{where[1]}/metrics")
+                app = dashboard.Dashboard(self.home, make_wsgi_app(self.registry),
+                                          address=where[0], port=where[1], enabled=where[2],
+                                          log=self.log)
+                self.server = dashboard.serve(where[0], where[1], app)
+                self.log(f"metrics at http://{where[0]}:{where[1]}/metrics"
+                         + (f", dashboard at http://{where[0]}:{where[1]}/" if where[2] else ""))
             except OSError as exc:
                 self.log(f"cannot serve metrics on {where[0]}:{where[1]}: {exc.strerror}")
 

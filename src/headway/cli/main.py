@@ -475,6 +475,8 @@ def register_all(group: click.Group) -> None:
     register_run(group)
     register_ci(group)  # `headway ci run`, `headway generate ci`
     register_supply(group)  # `headway sbom`, `headway scan`
+    from headway.cli.dashboard import register as register_dashboard  # `dashboard token`
+    register_dashboard(group)
     from headway.cli.kube import register as register_kube  # `generate kubernetes|helm`
     register_kube(group)
 

@@ -30,7 +30,7 @@ DATA = {"postgres": "/var/lib/postgresql/data", "redis": "/data"}
 
 def image(b: Build, name: str, acc: AccessorySpec) -> str:
     repo, default, _ = ACCESSORY_IMAGES[acc.type]
-    return b.values.string(f"accessories.{name}.image", f"{repo}:{acc.version or default}")
+    return str(b.values.string(f"accessories.{name}.image", f"{repo}:{acc.version or default}"))
 
 
 def _server(b: Build, name: str, acc: AccessorySpec) -> Obj:

@@ -234,6 +234,8 @@ class ObserveSpec(Model):
                                      description="HAProxy's own exporter at /metrics; 0 = off")
     request_log: bool = Field(True, description="per-request log to the agent (metrics, canary "
                               "judge); off only to measure its cost")
+    dashboard: bool = Field(False, description="a web dashboard at / of the metrics address "
+                            "(actions need `headway dashboard token`)")
 
     @field_validator("metrics_address")
     @classmethod
