@@ -4,8 +4,10 @@ talks to no cluster, and never writes a secret value (only Secret names and keys
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,16 @@ def _inputs(config: Path, env: str | None) -> tuple[Any, list[Any], list[str], f
     home = home_dir()
     secret_names, optional = source.secret_names(spec, names, home)
     return spec, source.environments(spec, names, home), secret_names, optional
+
+
+@contextlib.contextmanager
+def _naming(config: Path) -> Iterator[None]:
+    """A key the objects cannot be made from is named with its file, as load errors are."""
+    try:
+        yield
+    except ConfigError as exc:
+        exc.message = f"{config}: {exc.message}"
+        raise
 
 
 def _write(out: Path, files: dict[str, str], force: bool) -> None:
@@ -86,7 +98,8 @@ def generate_kubernetes(click_ctx: click.Context, env: str | None, out: Path,
     started = time.monotonic()
     config = click_ctx.find_root().params["config"]
     spec, envs, names, optional = _inputs(config, env)
-    files = kustomize.files(spec, envs, secret_names=names, optional=optional)
+    with _naming(config):
+        files = kustomize.files(spec, envs, secret_names=names, optional=optional)
     files["README.md"] = readme.kustomize(spec, envs, files, names)
     _write(out, files, force)
     _report(spec, envs, out, files, started)
@@ -110,8 +123,9 @@ def generate_helm(click_ctx: click.Context, out: Path | None, force: bool) -> No
         version = metadata.version("headway")
     except metadata.PackageNotFoundError:
         version = "0.1.0"
-    files = helm.chart(spec, envs, secret_names=names, optional=optional,
-                       version=version.split("+")[0])
+    with _naming(config):
+        files = helm.chart(spec, envs, secret_names=names, optional=optional,
+                           version=version.split("+")[0])
     out = out or Path("chart") / spec.app.name
     _write(out, files, force)
     _report(spec, envs, out, files, started)
