@@ -37,6 +37,7 @@ from headway.observer.metrics import HeadwayCollector
 from headway.observer.requests import RequestLog, sample_rows
 from headway.router import HAProxy
 from headway.store import Store, leftovers, ports, snapshots
+from headway.tls import manage as tls
 
 MAX_BACKOFF = 5.0
 SLOW_ROUND = 1.0  # seconds between housekeeping rounds
@@ -107,6 +108,8 @@ class Agent:
                             (self._watch, 0.2), (notify.forward, 1.0)):
             threading.Thread(target=background, args=(self.home, self.log, work, every),
                              daemon=True).start()
+        threading.Thread(target=background, args=(self.home, self.log, tls.maintain, 2.0),
+                         daemon=True).start()  # HTTPS certificates: issue, renew, reload
         self._round("reading the live router", self._reconcile)
         last = cleaned = 0.0
         while not self.stopping:

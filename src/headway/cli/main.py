@@ -95,6 +95,8 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
 
     spec = ctx.spec()
     ctx.effective_config()  # refuses before anything runs if a required secret is missing
+    if servers_cli().fleet_deploy(ctx, spec, dry_run=dry_run, force=force):  # [servers]: SSH
+        return
     engine = ctx.engine()
     if dry_run:
         output.plan(spec, ctx.env, engine.plan(spec, ctx.env), ctx)
@@ -109,6 +111,8 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
 @click.pass_obj
 def rollback(options: Options, release: int | None) -> None:
     """Put the previous good release (or RELEASE) live again. Never rebuilds."""
+    if servers_cli().fleet_rollback(options, release):  # [servers]: on every host
+        return
     # what output.Context.store() and .engine() do, without importing output (rich) before
     # the switch; it is imported for the first line printed, which comes after the switch
     from headway.agent.control import ensure_agent, revive
@@ -187,11 +191,14 @@ def abort(ctx: output.Context) -> None:
 
 @cli.command()
 @json_option
+@click.option("--host", "hosts", multiple=True, help="[servers]: only this host (repeatable)")
 @pass_ctx
-def releases(ctx: output.Context, as_json: bool) -> None:
+def releases(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> None:
     """List the app's releases, newest first."""
     from headway.cli import output
 
+    if servers_cli().fleet_releases(ctx, as_json, hosts):
+        return
     store = ctx.recovered_store()
     live = {t["release"]: t for t in ctx.traffic(store, ctx.app())}
     rows = [{k: v for k, v in asdict(r).items() if k not in {"spec", "path"}}
@@ -205,12 +212,16 @@ def releases(ctx: output.Context, as_json: bool) -> None:
 @json_option
 @click.option("-w", "--watch", is_flag=True, help="refresh every --interval until Ctrl-C")
 @click.option("--interval", default=1.0, show_default=True, help="seconds between refreshes")
+@click.option("--host", "hosts", multiple=True, help="[servers]: only this host (repeatable)")
 @pass_ctx
-def status(ctx: output.Context, as_json: bool, watch: bool, interval: float) -> None:
+def status(ctx: output.Context, as_json: bool, watch: bool, interval: float,
+           hosts: tuple[str, ...]) -> None:
     """Instances, their health, traffic share, and live requests per release."""
     from headway.agent.control import no_healthy_server
     from headway.cli import output
 
+    if servers_cli().fleet_status(ctx, as_json, hosts):
+        return
     if watch:
         output.watch_status(ctx, interval)
     else:
@@ -456,6 +467,12 @@ def check(ctx: output.Context) -> None:
                f"{len(data['secrets'])} secrets)")
 
 
+def servers_cli() -> Any:
+    from headway.cli import servers
+
+    return servers
+
+
 def register_all(group: click.Group) -> None:
     """Add the commands defined in the other cli modules (once)."""
     if "secrets" in group.commands:
@@ -475,6 +492,7 @@ def register_all(group: click.Group) -> None:
     register_run(group)
     register_ci(group)  # `headway ci run`, `headway generate ci`
     register_supply(group)  # `headway sbom`, `headway scan`
+    servers_cli().register(group)  # `headway servers check|setup|trust|converge`
     from headway.cli.dashboard import register as register_dashboard  # `dashboard token`
     register_dashboard(group)
     from headway.cli.kube import register as register_kube  # `generate kubernetes|helm`

@@ -11,10 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import signal
 import socket
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from headway.errors import RouterError
@@ -33,6 +36,8 @@ from headway.router.base import (
 )
 from headway.runner import run
 from headway.store import socket_dir
+from headway.tls import sites as tls_sites
+from headway.tls.sites import Site
 
 _OK = {"", "New server registered.", "Server deleted."}
 _BUSY = "still has connections"  # `del server` while HAProxy keeps pooled connections to it
@@ -79,8 +84,19 @@ def commands(backend: str, change: Change) -> list[str]:
     raise AssertionError(f"unknown change {change!r}")
 
 
+@dataclass(frozen=True)
+class Https:
+    """What the config needs to serve HTTPS: the sites (headway.tls.sites), the names of those
+    with a certificate file, and the home whose tls/ folder holds the files."""
+
+    home: Path
+    sites: list[Site] = field(default_factory=list)
+    certified: frozenset[str] = frozenset()
+
+
 def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Path | None,
-                  exporter: tuple[str, int] | None = None) -> str:
+                  exporter: tuple[str, int] | None = None, https: Https | None = None) -> str:
+    tls = _tls_backends(backends, https)
     lines = [
         "# Written by Headway from its state; edits are overwritten.",
         "global",
@@ -88,6 +104,8 @@ def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Pa
         *([f"  log {quote(str(log_socket))} len 1024 format raw local0"] if log_socket else []),
         "  maxconn 8000",
         "  hard-stop-after 60s",
+        *(["  ssl-default-bind-options ssl-min-ver TLSv1.2", "  tune.ssl.default-dh-param 2048"]
+          if https and any(s.name in https.certified for s in tls.values()) else []),
         "defaults",
         "  mode http",
         "  option redispatch 1",
@@ -107,12 +125,11 @@ def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Pa
                   "  no log", "  http-request use-service prometheus-exporter if { path /metrics }"]
     for (address, port), group in _by_listener(backends).items():
         lines += ["", f"frontend fe_{port}", f"  bind {_bind(address, port)}"]
-        for be in group:
-            for host in be.hosts:
-                lines.append(f"  use_backend {be.name} if {{ req.hdr(host),field(1,:),lower -m str"
-                             f" {quote(host.lower())} }}")
-        default = next((b for b in group if b.default), group[0])
-        lines.append(f"  default_backend {default.name}")
+        if https:
+            lines += _http_tls_rules(group, tls, https)
+        lines += _routes(group)
+    if https:
+        lines += _https_frontends(backends, tls, https)
     for be in backends:
         lines += ["", f"backend {be.name}", "  balance roundrobin",
                   f"  timeout server {max(int(be.request_timeout * 1000), 1)}ms",
@@ -122,12 +139,99 @@ def render_config(backends: list[Backend], *, admin_socket: Path, log_socket: Pa
                   f"  option httpchk GET {quote(be.health_path)}"]
         if be.health_expect == "below-500":  # no health route: any answer shows it serves
             lines.append("  http-check expect ! rstatus ^5")
+        site = tls.get(be.name)
+        if site and site.hsts is not None and https and site.name in https.certified:
+            lines.append("  http-response set-header Strict-Transport-Security "
+                         f"max-age={int(site.hsts)} if {{ ssl_fc }}")
         for name, port, state, weight in be.servers:
             disabled = " disabled" if state == "maint" else ""
             w = 0 if state == "drain" else weight
             lines.append(f"  server {name} 127.0.0.1:{port} weight {w} "
                          f"{server_options(be.health_interval)}{disabled}")
     return "\n".join(lines) + "\n"
+
+
+def _routes(group: list[Backend]) -> list[str]:
+    lines = []
+    for be in group:
+        for host in be.hosts:
+            lines.append(f"  use_backend {be.name} if {_host_is([host])}")
+    default = next((b for b in group if b.default), group[0])
+    return [*lines, f"  default_backend {default.name}"]
+
+
+def _host_is(hosts: list[str]) -> str:
+    words = " ".join(quote(h.lower()) for h in hosts)
+    return f"{{ req.hdr(host),field(1,:),lower -m str {words} }}"
+
+
+def _tls_backends(backends: list[Backend], https: Https | None) -> dict[str, Site]:
+    """The sites of the backends being rendered, by backend name (a site whose app is gone
+    is left out until the agent rewrites the list)."""
+    names = {be.name for be in backends}
+    return {s.backend: s for s in (https.sites if https else []) if s.backend in names}
+
+
+def _http_tls_rules(group: list[Backend], tls: dict[str, Site], https: Https) -> list[str]:
+    """On an HTTP listener: answer pending ACME HTTP-01 challenges from the map (before
+    anything else), and send the requests of apps that have a certificate to HTTPS."""
+    here = [(be, tls[be.name]) for be in group if be.name in tls]
+    if not here:
+        return []
+    lines = ["  http-request set-header X-Forwarded-Proto http"]
+    if any(site.mode == "acme" for _, site in here):
+        tokens = _map_path(tls_sites.challenge_map(https.home))
+        lines += [(f"  http-request set-var(txn.acme) path,field(4,/),map({tokens}) "
+                  "if { path_beg /.well-known/acme-challenge/ }"),
+                  ('  http-request return status 200 content-type text/plain '
+                  'lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }')]
+    for be, site in here:
+        if site.name not in https.certified:
+            continue
+        port = "" if site.https_port == 443 else f":{site.https_port}"
+        where = f'"https://%[req.hdr(host),field(1,:)]{port}%[capture.req.uri]"'
+        others = [h for b in group if b is not be for h in b.hosts]
+        if be.hosts:
+            when = f" if {_host_is(be.hosts)}"
+        elif be.default or len(group) == 1:  # it takes the requests no other app matches
+            when = f" unless {_host_is(others)}" if others else ""
+        else:
+            continue  # no host of its own and not the default: no request reaches it
+        lines.append(f"  http-request redirect location {where} code 301{when}")
+    return lines
+
+
+def _https_frontends(backends: list[Backend], tls: dict[str, Site], https: Https) -> list[str]:
+    listeners: dict[tuple[str, int], list[tuple[Backend, Site]]] = {}
+    for be in backends:
+        site = tls.get(be.name)
+        if site and site.name in https.certified:
+            listeners.setdefault((be.address, site.https_port), []).append((be, site))
+    lines = []
+    for (address, port), items in listeners.items():
+        crts = " ".join(f"crt {quote(str(tls_sites.cert_path(https.home, site)))}"
+                        for _, site in items)
+        lines += ["", f"frontend fe_https_{port}",
+                  f"  bind {_bind(address, port)} ssl {crts} alpn h2,http/1.1",
+                  "  http-request set-header X-Forwarded-Proto https",
+                  *_routes([be for be, _ in items])]
+    return lines
+
+
+def https_listeners(backends: list[Backend], https: Https | None) -> list[tuple[str, int]]:
+    tls = _tls_backends(backends, https)
+    return list(dict.fromkeys((be.address, tls[be.name].https_port) for be in backends
+                              if be.name in tls and https and tls[be.name].name in
+                              https.certified))
+
+
+def _map_path(path: Path) -> str:
+    """A file path inside a sample expression, where quotes do not work: plain characters only."""
+    if not re.fullmatch(r"[A-Za-z0-9/._+-]+", str(path)):
+        raise RouterError(f"HEADWAY_HOME {path.parent.parent} cannot be named in haproxy.cfg "
+                          "(ACME challenge map)",
+                          hint="use a HEADWAY_HOME path of letters, digits and / . _ + -")
+    return str(path)
 
 
 def _bind(address: str, port: int) -> str:
@@ -143,6 +247,7 @@ def _by_listener(backends: list[Backend]) -> dict[tuple[str, int], list[Backend]
 
 class HAProxy:
     def __init__(self, home: Path, *, binary: str | None = None) -> None:
+        self.home = home
         self.dir = home / "router"
         self.cfg = self.dir / "haproxy.cfg"
         # HAProxy takes a master socket path of at most 97 bytes
@@ -156,12 +261,17 @@ class HAProxy:
     # Router protocol -------------------------------------------------------------------------
     def configure(self, backends: list[Backend], *, exporter: tuple[str, int] | None = None,
                   request_log: bool = True) -> None:
+        https = self.https()
         text = render_config(backends, admin_socket=self.admin,
                              log_socket=self.log_socket if request_log else None,
-                             exporter=exporter)
+                             exporter=exporter, https=https)
         if self.running() and self.cfg.exists() and self.cfg.read_text() == text:
             return
-        self._check_ports(backends, exporter)
+        self._check_ports(backends, exporter, https_listeners(backends, https))
+        if any(site.mode == "acme" for site in https.sites):
+            tokens = tls_sites.challenge_map(self.home)
+            tokens.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tokens.touch()  # HAProxy loads the map at start; tokens come by the runtime API
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         candidate = self.dir / "haproxy.cfg.new"
@@ -202,6 +312,44 @@ class HAProxy:
                                            row["status"].startswith("UP"), int(row["scur"] or 0),
                                            int(row["weight"] or 0))
         return result
+
+    # HTTPS (headway.tls) ---------------------------------------------------------------------
+    def https(self) -> Https:
+        sites = tls_sites.load(self.home)
+        return Https(self.home, sites, frozenset(s.name for s in sites
+                                                 if tls_sites.installed(self.home, s)))
+
+    def serves(self, cert: Path) -> bool:
+        """Whether the running HAProxy has this certificate file loaded."""
+        return str(cert) in self._exchange(self.admin, "show ssl cert").splitlines()
+
+    def replace_certificate(self, cert: Path, pem: str) -> None:
+        """A loaded certificate's new chain and key, in one runtime-API transaction: no
+        reload, and connections open on the old one finish on it."""
+        out = self._exchange(self.admin, f"set ssl cert {cert} <<\n{pem.strip()}\n")
+        if "Transaction created" not in out and "Transaction updated" not in out:
+            raise RouterError(f"HAProxy refused the new certificate for {cert.name}: "
+                              f"{out.strip()}")
+        out = self._exchange(self.admin, f"commit ssl cert {cert}")
+        if "Success!" not in out:
+            self._exchange(self.admin, f"abort ssl cert {cert}")
+            raise RouterError(f"HAProxy did not commit the new certificate for {cert.name}: "
+                              f"{out.strip()}")
+
+    def put_challenge(self, token: str, answer: str) -> None:
+        """Answer GET /.well-known/acme-challenge/TOKEN on the HTTP port with `answer`."""
+        self._map(f"add map {tls_sites.challenge_map(self.home)} {token} {answer}")
+
+    def drop_challenge(self, token: str) -> None:
+        self._map(f"del map {tls_sites.challenge_map(self.home)} {token}")
+
+    def _map(self, command: str) -> None:
+        if not re.fullmatch(r"[a-z]+ map \S+ [A-Za-z0-9_-]+( [A-Za-z0-9_.-]+)?", command):
+            raise RouterError("an ACME challenge token HAProxy cannot take")
+        out = self._exchange(self.admin, command).strip()
+        if out:
+            raise RouterError(f"HAProxy refused `{command.split()[0]} map`: {out}",
+                              hint="is [router] tls set in the deployed release?")
 
     def running(self) -> bool:
         try:
@@ -283,11 +431,14 @@ class HAProxy:
         except (OSError, ValueError, IndexError):
             return None
 
-    def _check_ports(self, backends: list[Backend], exporter: tuple[str, int] | None) -> None:
+    def _check_ports(self, backends: list[Backend], exporter: tuple[str, int] | None,
+                     https: Sequence[tuple[str, int]] = ()) -> None:
         """A port some other program holds makes HAProxy fail to start: say which, up front."""
         current = self.cfg.read_text() if self.cfg.exists() and self.running() else ""
-        for address, port in [*_by_listener(backends), *([exporter] if exporter else [])]:
-            if f"bind {_bind(address, port)}\n" in current:
+        for address, port in [*_by_listener(backends), *([exporter] if exporter else []),
+                              *https]:
+            if f"bind {_bind(address, port)}\n" in current or \
+                    f"bind {_bind(address, port)} ssl " in current:
                 continue
             with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -295,7 +446,7 @@ class HAProxy:
                     s.bind((address, port))
                 except OSError as exc:
                     key = "[observe] router_metrics_port" if (address, port) == exporter \
-                        else "[router] port"
+                        else "[router] https_port" if (address, port) in https else "[router] port"
                     raise RouterError(f"router port {address}:{port} is in use ({exc.strerror})",
                                       hint=f"stop what listens there, or change {key}"
                                       ) from exc

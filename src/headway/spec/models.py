@@ -191,6 +191,8 @@ class DeploySpec(Model):
     fallback_after: Duration = Field(10.0, description="a live release with no healthy "
                                      "instance this long goes back to the warm previous one")
     canary: CanarySpec = Field(CanarySpec(), description="canary steps and judge")
+    hosts_in_parallel: int = Field(1, ge=1, le=100, description="[servers]: hosts deployed at "
+                                   "once; the first that fails stops the rollout")
 
 
 class RouterSpec(Model):
@@ -421,6 +423,37 @@ class KubernetesSpec(Model):
                          "accessory's and volume's PersistentVolumeClaim")
 
 
+SSH_TARGET = re.compile(r"^(?:([a-z_][a-z0-9_.-]{0,31})@)?([A-Za-z0-9][A-Za-z0-9.-]*|"
+                        r"\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$")
+
+
+def _ssh_target(value: str) -> str:
+    match = SSH_TARGET.fullmatch(value)
+    if not match or not 0 < int(match.group(3) or 22) < 65536:
+        raise ValueError(f"{value!r} is not a host: [user@]address[:port], e.g. "
+                         '"deploy@10.0.0.5" or "10.0.0.6:2222"')
+    return value
+
+
+SSHTarget = Annotated[str, BeforeValidator(lambda v: _ssh_target(str(v)))]
+
+
+class SSHSpec(Model):
+    """How this machine reaches the [servers] hosts (the system's OpenSSH client)."""
+
+    user: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_.-]{0,31}$", description="login "
+                             "user of a host that names none; default: ssh's own")
+    port: int = Field(22, ge=1, le=65535, description="port of a host that names none")
+    identity: str | None = Field(None, description="private key file (relative to headway.toml); "
+                                 "default: ssh's own keys and agent")
+    known_hosts: Literal["strict", "accept-new"] = Field(
+        "strict", description="strict: only host keys `headway servers trust` recorded; "
+        "accept-new: record a new host's key on first contact (a changed key is always refused)")
+    jump: SSHTarget | None = Field(None, description="jump host, e.g. \"deploy@bastion:22\"")
+    connect_timeout: Duration = Field(10.0, description="a host that does not answer within "
+                                      "this (or stops answering for 3 times 2s) is unreachable")
+
+
 class Spec(Model):
     """A whole headway.toml."""
 
@@ -449,6 +482,20 @@ class Spec(Model):
         default_factory=dict,
         description="variables for every process; [env.<environment>] tables override them",
     )
+    servers: dict[str, list[SSHTarget]] = Field(
+        default_factory=dict, description="hosts per process role, deployed over SSH, e.g. web "
+        "= [\"deploy@10.0.0.5\", \"10.0.0.6:2222\"]; unset = this machine")
+    ssh: SSHSpec = Field(SSHSpec(), description="how the [servers] hosts are reached")
+
+    @model_validator(mode="after")
+    def _servers(self) -> Spec:
+        for role, hosts in self.servers.items():
+            if role not in self.processes:
+                raise ValueError(f"servers.{role}: no [processes.{role}] "
+                                 f"(declared: {', '.join(self.processes)})")
+            if len(set(hosts)) != len(hosts):
+                raise ValueError(f"servers.{role}: a host is listed twice")
+        return self
 
     @field_validator("processes")
     @classmethod

@@ -1,0 +1,234 @@
+"""`headway servers check|setup|trust|converge`, and the fleet side of `deploy`, `rollback`,
+`status` and `releases` when headway.toml has [servers] (cli/main.py calls the fleet_*
+functions; each returns False, changing nothing, when there is no [servers]). Prints; the
+work is in headway.fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from headway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from headway.cli import output
+    from headway.fleet.fleet import Fleet
+
+ON_HOST = "HEADWAY_FLEET_HOST"  # set by the control machine for a host's own headway
+host_option = click.option("--host", "hosts", multiple=True, metavar="HOST",
+                           help="only this [servers] host (repeatable)")
+
+
+def pass_ctx(command: Callable[..., None]) -> Callable[..., None]:
+    from headway.cli.main import pass_ctx as main_pass_ctx
+
+    return main_pass_ctx(command)
+
+
+def _fleet(ctx: output.Context, spec: Any = None, hosts: tuple[str, ...] = ()) -> Fleet:
+    from headway.cli import output
+    from headway.fleet.fleet import Fleet
+
+    spec = spec or ctx.spec()
+    if not spec.servers:
+        raise ConfigError(f"{ctx.config}: no [servers]: headway deploys to this machine",
+                          hint='list the hosts: [servers] web = ["deploy@10.0.0.5"]')
+    if spec.app.runtime not in ("process",):
+        raise ConfigError(f"{ctx.config}: app.runtime: {spec.app.runtime!r} with [servers]: "
+                          "only the process runtime deploys to servers in this version",
+                          hint='set runtime = "process"')
+    from headway.store import home_dir
+
+    return Fleet.open(spec, ctx.config, ctx.env, home_dir(), only=hosts,
+                      progress=output.progress)
+
+
+def _has_servers(config: Path) -> bool:
+    """[servers] in headway.toml, read without the spec models (rollback stays fast)."""
+    if os.environ.get(ON_HOST) or not config.is_file():
+        return False
+    try:
+        return bool(tomllib.loads(config.read_text()).get("servers"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
+def _finish(fleet: Fleet, work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    finally:
+        fleet.close()
+
+
+# hooks for cli/main.py ---------------------------------------------------------------------
+def fleet_deploy(ctx: output.Context, spec: Any, *, dry_run: bool, force: bool) -> bool:
+    if not spec.servers or os.environ.get(ON_HOST):
+        return False
+    from headway.cli import output
+    from headway.fleet import deploy
+    from headway.fleet.hosts import batches
+
+    fleet = _fleet(ctx, spec)
+    if dry_run:
+        for n, batch in enumerate(batches(fleet.hosts, spec.deploy.hosts_in_parallel), 1):
+            output.out.print(f"batch {n}: " + ", ".join(h.name for h in batch)
+                             + ": ship the release archive, then `headway deploy` there")
+        return True
+    result = _finish(fleet, lambda: deploy.deploy(fleet, ctx.source(spec), force=force))
+    _outcome(result)
+    return True
+
+
+def fleet_rollback(options: Any, release: int | None) -> bool:
+    if not _has_servers(options.config):
+        return False
+    from headway.cli import output
+    from headway.fleet import deploy
+
+    output.use_log_format(options.log_format)
+    ctx = output.Context(config=options.config, env=options.env, app_name=options.app_name)
+    if release is not None:
+        raise ConfigError("rollback RELEASE with [servers]: each host numbers its own releases",
+                          hint="`headway rollback` (each host's previous release), or "
+                          "`headway releases` then a deploy of that code")
+    fleet = _fleet(ctx)
+    _outcome(_finish(fleet, lambda: deploy.rollback(fleet)))
+    return True
+
+
+def fleet_status(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> bool:
+    if not _has_servers(ctx.config):
+        if hosts:
+            raise ConfigError("--host: no [servers] in headway.toml")
+        return False
+    from headway.cli import output
+    from headway.fleet import converge
+
+    fleet = _fleet(ctx, hosts=hosts)
+    data = _finish(fleet, lambda: converge.status(fleet))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return True
+    rows = [{"host": h["host"], **i} for h in data["hosts"] for i in h.get("instances", [])]
+    for h in data["hosts"]:
+        output.out.print(f"{h['host']}: " + (f"[red]{h['error']}[/red]" if "error" in h else
+                                            f"release {h['active_release']} live, router "
+                                            f"{h['router']}"))
+    output.table(rows, False, ["host", "id", "release", "process", "port", "state", "router",
+                               "health", "traffic"])
+    return True
+
+
+def fleet_releases(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> bool:
+    if not _has_servers(ctx.config):
+        if hosts:
+            raise ConfigError("--host: no [servers] in headway.toml")
+        return False
+    from headway.cli import output
+    from headway.fleet import converge
+
+    fleet = _fleet(ctx, hosts=hosts)
+    rows = _finish(fleet, lambda: converge.releases(fleet))
+    output.table(rows, as_json, ["host", "number", "status", "created", "deployed", "artifact",
+                                 "failure"])
+    return True
+
+
+def _outcome(result: Any) -> None:
+    from headway.cli import output
+
+    took = f" in {result.seconds:.1f}s" if result.changed else ""
+    output.out.print(f"[bold]{result.app}[/bold] ({result.env}): {result.message}{took}")
+    for name, number in result.releases.items():
+        output.out.print(f"  {name}: release {number}")
+    for note in result.notes:
+        output.out.print(f"  {note}")
+
+
+# headway servers ...
+@click.group()
+def servers() -> None:
+    """The hosts in [servers]: check them, set them up, trust their keys, converge them."""
+
+
+@servers.command()
+@host_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@pass_ctx
+def check(ctx: output.Context, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Per host: reachable, OS, Python, HAProxy, podman, Headway. Changes nothing."""
+    from headway.cli import output
+    from headway.fleet import bootstrap
+
+    fleet = _fleet(ctx, hosts=hosts)
+    rows = _finish(fleet, lambda: bootstrap.check(fleet))
+    output.table(rows, as_json, ["host", "reachable", "os", "python", "haproxy", "podman",
+                                 "headway", "privilege", "ready", "missing"])
+    if not_ready := [r for r in rows if not r["ready"]]:
+        first = not_ready[0]
+        raise ConfigError(f"{len(not_ready)} of {len(rows)} host(s) not ready; {first['host']}: "
+                          f"{first['missing']}", hint=first.get("hint") or "`headway servers "
+                          "setup` installs Headway (and with --install-packages what it needs)")
+
+
+@servers.command()
+@host_option
+@click.option("--install-packages", is_flag=True,
+              help="apt-get install what a host lacks (haproxy, python3-venv): root or sudo")
+@pass_ctx
+def setup(ctx: output.Context, hosts: tuple[str, ...], install_packages: bool) -> None:
+    """Install this very Headway on each host, in its own virtualenv."""
+    from headway.cli import output
+    from headway.fleet import bootstrap
+
+    fleet = _fleet(ctx, hosts=hosts)
+    rows = _finish(fleet, lambda: bootstrap.setup(fleet, install_packages=install_packages))
+    output.table(rows, False, ["host", "packages", "headway", "error"])
+    _raise_failed(rows, "set up")
+
+
+@servers.command()
+@host_option
+@pass_ctx
+def trust(ctx: output.Context, hosts: tuple[str, ...]) -> None:
+    """Record each host's SSH key in Headway's known_hosts (check the fingerprints shown)."""
+    from headway.cli import output
+    from headway.fleet import bootstrap
+
+    fleet = _fleet(ctx, hosts=hosts)
+    rows = _finish(fleet, lambda: bootstrap.trust(fleet))
+    output.table(rows, False, ["host", "trusted", "keys", "error"])
+    output.out.print(f"known hosts: {fleet.conn.known_hosts}")
+    _raise_failed(rows, "trusted")
+
+
+@servers.command()
+@click.option("--force", is_flag=True, help="deploy the fleet's release on every host again")
+@pass_ctx
+def converge(ctx: output.Context, force: bool) -> None:
+    """Bring every host that answers to the fleet's release (a host that was away)."""
+    from headway.fleet import converge as work
+
+    fleet = _fleet(ctx)
+    _outcome(_finish(fleet, lambda: work.converge(fleet, force=force)))
+
+
+def _raise_failed(rows: list[dict[str, Any]], what: str) -> None:
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        raise ConfigError(f"{len(failed)} of {len(rows)} host(s) not {what}; "
+                          f"{failed[0]['error']}", hint=failed[0].get("hint"))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(servers)
+
+
+__all__ = ["fleet_deploy", "fleet_releases", "fleet_rollback", "fleet_status",
+           "host_option", "register", "servers"]

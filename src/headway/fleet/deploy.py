@@ -1,0 +1,172 @@
+"""Fleet deploy, rollback and converge. A deploy builds the release archive once, checks every
+host first (reachable, this Headway), takes the fleet lock, ships the archive and secrets to
+every host, then runs each host's own `headway deploy` in batches of [deploy]
+hosts_in_parallel. The first batch with a failure stops the rollout and the hosts that had
+switched go back to their previous release: the fleet ends on one release. Never leaves the
+fleet lock behind; never sends a secret anywhere but ssh's stdin."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from headway.errors import DeployFailed, HeadwayError
+from headway.fleet.artifact import release_archive
+from headway.fleet.fleet import Fleet
+from headway.fleet.hosts import Host, batches
+
+
+@dataclass
+class FleetOutcome:
+    app: str
+    env: str
+    artifact: str
+    releases: dict[str, int | None]  # the live release on each host, by host name
+    changed: bool
+    message: str
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def deploy(fleet: Fleet, source: Path, *, force: bool = False) -> FleetOutcome:
+    started = time.monotonic()
+    fleet.probe_all()  # before any change: an unreachable or unready host stops it here
+    with tempfile.TemporaryDirectory(prefix="headway-fleet-") as tmp:
+        archive, sha = release_archive(fleet.config, source, fleet.home, Path(tmp))
+        fleet.progress(f"release archive {sha[:12]} ({archive.stat().st_size // 1024} KiB) "
+                       f"for {len(fleet.hosts)} host(s)", step="archive")
+        with fleet.lock(f"headway deploy {fleet.app} --env {fleet.env}"):
+            secrets = _control_secrets(fleet)
+            _raise_first(fleet.each(fleet.hosts, lambda h: _ship(fleet, h, archive, sha,
+                                                                  secrets)))
+            before = {h.name: fleet.info[h.name]["headway"].get("active") for h in fleet.hosts}
+            after = _rollout(fleet, sha, before, force=force)
+            for name, result in fleet.each(fleet.hosts, lambda h: fleet.remote(
+                    h, ["mark", fleet.app, fleet.env, sha, "--current"],
+                    what="recording the fleet's release")).items():
+                if isinstance(result, HeadwayError):
+                    fleet.progress(f"{name}: {result.message}", host=name)
+    changed = any(after[n] != before[n] for n in after)
+    took = time.monotonic() - started
+    return FleetOutcome(fleet.app, fleet.env, sha, after, changed,
+                        f"artifact {sha[:12]} is live on {len(after)} host(s)" if changed else
+                        f"artifact {sha[:12]} was already live on every host: nothing to do",
+                        took)
+
+
+def _control_secrets(fleet: Fleet) -> str:
+    """This machine's secrets of the app and environment, as JSON for ssh's stdin."""
+    from headway.secrets import Vault, load_key
+    from headway.store import Store
+
+    store = Store(fleet.home)
+    vault = Vault(store, load_key(store.home))
+    names = vault.names(fleet.app, fleet.env)
+    values = vault.values(fleet.app, fleet.env) if names else {}
+    return json.dumps({n: v.reveal() for n, v in values.items()})
+
+
+def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str) -> None:
+    """The archive to the host (checked there against its sha256, unpacked) and the secrets
+    into its store (only changed ones are written)."""
+    folder = f"{fleet.home_of(host)}/fleet/artifacts"
+    fleet.ssh(host, ["mkdir", "-p", folder], what="making the artifacts folder")
+    from headway.fleet import ssh
+
+    ssh.execute(fleet.conn.scp(host, archive, f"{folder}/{sha}.tar.gz"), host, fleet.conn,
+                what="copying the release archive", timeout=1800)
+    fleet.remote(host, ["unpack", sha], what="checking and unpacking the release archive")
+    fleet.remote(host, ["secrets", fleet.app, fleet.env], what="setting the secrets",
+                 stdin=secrets)
+    fleet.progress(f"{host.name}: archive {sha[:12]} checked, secrets set", host=host.name,
+                   step="ship")
+
+
+def _deploy_host(fleet: Fleet, host: Host, sha: str, *, force: bool) -> int | None:
+    """The host's own `headway deploy` of the unpacked archive; its live release after."""
+    config = f"{fleet.home_of(host)}/fleet/releases/{sha}/headway.toml"
+    fleet.progress(f"{host.name}: deploying {sha[:12]}", host=host.name, step="deploy")
+    fleet.headway(host, ["-c", config, "deploy", *(["--force"] if force else [])],
+                  what="headway deploy", stream=True)
+    record = fleet.remote(host, ["mark", fleet.app, fleet.env, sha],
+                          what="recording its release")
+    active: int | None = record.get("active")
+    return active
+
+
+def _rollout(fleet: Fleet, sha: str, before: dict[str, int | None], *,
+             force: bool) -> dict[str, int | None]:
+    after: dict[str, int | None] = {}
+    for batch in batches(fleet.hosts, fleet.spec.deploy.hosts_in_parallel):
+        results = fleet.each(batch, lambda h: _deploy_host(fleet, h, sha, force=force))
+        failed = {n: r for n, r in results.items() if isinstance(r, HeadwayError)}
+        after |= {n: r for n, r in results.items() if not isinstance(r, HeadwayError)}
+        if failed:
+            switched = [h for h in fleet.hosts if h.name in after
+                        and after[h.name] != before[h.name]]
+            notes = _undo(fleet, switched, before)
+            name, exc = next(iter(failed.items()))
+            untouched = [h.name for h in fleet.hosts if h.name not in results]
+            raise DeployFailed(
+                f"{name}: {exc.message}\nthe fleet deploy stopped there"
+                + "".join(f"\n{note}" for note in notes)
+                + (f"\nnot deployed: {', '.join(untouched)}" if untouched else ""),
+                hint=exc.hint or "fix that host, then `headway deploy` again (or "
+                "`headway servers converge` once it is back)")
+    return after
+
+
+def _undo(fleet: Fleet, switched: list[Host], before: dict[str, int | None]) -> list[str]:
+    """Switched hosts back to the release they had (a warm switch when it is still warm)."""
+    def back(host: Host) -> str:
+        previous = before[host.name]
+        if previous is None:
+            return f"{host.name}: had no release before; left on the new one"
+        fleet.headway(host, ["--app", fleet.app, "rollback", str(previous)],
+                      what=f"headway rollback {previous}")
+        return f"{host.name}: back on its release {previous}"
+    notes = []
+    for name, result in fleet.each(switched, back).items():
+        notes.append(f"{name}: could not go back ({result.message}); `headway servers "
+                     "converge` when it answers" if isinstance(result, HeadwayError)
+                     else result)
+    return notes
+
+
+def _raise_first(results: dict[str, Any]) -> None:
+    for result in results.values():
+        if isinstance(result, HeadwayError):
+            raise result
+
+
+def rollback(fleet: Fleet) -> FleetOutcome:
+    """Every host back to its previous good release, which must be one artifact fleet-wide."""
+    started = time.monotonic()
+    fleet.probe_all()
+    with fleet.lock(f"headway rollback {fleet.app} --env {fleet.env}"):
+        _raise_first(fleet.each(fleet.hosts, lambda h: fleet.headway(
+            h, ["--app", fleet.app, "rollback"], what="headway rollback")))
+        records = fleet.each(fleet.hosts, lambda h: fleet.remote(
+            h, ["info", fleet.app, fleet.env], what="reading its release"))
+        _raise_first(records)
+        shas = {_sha_of(r) for r in records.values() if isinstance(r, dict)}
+        sha = shas.pop() if len(shas) == 1 else None
+        if sha:
+            fleet.each(fleet.hosts, lambda h: fleet.remote(
+                h, ["mark", fleet.app, fleet.env, sha, "--current"], what="recording"))
+    releases = {n: r.get("active") for n, r in records.items() if isinstance(r, dict)}
+    return FleetOutcome(fleet.app, fleet.env, sha or "-", releases, True,
+                        f"rolled back on {len(releases)} host(s)"
+                        + ("" if sha else ": the hosts are on different artifacts now, "
+                           "`headway servers converge` evens them out"),
+                        time.monotonic() - started)
+
+
+def _sha_of(record: dict[str, Any]) -> str | None:
+    found: str | None = record.get("fleet", {}).get("releases", {}).get(
+        str(record.get("active")))
+    return found

@@ -1,0 +1,376 @@
+"""Deploys to servers over SSH (headway.fleet), end to end: the test makes its own hosts,
+network namespaces joined to this one by veth pairs, each with its own sshd, host key and
+$HEADWAY_HOME (they share the file system and process table with this machine), and drives
+the real CLI against them: trust, setup, a fleet deploy under load through each host's
+router, a host cut off mid-deploy, converge, and an unknown host key under strict. The hosts
+have no route to a package index: they install from the wheels `servers setup` ships and
+build the app's virtualenv from uv's cache offline (UV_OFFLINE in their login environment).
+Fast unit tests pin the ssh argv, host parsing and error messages."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headway.errors import ConfigError, RuntimeFailure
+from headway.fleet import ssh
+from headway.fleet.artifact import host_config, release_archive
+from headway.fleet.hosts import Host, batches, parse_host, pick
+from tests.conftest import EXAMPLE, _kill_leftovers
+from tests.load import Load
+
+ROUTER_PORT = 18080
+
+
+@dataclass
+class LabHost:
+    """One test host: namespace `ns`, veth `dev` (this side) up to `address` (its side)."""
+
+    ns: str
+    dev: str
+    address: str
+    home: Path
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{ROUTER_PORT}/"
+
+    def version(self) -> str:
+        return str(httpx.get(self.url, timeout=5).json()["version"])
+
+    def cut(self, up: bool) -> None:
+        subprocess.run(["ip", "link", "set", self.dev, "up" if up else "down"], check=True)
+
+
+@dataclass
+class Lab:
+    """Hosts, a client key they all accept, and a control machine's home and app folder."""
+
+    base: Path
+    key: Path
+    hosts: list[LabHost] = field(default_factory=list)
+    sshd_pids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, base: Path, count: int) -> Lab:
+        lab = cls(base, base / "id_ed25519")
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "headway-test", "-f",
+              str(lab.key)])
+        shutil.copy(f"{lab.key}.pub", base / "authorized_keys")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        tag, net = f"hwf{os.getpid() % 100000}", _free_net()
+        try:
+            for n in range(count):
+                lab.hosts.append(lab._host(f"{tag}{n}", f"10.{net}.{n * 4}", n))
+        except BaseException:
+            lab.remove()
+            raise
+        return lab
+
+    def _host(self, name: str, net: str, n: int) -> LabHost:
+        folder = self.base / f"host{n}"
+        folder.mkdir()
+        host = LabHost(ns=name, dev=f"{name}a", address=f"{net}.2", home=folder / "home",
+                        folder=folder)
+        _run(["ip", "netns", "add", name])
+        _run(["ip", "link", "add", host.dev, "type", "veth", "peer", "name", f"{name}b"])
+        _run(["ip", "link", "set", f"{name}b", "netns", name])
+        _run(["ip", "addr", "add", f"{net}.1/30", "dev", host.dev])
+        _run(["ip", "link", "set", host.dev, "up"])
+        for argv in (["addr", "add", f"{net}.2/30", "dev", f"{name}b"],
+                     ["link", "set", f"{name}b", "up"], ["link", "set", "lo", "up"]):
+            _run(["ip", "-n", name, *argv])
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")])
+        (folder / "sshd_config").write_text(
+            f"ListenAddress {host.address}\nPort 22\nHostKey {folder / 'host_key'}\n"
+            f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {self.base / 'authorized_keys'}\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+            "PermitRootLogin prohibit-password\nStrictModes no\n"
+            "Subsystem sftp internal-sftp\n"
+            f"SetEnv HEADWAY_HOME={host.home} UV_OFFLINE=1\n")
+        _run(["ip", "netns", "exec", name, "/usr/sbin/sshd", "-f", str(folder / "sshd_config")])
+        _wait(lambda: (folder / "sshd.pid").exists(), "sshd")
+        self.sshd_pids.append(int((folder / "sshd.pid").read_text()))
+        return host
+
+    def remove(self) -> None:
+        for pid in self.sshd_pids:
+            _kill(pid)
+        for host in self.hosts:
+            subprocess.run(["ip", "netns", "del", host.ns], capture_output=True, check=False)
+            subprocess.run(["ip", "link", "del", host.dev], capture_output=True, check=False)
+
+    def app(self, name: str, **toml: str) -> ControlApp:
+        """A copy of examples/hello whose [servers] are these hosts, and a control home."""
+        folder = self.base / name
+        shutil.copytree(EXAMPLE, folder)
+        servers = ", ".join(f'"root@{h.address}"' for h in self.hosts)
+        text = (folder / "headway.toml").read_text()
+        text = text.replace('path = "/up"', 'path = "/up"\ninterval = "200ms"\ntimeout = "1s"')
+        text = text.replace('strategy = "blue-green"', 'strategy = "blue-green"\ntimeout = "30s"'
+                            '\ndrain_timeout = "3s"' + "".join(f"\n{k} = {v}" for k, v in
+                                                               toml.items()))
+        # the hosts share this machine's port registry: their agents' ports would collide
+        text += ("\n[observe]\nmetrics_port = 0\nrouter_metrics_port = 0\n"
+                 f"\n[servers]\nweb = [{servers}]\n\n[ssh]\nidentity = \"{self.key}\"\n"
+                 'connect_timeout = "3s"\n')
+        (folder / "headway.toml").write_text(text)
+        return ControlApp(folder, self.base / f"{name}-control")
+
+
+@dataclass
+class ControlApp:
+    dir: Path
+    home: Path
+
+    def run(self, *args: str, check: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.dir,
+                              env=dict(os.environ, HEADWAY_HOME=str(self.home)),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"headway {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "headway", *args], cwd=self.dir,
+                                env=dict(os.environ, HEADWAY_HOME=str(self.home)),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def set_version(self, version: str) -> None:
+        (self.dir / "VERSION").write_text(version + "\n")
+
+
+def _run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(predicate, what: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _free_net() -> int:
+    """A second octet for 10.X.0.0/16 that no address on this machine uses."""
+    used = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True,
+                          check=True).stdout
+    while True:
+        octet = random.randint(100, 250)
+        if f" 10.{octet}." not in used:
+            return octet
+
+
+def warm_uv_cache() -> None:
+    """The hosts build hello's virtualenv offline from uv's cache: fill it here, online."""
+    venv = Path(sys.executable).parent
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        _run([str(venv / "uv"), "venv", "--quiet", "--python", sys.executable, f"{tmp}/v"])
+        subprocess.run([str(venv / "uv"), "pip", "install", "--quiet", "--python",
+                        f"{tmp}/v/bin/python", "-r", str(EXAMPLE / "requirements.txt")],
+                       check=True, capture_output=True, timeout=600)
+
+
+def stop_hosts(lab: Lab, app: str = "hello") -> None:
+    """Each host's app, agent and HAProxy, stopped as its own home would (shared process table)."""
+    from headway.runtime.appuser import app_root
+
+    for host in lab.hosts:
+        if (host.home / "state.db").exists():
+            subprocess.run([sys.executable, "-m", "headway", "--app", app, "destroy", "--yes"],
+                           env=dict(os.environ, HEADWAY_HOME=str(host.home)),
+                           capture_output=True, timeout=60, check=False)
+        _kill_leftovers(host.home)
+        shutil.rmtree(app_root(host.home), ignore_errors=True)
+
+
+def close_ssh(lab: Lab, app: ControlApp) -> None:
+    """Shared ssh connections (ControlPersist) of the control home: ended."""
+    from headway.store.db import socket_dir
+
+    control = socket_dir(app.home, "ssh")
+    for sock in control.glob("*") if control.is_dir() else []:
+        subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"],
+                       capture_output=True, timeout=10, check=False)
+    shutil.rmtree(control, ignore_errors=True)
+
+
+# the lab: module-scoped (namespaces, sshd, Headway installed on each host once) ---------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if os.geteuid() != 0 or not shutil.which("sshd", path="/usr/sbin") \
+            or not shutil.which("ip", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+        pytest.fail("fleet tests need root, iproute2 and openssh-server (scripts/setup.sh)")
+    warm_uv_cache()
+    made = Lab.make(tmp_path_factory.mktemp("fleet"), 2)
+    try:
+        yield made
+    finally:
+        stop_hosts(made)
+        made.remove()
+
+
+@pytest.fixture(scope="module")
+def fleet(lab: Lab) -> Iterator[ControlApp]:
+    """hello with [servers] = the lab's hosts, trusted and set up."""
+    app = lab.app("hello")
+    try:
+        app.run("servers", "trust")
+        app.run("servers", "setup", timeout=900)
+        yield app
+    finally:
+        close_ssh(lab, app)
+
+
+@pytest.mark.integration
+def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
+                                                                 fleet: ControlApp) -> None:
+    one, two = lab.hosts
+    check = fleet.run("servers", "check", "--json")
+    assert '"ready": true' in check.stdout and '"ready": false' not in check.stdout
+    fleet.set_version("1.0.0")
+    first = fleet.run("deploy")
+    assert "live on 2 host(s)" in first.stdout, first.stdout
+    assert one.version() == two.version() == "1.0.0"
+
+    fleet.set_version("2.0.0")  # zero downtime on every host, through each host's router
+    with Load(one.url, threads=2) as load_one, Load(two.url, threads=2) as load_two:
+        fleet.run("deploy")
+        time.sleep(0.5)
+    for load in (load_one, load_two):
+        assert load.failed == 0 and load.total > 20, (load.codes, load.errors, load.failures)
+        assert load.versions["2.0.0"] > 0
+    assert one.version() == two.version() == "2.0.0"
+    status = fleet.run("status", "--host", two.address).stdout
+    assert two.address in status and one.address not in status
+    releases = fleet.run("releases", "--json").stdout
+    assert f'"host": "root@{one.address}"' in releases
+
+    fleet.set_version("3.0.0")  # the second host is cut off as its deploy starts
+    deploy = fleet.popen("deploy")
+    assert deploy.stdout is not None
+    lines = []
+    for line in deploy.stdout:
+        lines.append(line)
+        if f"root@{two.address}: deploying" in line:
+            two.cut(up=False)
+            break
+    try:
+        out = "".join(lines) + deploy.stdout.read()
+        assert deploy.wait(timeout=120) == 4, out
+    finally:
+        two.cut(up=True)
+    assert f"root@{two.address}" in out and "back on its release" in out, out
+    assert one.version() == "2.0.0"  # the switched host went back: one release fleet-wide
+
+    converged = fleet.run("servers", "converge")
+    assert "nothing to do" not in converged.stdout or two.version() == "2.0.0"
+    assert one.version() == two.version() == "2.0.0"
+
+
+@pytest.mark.integration
+def test_unknown_host_key_is_refused_under_strict(lab: Lab) -> None:
+    stranger = lab.app("stranger")  # its own control home: an empty known_hosts
+    try:
+        check = stranger.run("servers", "check", check=False)
+        assert check.returncode == ConfigError.exit_code, check.stderr
+        assert f"root@{lab.hosts[0].address}" in check.stderr
+        assert "host key is unknown" in check.stderr and "servers trust" in check.stderr
+        deploy = stranger.run("deploy", check=False)
+        assert deploy.returncode == ConfigError.exit_code, deploy.stderr
+        assert "host key is unknown" in deploy.stderr
+        assert not (lab.hosts[0].home / "fleet" / "artifacts").exists() or \
+            not any((lab.hosts[0].home / "fleet" / "releases").glob("*/app"))
+    finally:
+        close_ssh(lab, stranger)
+
+
+# unit tests: no host needed ------------------------------------------------------------------
+CONN = ssh.Connection(known_hosts=Path("/h/fleet/known_hosts"), control_dir=Path("/run/c"),
+                      identity=Path("/k/id"), connect_timeout=3)
+
+
+def test_ssh_argv_is_batch_mode_with_headways_known_hosts_and_quoted_command() -> None:
+    host = parse_host("deploy@10.0.0.5:2222")
+    argv = CONN.ssh(host, ["headway", "deploy", "it's; rm -rf /"])
+    assert argv == [
+        "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+        "-o", "UserKnownHostsFile=/h/fleet/known_hosts", "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "HashKnownHosts=no", "-o", "ConnectTimeout=3", "-o", "ServerAliveInterval=2",
+        "-o", "ServerAliveCountMax=3", "-o", "ControlMaster=auto",
+        "-o", "ControlPath=/run/c/%C", "-o", "ControlPersist=60", "-o", "LogLevel=ERROR",
+        "-o", "IdentityFile=/k/id", "-o", "IdentitiesOnly=yes", "-p", "2222", "--",
+        "deploy@10.0.0.5", "headway deploy 'it'\"'\"'s; rm -rf /'"]
+    assert "StrictHostKeyChecking=accept-new" in CONN.ssh(host, ["true"], accept_new=True)
+
+
+def test_jump_host_goes_through_the_same_known_hosts() -> None:
+    conn = ssh.Connection(known_hosts=Path("/kh"), control_dir=Path("/c"),
+                          jump=parse_host("bastion.example.com"))
+    proxy = next(o for o in conn.ssh(parse_host("10.0.0.5"), ["true"])
+                 if o.startswith("ProxyCommand="))
+    assert "UserKnownHostsFile=/kh" in proxy and "-W %h:%p" in proxy
+    assert proxy.endswith("-- bastion.example.com")
+
+
+def test_hosts_parse_batch_and_filter() -> None:
+    assert parse_host("10.0.0.6", user="deploy", port=2200) == Host("10.0.0.6", "10.0.0.6",
+                                                                     "deploy", 2200)
+    hosts = [parse_host(f"h{n}") for n in range(5)]
+    assert [len(b) for b in batches(hosts, 2)] == [2, 2, 1]
+    assert pick(hosts, ("h3",)) == [hosts[3]]
+    with pytest.raises(ConfigError, match="--host nope: not in"):
+        pick(hosts, ("nope",))
+
+
+@pytest.mark.parametrize(("code", "stderr", "error", "says"), [
+    (255, "Host key verification failed.", ssh.HostKeyRefused, "servers trust"),
+    (255, "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@", ssh.HostKeyRefused,
+     "ssh-keygen -R [10.0.0.5]:2222"),
+    (255, "deploy@10.0.0.5: Permission denied (publickey).", ssh.LoginRefused,
+     "authorized_keys"),
+    (255, "ssh: connect to host 10.0.0.5 port 2222: No route to host", ssh.Unreachable,
+     "servers check"),
+    (4, "error: release 3 failed its health check", ssh.HeadwayError, "release 3 failed"),
+])
+def test_ssh_failures_name_the_host_and_the_fix(code: int, stderr: str, error: type,
+                                                says: str) -> None:
+    exc = ssh.failure(parse_host("deploy@10.0.0.5:2222"), CONN, code, stderr, "headway deploy")
+    assert isinstance(exc, error) and "deploy@10.0.0.5:2222" in exc.message
+    assert says in f"{exc.message} {exc.hint}"
+    assert exc.exit_code == {4: 4, 255: exc.exit_code}[code]
+    if error is ssh.Unreachable:
+        assert exc.exit_code == RuntimeFailure.exit_code
+
+
+def test_release_archive_is_reproducible_and_deploys_locally_on_the_host(tmp_path: Path) -> None:
+    app = tmp_path / "hello"
+    shutil.copytree(EXAMPLE, app)
+    (app / "headway.toml").write_text((app / "headway.toml").read_text()
+                                      + '\n[servers]\nweb = ["10.0.0.5"]\n[ssh]\nport = 2222\n')
+    first = release_archive(app / "headway.toml", app, tmp_path / "home", tmp_path / "a")
+    second = release_archive(app / "headway.toml", app, tmp_path / "home", tmp_path / "b")
+    assert first[1] == second[1]
+    toml = host_config(app / "headway.toml").decode()
+    assert "[servers]" not in toml and "[ssh]" not in toml and 'path = "app"' in toml
