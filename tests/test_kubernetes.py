@@ -443,7 +443,7 @@ def test_the_template_renderer_refuses_what_it_does_not_know() -> None:
         gotemplate.render("{{ if .Values.a }}x", {"Values": {}})
 
 
-def test_the_json_reference_of_values_is_stable(tmp_path: Path) -> None:
+def test_generating_twice_writes_the_same_files(tmp_path: Path) -> None:
     """Two runs write the same files: output can be committed and diffed."""
     config = _config(tmp_path, "full")
     for out in ("a", "b"):
