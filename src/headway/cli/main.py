@@ -483,6 +483,7 @@ def register_all(group: click.Group) -> None:
     from headway.cli.run import register as register_run
     from headway.cli.secrets import secrets
     from headway.cli.supply import register as register_supply
+    from headway.cli.tls import register as register_tls
 
     group.add_command(secrets)
     group.add_command(accessory)
@@ -492,6 +493,7 @@ def register_all(group: click.Group) -> None:
     register_run(group)
     register_ci(group)  # `headway ci run`, `headway generate ci`
     register_supply(group)  # `headway sbom`, `headway scan`
+    register_tls(group)  # `headway tls status|renew`
     servers_cli().register(group)  # `headway servers check|setup|trust|converge`
     from headway.cli.dashboard import register as register_dashboard  # `dashboard token`
     register_dashboard(group)

@@ -10,7 +10,15 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -195,6 +203,36 @@ class DeploySpec(Model):
                                    "once; the first that fails stops the rollout")
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+def absolute_path(value: str | None) -> str | None:
+    """A file on the host the agent reads (it runs beside no app folder): an absolute path."""
+    if value is not None and (not value.startswith("/") or "\n" in value):
+        raise ValueError(f"{value!r} is not an absolute path, e.g. \"/etc/ssl/private/shop.pem\"")
+    return value
+
+
+class AcmeSpec(Model):
+    """Where `[router] tls = "acme"` gets its certificates: any ACME server (HTTP-01)."""
+
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                              description="contact for the ACME account (expiry notices)")
+    directory: str = Field(LETS_ENCRYPT, pattern=r"^https?://\S+$",
+                           description="ACME directory URL (Let's Encrypt by default)")
+    ca_bundle: Annotated[str | None, AfterValidator(absolute_path)] = Field(
+        None, description="PEM file of CAs to trust for the ACME server's own HTTPS (a private "
+        "ACME server), absolute path")
+
+
+class TlsFilesSpec(Model):
+    """A certificate the user brings (absolute paths on the host; re-read when they change)."""
+
+    cert: Annotated[str, AfterValidator(absolute_path)] = Field(
+        description="PEM certificate chain")
+    key: Annotated[str, AfterValidator(absolute_path)] = Field(description="its PEM private key")
+
+
 class RouterSpec(Model):
     """Where users' HTTP traffic arrives (HAProxy, shared by every app on the host)."""
 
@@ -204,6 +242,15 @@ class RouterSpec(Model):
     default: bool = Field(False, description="receive requests whose Host matches no app")
     request_timeout: Duration = Field(60.0, description="longest wait for an instance's answer "
                                       "(HAProxy's server timeout)")
+    tls: Literal["acme"] | TlsFilesSpec | None = Field(
+        None, description='HTTPS: "acme" (certificates for `hosts` from [router.acme], renewed '
+        'by the agent) or { cert = "/path", key = "/path" }; `port` then answers ACME '
+        "challenges and redirects the rest to HTTPS")
+    https_port: int = Field(443, ge=1, le=65535, description="port HAProxy serves HTTPS on "
+                            "(with tls)")
+    hsts: Duration | None = Field(None, description='with tls: Strict-Transport-Security '
+                                  'max-age on HTTPS answers, e.g. "365d"')
+    acme: AcmeSpec = Field(AcmeSpec())
 
     @field_validator("address")
     @classmethod
@@ -225,6 +272,18 @@ class RouterSpec(Model):
         if value < 0.001:
             raise ValueError("must be at least 1ms, e.g. \"60s\"")
         return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> RouterSpec:
+        if self.tls == "acme" and not self.hosts:
+            raise ValueError('tls = "acme" needs the names to certify: hosts = '
+                             '["shop.example.com"]')
+        if self.tls and self.https_port == self.port:
+            raise ValueError(f"https_port: {self.https_port} is also `port`; HTTPS needs a port "
+                             "of its own (443 by default)")
+        if self.hsts is not None and not self.tls:
+            raise ValueError("hsts: needs tls (HSTS is sent on HTTPS answers only)")
+        return self
 
 
 class ObserveSpec(Model):
@@ -549,6 +608,7 @@ class Spec(Model):
                 taken[var] = name
         ports: dict[int, str] = {}
         for key, port in (("router.port", self.router.port),
+                          ("router.https_port", self.router.https_port if self.router.tls else 0),
                           ("observe.metrics_port", self.observe.metrics_port),
                           ("observe.router_metrics_port", self.observe.router_metrics_port)):
             if port and port in ports:  # HAProxy binds both and splits the traffic between them
