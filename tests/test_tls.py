@@ -99,7 +99,7 @@ def test_renewal_is_due_30_days_before_expiry() -> None:
 
 
 # one app behind HTTPS, against pebble ------------------------------------------------------
-class Site_:
+class Served:
     def __init__(self, app: App, acme: pebble.Pebble, https_port: int) -> None:
         self.app, self.acme, self.https_port = app, acme, https_port
         self.context = ssl.create_default_context(cadata=acme.root_pem())
@@ -152,7 +152,7 @@ class Site_:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site_]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     if not pebble.installed():
         pytest.fail("pebble is not installed: run scripts/setup.sh or `apt-get install pebble`")
     from headway.runtime.appuser import app_root
@@ -175,7 +175,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site_]:
         deploy='timeout = "20s"\ndrain_timeout = "5s"')
     try:
         app.run("deploy")
-        yield Site_(app, acme, https_port)
+        yield Served(app, acme, https_port)
     finally:
         app.run("destroy", "--yes", check=False, timeout=60)
         _kill_leftovers(app.home)
@@ -184,7 +184,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site_]:
 
 
 @pytest.mark.integration
-def test_the_agent_issues_a_certificate_https_answers_and_http_redirects(site: Site_) -> None:
+def test_the_agent_issues_a_certificate_https_answers_and_http_redirects(site: Served) -> None:
     wait_for(lambda: site.status()["state"] == "ok" and site.answers(),
              "the agent's certificate to be served", timeout=40)
     row = site.status(cli=True)
@@ -204,7 +204,7 @@ def test_the_agent_issues_a_certificate_https_answers_and_http_redirects(site: S
 
 @pytest.mark.integration
 def test_forced_renewal_under_load_swaps_the_certificate_without_reload_or_failure(
-        site: Site_) -> None:
+        site: Served) -> None:
     wait_for(lambda: site.status()["state"] == "ok" and site.answers(), "HTTPS", timeout=40)
     before, pid = site.served().serial_number, site.worker_pid()
     codes: Counter[str] = Counter()
@@ -237,7 +237,7 @@ def test_forced_renewal_under_load_swaps_the_certificate_without_reload_or_failu
 
 @pytest.mark.integration
 def test_a_refused_issuance_names_the_domain_and_https_keeps_its_certificate(
-        site: Site_) -> None:
+        site: Served) -> None:
     wait_for(lambda: site.status()["state"] == "ok" and site.answers(), "HTTPS", timeout=40)
     serial = site.served().serial_number
     site.acme.resolve(HOST, "127.0.0.9")  # its DNS now points where nothing answers
@@ -258,7 +258,7 @@ def test_a_refused_issuance_names_the_domain_and_https_keeps_its_certificate(
 
 @pytest.mark.integration
 def test_a_certificate_the_user_brings_is_served_and_reloaded_when_its_files_change(
-        site: Site_, tmp_path: Path) -> None:
+        site: Served, tmp_path: Path) -> None:
     ca_key, ca = _ca()
     own = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
     cert, key = tmp_path / "shop.pem", tmp_path / "shop.key"
