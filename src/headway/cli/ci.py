@@ -263,7 +263,10 @@ def _default_branch(root: Path) -> str:
 
 
 def register(group: click.Group) -> None:
-    """`headway ci` and `headway generate ci`."""
+    """`headway ci`, `headway generate ci` and `headway generate compose`."""
+    from headway.cli.compose import generate_compose
+
     group.add_command(ci)
     generate: Any = group.commands["generate"]
     generate.add_command(generate_ci)
+    generate.add_command(generate_compose)
