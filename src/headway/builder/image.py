@@ -17,6 +17,7 @@ from headway.errors import ConfigError, RuntimeFailure
 from headway.runtime import engines
 from headway.secrets import Secret
 from headway.spec.models import RegistrySpec, Spec
+from headway.supply import sign
 
 
 def engine_binary(choice: str = "auto") -> str:
@@ -141,7 +142,9 @@ def push(binary: str, names: list[str], registry: RegistrySpec) -> None:
         argv = [binary, "push", name]
         if not registry.tls_verify and engines.of(binary).tls_verify_flag:
             argv.insert(2, "--tls-verify=false")
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
+        argv[2:2] = sign.push_flags(registry)  # [registry] sign_by: podman's simple signing
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False,
+                              env=sign.push_env(registry))
         if done.returncode != 0:
             raise RuntimeFailure(f"push of {name} to {registry.server} failed",
                                  hint=done.stderr.strip()[-800:])
@@ -164,7 +167,9 @@ def publish(binary: str, names: list[str], registry: RegistrySpec,
     """Log in (the password from `secrets`, else the environment) and push every name."""
     value = secrets.get(registry.password_secret) or os.environ.get(registry.password_env)
     login(binary, registry, Secret(value) if value else None)
+    sign.before_push(binary, registry)  # sign_by, verify: a key that can sign, podman
     push(binary, names, registry)
+    sign.after_push(binary, names, registry)  # verify: refused unless its signature verifies
 
 
 def remove(binary: str, names: list[str], *, only: str) -> None:
