@@ -125,6 +125,15 @@ def test_an_action_without_the_token_or_from_another_site_is_refused(
     assert _events(home).count("dashboard.promote") == 2  # requested, and how it ended
 
 
+def test_only_its_own_address_may_act_never_a_name_from_elsewhere() -> None:
+    loopback, anywhere = actions.Hosts("127.0.0.1", 9580), actions.Hosts("0.0.0.0", 9580)
+    assert {"127.0.0.1:9580", "localhost:9580"} <= loopback.names
+    for host in ("evil.example:9580", "127.0.0.1:9581", "10.1.2.3:9580", None):
+        assert host not in loopback
+    assert "10.1.2.3:9580" in anywhere and "[fd00::1]:9580" in anywhere
+    assert "evil.example:9580" not in anywhere and "10.1.2.3:80" not in anywhere
+
+
 def test_token_is_made_once_private_and_printed_by_the_cli(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -8,6 +8,7 @@ Never acts on a refused request, and never logs or returns the token."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import secrets
 import sys
@@ -68,13 +69,13 @@ class Request:
     token: str | None
 
 
-def refusal(home: Path, req: Request, allowed_hosts: set[str]) -> str | None:
+def refusal(home: Path, req: Request, hosts: Hosts) -> str | None:
     """Why the request may not act (None: it may)."""
     if req.method != "POST":
         return "actions are POST only"
-    if req.host not in allowed_hosts:
+    if req.host not in hosts:
         return "Host is not this dashboard's address"
-    if req.origin is not None and req.origin not in {f"http://{h}" for h in allowed_hosts}:
+    if req.origin is not None and req.origin != f"http://{req.host}":
         return "Origin is not this dashboard"
     if req.fetch_site not in {None, "same-origin", "none"}:
         return "cross-site request"
@@ -83,13 +84,32 @@ def refusal(home: Path, req: Request, allowed_hosts: set[str]) -> str | None:
     return None
 
 
-def allowed_hosts(address: str, port: int) -> set[str]:
-    """Host header values that name this dashboard: its address, and localhost on loopback."""
-    host = f"[{address}]" if ":" in address else address
-    names = {f"{host}:{port}"}
-    if address in {"127.0.0.1", "::1"}:
-        names |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
-    return names
+class Hosts:
+    """The Host header values that name this dashboard: its address and port (and localhost
+    on loopback); bound to every address (0.0.0.0, ::), any IP address with its port. A name
+    is never taken on trust: a page of another site can make any name resolve here."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.port = port
+        self.any = address in {"0.0.0.0", "::"}
+        host = f"[{address}]" if ":" in address else address
+        self.names = {f"{host}:{port}"}
+        if address in {"127.0.0.1", "::1"}:
+            self.names |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+
+    def __contains__(self, host: object) -> bool:
+        if not isinstance(host, str):
+            return False
+        if host in self.names:
+            return True
+        name, _, port = host.rpartition(":")
+        if not self.any or port != str(self.port):
+            return False
+        try:
+            ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ class Dashboard:
     def __init__(self, home: Any, metrics: WSGIApp, *, address: str, port: int,
                  enabled: bool, log: Callable[[str], None] = lambda message: None) -> None:
         self.home, self.metrics, self.enabled, self.log = home, metrics, enabled, log
-        self.hosts = actions.allowed_hosts(address, port)
+        self.hosts = actions.Hosts(address, port)
         self._charts: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
