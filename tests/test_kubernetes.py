@@ -243,6 +243,7 @@ def test_every_object_validates_and_every_overlay_renders(name: str, tmp_path: P
         helm = helm_render(chart, f"values-{env}.yaml")
         validate(helm)
         assert _names(helm) == _names(objects) | _release(out / "overlays" / env, helm)
+        assert _plain(helm) == _plain(objects)  # the same objects, not only the same names
     validate(helm_render(chart, None))
 
 
@@ -252,6 +253,17 @@ def _app(config: Path) -> str:
 
 def _names(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+
+def _plain(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """Objects without what only one of the two layouts adds (namespace, annotations) and
+    without the release Job, named per image in the overlays."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {k: strip(v) for k, v in value.items() if k not in {"annotations", "namespace"}}
+            return {k: v for k, v in out.items() if v != {} or k != "metadata"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+    return {(o["kind"], o["metadata"]["name"]): strip(o) for o in objects if o["kind"] != "Job"}
 
 
 def _release(overlay: Path, helm: list[dict[str, Any]]) -> set[tuple[str, str]]:
