@@ -150,9 +150,11 @@ def renew(store: Store, app: str, env: str, *, force: bool, now: float,
 def maintain(store: Store, log: Log) -> None:
     """The agent's round: sites in step with the live releases, certificates issued and
     renewed 30 days before expiry, users' files reloaded when they change."""
+    if not desired(store) and not files.load(store.home):
+        return  # no app asks for HTTPS: no lock taken, nothing written
     router = HAProxy(store.home)
-    if not store.apps() or not router.running():
-        return
+    if not router.running():
+        return  # the agent's housekeeping starts it
     now = files.time_now()
     try:
         with store.lock("tls", "agent: certificates"):
