@@ -25,7 +25,7 @@ class Receiver:
         got = self.got
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 got.append((self.path, json.loads(body)))
                 self.send_response(200)
