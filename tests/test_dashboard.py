@@ -233,8 +233,13 @@ def test_browser_follows_a_canary_promotes_it_and_rolls_back_with_no_failed_requ
         WebDriverWait(driver, 30).until(lambda d: live() == "release 1")
         time.sleep(1)
     driver.save_screenshot(str(shots / "headway-dashboard.png"))
+    driver.set_window_size(412, 915)  # a phone: nothing wider than the screen but tables
+    time.sleep(0.5)
+    assert driver.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth")
+    driver.save_screenshot(str(shots / "headway-dashboard-phone.png"))
     print(f"dashboard screenshots: {shots / 'headway-dashboard-canary.png'}, "
-          f"{shots / 'headway-dashboard.png'}")
+          f"{shots / 'headway-dashboard.png'}, {shots / 'headway-dashboard-phone.png'}")
     assert load.failed == 0, load.failures
     assert load.versions["v2"] and load.versions["v1"]  # traffic moved while it ran
     assert app.version() == "v1"
