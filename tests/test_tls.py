@@ -98,6 +98,23 @@ def test_renewal_is_due_30_days_before_expiry() -> None:
     assert CertInfo([HOST], "ca", now + 29 * 86400, "1").due(now)
 
 
+def test_a_users_files_are_checked_before_haproxy_gets_them(tmp_path: Path) -> None:
+    from headway.errors import ConfigError
+    from headway.tls.manage import user_pem
+
+    ca_key, ca = _ca()
+    cert, key = tmp_path / "shop.pem", tmp_path / "shop.key"
+    _leaf(ca_key, ca, cert, key)
+    site = _site(mode="files", cert_file=str(cert), key_file=str(key))
+    assert user_pem(site).count("BEGIN") == 3  # chain (leaf, CA) and key, as HAProxy loads it
+    other = tmp_path / "other.key"
+    _leaf(ca_key, ca, tmp_path / "other.pem", other)
+    with pytest.raises(ConfigError, match=f"the key {other} does not belong to the certificate"):
+        user_pem(_site(mode="files", cert_file=str(cert), key_file=str(other)))
+    with pytest.raises(ConfigError, match=r"\[router\] tls.key: cannot read /nowhere.key"):
+        user_pem(_site(mode="files", cert_file=str(cert), key_file="/nowhere.key"))
+
+
 # one app behind HTTPS, against pebble ------------------------------------------------------
 class Served:
     def __init__(self, app: App, acme: pebble.Pebble, https_port: int) -> None:
