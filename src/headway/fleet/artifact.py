@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
 import tomllib
@@ -24,7 +23,6 @@ import tomli_w
 import headway
 from headway.errors import ConfigError
 from headway.fleet.remote import build_id, version
-from headway.runner import run
 from headway.runtime.artifact import snapshot_files
 
 HOST_ONLY = ("servers", "ssh")  # the host deploys locally: no [servers] in its headway.toml
@@ -65,21 +63,21 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
 
 
 def wheel_bundle() -> tuple[Path, str]:
-    """A .tar.gz of wheels: this Headway's own (its modules as they are here) and those of its
+    """A tar of wheels: this Headway's own (its modules as they are here) and those of its
     pinned dependencies and uv (fetched once per set of pins, kept in the user's cache);
     (path, sha256)."""
     where = _cache() / "wheels"
     deps = _dependency_wheels(where)
-    bundle = where / f"headway-{version()}-{build_id()}.tar.gz"
+    bundle = where / f"headway-{version()}-{build_id()}.tar"
     if not bundle.exists():
         with tempfile.TemporaryDirectory(prefix="headway-wheels-") as tmp:
             own = own_wheel(Path(tmp))
             part = bundle.with_name(bundle.name + ".part")
-            with tarfile.open(part, "w:gz", compresslevel=1) as tar:
+            with tarfile.open(part, "w") as tar:  # wheels are compressed already
                 for wheel in [own, *sorted(deps.iterdir())]:
                     tar.add(wheel, arcname=wheel.name)
             part.replace(bundle)
-        for old in where.glob("headway-*.tar.gz"):
+        for old in where.glob("headway-*.tar"):
             if old != bundle:
                 old.unlink(missing_ok=True)
     return bundle, hashlib.sha256(bundle.read_bytes()).hexdigest()
@@ -90,24 +88,89 @@ def _cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "headway"
 
 
-def _requirements() -> list[str]:
-    requires = metadata.requires("headway") or []
-    pins = [r.split(";")[0].strip() for r in requires if "extra ==" not in r]
-    uv = next((r.split(";")[0].strip() for r in requires if r.startswith("uv")), "uv")
-    return [*pins, uv]
+def requirements() -> list[str]:
+    """Headway's own requirements: from pyproject.toml when this is a checkout installed in
+    editable mode (its installed metadata is as old as that install), else as installed."""
+    package = Path(headway.__file__).parent
+    pyproject = package.parent.parent / "pyproject.toml"
+    if pyproject.is_file() and package.parent.name != "site-packages":
+        found: list[str] = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        return found
+    return [r for r in metadata.requires("headway") or [] if "extra ==" not in r]
+
+
+def _closure() -> list[metadata.Distribution]:
+    """The installed distributions Headway needs here (its requirements, theirs, and uv),
+    each once; the extras no one asked for are left out."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    todo = [Requirement(r) for r in requirements()]
+    todo.append(Requirement("uv"))
+    found: dict[str, metadata.Distribution] = {}
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name in found or name == "headway":
+            continue
+        try:
+            found[name] = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            raise ConfigError(f"{req.name} (which Headway needs) is not installed here, so it "
+                              "cannot be shipped to the hosts",
+                              hint="reinstall Headway (pip install headway)") from None
+        todo += [Requirement(r) for r in found[name].requires or []]
+    return [found[n] for n in sorted(found)]
 
 
 def _dependency_wheels(where: Path) -> Path:
-    pins = _requirements()
-    folder = where / ("deps-" + hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16])
+    """Wheels of the distributions installed here, made back from their installed files: a
+    host gets exactly the versions this machine runs, without a package index."""
+    dists = _closure()
+    key = "\n".join(f"{d.metadata['Name']}=={d.version}" for d in dists)
+    folder = where / ("deps-" + hashlib.sha256(key.encode()).hexdigest()[:16])
     if not folder.is_dir():
         part = folder.with_name(folder.name + ".part")
         shutil.rmtree(part, ignore_errors=True)
-        run([sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--quiet",
-             "-w", str(part), *pins], what="fetching the wheels of Headway's dependencies",
-            error=ConfigError, timeout=1800)
+        part.mkdir(parents=True)
+        for dist in dists:
+            installed_wheel(dist, part)
         part.replace(folder)
     return folder
+
+
+def installed_wheel(dist: metadata.Distribution, out: Path) -> Path:
+    """A wheel of an installed distribution, from the files its RECORD lists: its modules and
+    data as installed, its own WHEEL tags; scripts that the installer generated from entry
+    points are left out (the host's installer makes its own)."""
+    name, ver = dist.metadata["Name"].replace("-", "_"), dist.version
+    info = next((str(f).split("/")[0] for f in dist.files or []
+                 if str(f).endswith(".dist-info/RECORD")), None)
+    if info is None:
+        raise ConfigError(f"{name} {ver} is installed without a RECORD, so it cannot be "
+                          "shipped to the hosts", hint=f"reinstall it: pip install {name}=={ver}")
+    generated = {e.name for e in dist.entry_points if e.group in ("console_scripts",
+                                                                  "gui_scripts")}
+    skip = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    files: dict[str, bytes] = {}
+    for rel in dist.files or []:
+        path, text = Path(str(dist.locate_file(rel))), str(rel)
+        if text.endswith(".pyc") or (text.startswith(f"{info}/") and path.name in skip):
+            continue
+        if text.startswith("../"):
+            if "/bin/" not in f"/{text}" or path.name in generated:
+                continue
+            text = f"{name}-{ver}.data/scripts/{path.name}"
+        if path.is_file():
+            files[text] = path.read_bytes()
+    wheel_file = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_file.splitlines()
+            if line.startswith("Tag:")] or ["py3-none-any"]
+    parts = [sorted({tag.split("-")[n] for tag in tags}) for n in range(3)]  # py2.py3-none-any
+    return _write_wheel(out, name, ver, info, files, "-".join(".".join(p) for p in parts),
+                        wheel_file=wheel_file)
 
 
 def own_wheel(out: Path) -> Path:
@@ -122,23 +185,29 @@ def own_wheel(out: Path) -> Path:
         rel = path.relative_to(package)
         if all((package / parent / "__init__.py").exists() for parent in rel.parents):
             files[f"headway/{rel}"] = path.read_bytes()
-    meta = dist.read_text("METADATA") or dist.read_text("PKG-INFO")  # egg-info: PKG-INFO
-    if not meta:
-        raise ConfigError("this Headway's package metadata is missing, so its wheel cannot be "
-                          "made to install on the hosts", hint="reinstall Headway (pip install)")
-    files[f"{info}/METADATA"] = meta.encode()
+    files[f"{info}/METADATA"] = "".join(
+        [f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\nRequires-Python: >=3.11\n",
+         *[f"Requires-Dist: {r}\n" for r in requirements()]]).encode()
     files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode()
-    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: headway\nRoot-Is-Purelib: true\n"
-                              b"Tag: py3-none-any\n")
-    record = [f"{path},sha256={_b64(hashlib.sha256(data).digest())},{len(data)}"
-              for path, data in files.items()]
-    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
-    wheel = out / f"{name}-{ver}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, data in files.items():
-            zf.writestr(zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    return wheel
+    return _write_wheel(out, name, ver, info, files, "py3-none-any", wheel_file=(
+        "Wheel-Version: 1.0\nGenerator: headway\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
 
 
 def _b64(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _write_wheel(out: Path, name: str, ver: str, info: str, files: dict[str, bytes], tag: str,
+                 *, wheel_file: str) -> Path:
+    files = {**files, f"{info}/WHEEL": wheel_file.encode()}
+    record = [f"{path},sha256={_b64(hashlib.sha256(data).digest())},{len(data)}"
+              for path, data in files.items()]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    wheel = out / f"{name}-{ver}-{tag}.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, data in files.items():
+            entry = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = (0o755 if "/scripts/" in path else 0o644) << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(entry, data, compresslevel=1)
+    return wheel

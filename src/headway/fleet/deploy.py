@@ -79,9 +79,8 @@ def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str) -> No
 
     ssh.execute(fleet.conn.scp(host, archive, f"{folder}/{sha}.tar.gz"), host, fleet.conn,
                 what="copying the release archive", timeout=1800)
-    fleet.remote(host, ["unpack", sha], what="checking and unpacking the release archive")
-    fleet.remote(host, ["secrets", fleet.app, fleet.env], what="setting the secrets",
-                 stdin=secrets)
+    fleet.remote(host, ["receive", sha, fleet.app, fleet.env], stdin=secrets,
+                 what="checking the release archive, setting the secrets")
     fleet.progress(f"{host.name}: archive {sha[:12]} checked, secrets set", host=host.name,
                    step="ship")
 

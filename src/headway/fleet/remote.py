@@ -1,5 +1,5 @@
 """What Headway runs on a fleet host, in that host's own Headway virtualenv, for the control
-machine: `python -m headway.fleet.remote info|unpack|secrets|lock|mark ...`. Each prints one
+machine: `python -m headway.fleet.remote info|receive|lock|mark ...`. Each prints one
 JSON line. Acts on this host's $HEADWAY_HOME only; reads secrets from stdin, never argv;
 never logs a secret's value. Also: `build_id`, the fingerprint of an installed Headway."""
 
@@ -150,16 +150,25 @@ def mark(app: str, env: str, sha: str, *, current: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    cmd, args = argv[0], argv[1:]
+    from headway.errors import HeadwayError
+
+    try:
+        _main(argv[0], argv[1:])
+    except HeadwayError as exc:  # said plainly on stderr, its exit code kept
+        print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""),
+              file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+
+
+def _main(cmd: str, args: list[str]) -> None:
     if cmd == "lock":
         hold_lock(*args)
         return
     if cmd == "info":
         result = info(*args)
-    elif cmd == "unpack":
-        result = unpack(args[0])
-    elif cmd == "secrets":
-        result = set_secrets(args[0], args[1], json.loads(sys.stdin.read() or "{}"))
+    elif cmd == "receive":  # SHA APP ENV, the secrets on stdin
+        result = unpack(args[0]) | set_secrets(args[1], args[2],
+                                                json.loads(sys.stdin.read() or "{}"))
     elif cmd == "mark":
         result = mark(args[0], args[1], args[2], current="--current" in args)
     else:
