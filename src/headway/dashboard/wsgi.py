@@ -118,9 +118,13 @@ class Dashboard:
         why = actions.refusal(self.home, req, self.hosts) if m else "no such action"
         if why:
             status = "404 Not Found" if m is None else "403 Forbidden"
+            if m is not None:
+                self.log(f"dashboard: {m.group(3)} of {m.group(1)} ({m.group(2)}) refused: "
+                         f"{why} (client {environ.get('REMOTE_ADDR', '?')})")
             return _json(start, status, {"error": why})
         assert m is not None
         app, env, action = m.groups()
+        self.log(f"dashboard: {action} of {app} ({env}) from {environ.get('REMOTE_ADDR', '?')}")
         with _store(self.home) as store:
             if not any((a["app"], a["env"]) == (app, env) for a in store.apps()):
                 return _json(start, "404 Not Found", {"error": f"{app} ({env}) is not here"})
