@@ -57,8 +57,10 @@ def test_unsupported_runtime_is_refused_before_anything_runs(app: App) -> None:
     result = app.run("deploy", check=False)
     assert result.returncode == 2 and 'app.runtime: "kubernetes" is not available' in result.stderr
     toml.write_text(toml.read_text().replace('runtime = "kubernetes"', 'runtime = "docker"'))
-    result = app.run("deploy", check=False)
-    assert result.returncode == 2 and '"docker" is not supported yet' in result.stderr
+    result = subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir,
+                            env=dict(app.env(), DOCKER_HOST=f"unix://{app.home}/no.sock"),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 6 and "Docker daemon does not answer at unix://" in result.stderr
     assert not (app.home / "router").exists()
     assert app.run("releases", "--json").stdout.strip() == "[]"
 

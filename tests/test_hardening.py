@@ -98,9 +98,6 @@ def test_config_check_refuses_what_deploy_refuses(app: App) -> None:
     for command in (("config", "check"), ("deploy",)):
         assert "headway.toml: app.path: 'no-such-folder' (" in refused(app, *command)
         assert "does not exist" in refused(app, *command)
-    edit(app, 'runtime = "process"\npath = "no-such-folder"', 'runtime = "docker"')
-    for command in (("config", "check"), ("deploy",)):
-        assert 'headway.toml: app.runtime: "docker" is not supported yet' in refused(app, *command)
     assert not (app.home / "router").exists()
 
 
