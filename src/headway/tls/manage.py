@@ -23,6 +23,7 @@ from headway.tls import sites as files
 from headway.tls.sites import CertInfo, Site
 
 AGENT_RETRY = 3600.0  # after a refused issuance the agent waits this long (ACME rate limits)
+FILES_RETRY = 30.0  # and this long after a user's unreadable or mismatched files
 Log = Callable[..., None]
 
 
@@ -85,6 +86,8 @@ def ensure(store: Store, router: HAProxy, site: Site, *, force: bool,
             return None
         action = "installed"
     else:
+        if files.source(home, site) != "acme":
+            have = None  # the user's own certificate until now: order one
         if not force and have and not have.due(now) and set(have.names) == set(site.hosts):
             return None
         from headway.tls import acme  # requests, josepy, pyOpenSSL: only when ordering
@@ -101,6 +104,7 @@ def install(store: Store, router: HAProxy, site: Site, pem: str) -> bool:
     """Write the file (0600), then load it: True if that took a reload."""
     path = files.cert_path(store.home, site)
     files.write_cert(store.home, site, pem)
+    files.set_source(store.home, site)
     if router.running() and router.serves(path):
         router.replace_certificate(path, pem)
         return False
@@ -161,7 +165,8 @@ def maintain(store: Store, log: Log) -> None:
             failed = files.failures(store.home)
             for site in sync(store, router):
                 last = failed.get(site.name)
-                if site.mode == "acme" and last and now - last["at"] < AGENT_RETRY:
+                wait = AGENT_RETRY if site.mode == "acme" else FILES_RETRY
+                if last and last.get("mode") == site.mode and now - last["at"] < wait:
                     continue
                 try:
                     _attempt(store, router, site, force=False, now=now, log=log)

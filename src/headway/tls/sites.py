@@ -99,6 +99,18 @@ def write_cert(home: Path, site: Site, pem: str) -> None:
     os.replace(tmp, path)
 
 
+def source(home: Path, site: Site) -> str | None:
+    """Where the installed certificate came from: "acme" or "files" (None: unknown)."""
+    try:
+        return cert_path(home, site).with_suffix(".source").read_text().strip()
+    except OSError:
+        return None
+
+
+def set_source(home: Path, site: Site) -> None:
+    _write(cert_path(home, site).with_suffix(".source"), site.mode + "\n")
+
+
 def info(pem: str) -> CertInfo:
     """Names, issuer and expiry of the first certificate in a PEM text."""
     cert = x509.load_pem_x509_certificates(pem.encode())[0]
@@ -173,7 +185,7 @@ def record_failure(home: Path, site: Site, message: str | None) -> None:
         if data.pop(site.name, None) is None:
             return
     else:
-        data[site.name] = {"error": message, "at": time_now()}
+        data[site.name] = {"error": message, "at": time_now(), "mode": site.mode}
     _write(folder(home) / "status.json", json.dumps(data, indent=1))
 
 
