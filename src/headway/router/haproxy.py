@@ -1,5 +1,8 @@
 """HAProxy driver: the only place that speaks HAProxy's syntax. Renders haproxy.cfg from the
-backends it is given, runs HAProxy in master-worker mode under $HEADWAY_HOME/router with a clean
+backends it is given and the HTTPS sites recorded under $HEADWAY_HOME/tls (an ssl bind per
+HTTPS port, and on the HTTP port the ACME HTTP-01 answers from a map and the redirect to
+HTTPS); swaps certificates and challenge tokens through the runtime API, never by reload. Runs
+HAProxy in master-worker mode under $HEADWAY_HOME/router with a clean
 environment (nothing of the CLI's, so no secret), and turns the router's changes into runtime-API
 commands (add/del server, weight, state ready|drain|maint). A config change is a master-socket
 reload, which keeps listening sockets; a deploy never needs one. Every user value written into
