@@ -427,6 +427,12 @@ class ScanSpec(Model):
         "moderate); unset = report only")
     ignore: list[ScanIgnoreSpec] = Field(default_factory=list,
                                          description="{id, reason, until} advisories not counted")
+    max_age: Duration | None = Field(None, description="warn when the database's newest file "
+                                     "is older than this, e.g. \"7d\"; unset = never")
+    update_url: str = Field("https://osv-vulnerabilities.storage.googleapis.com/{ecosystem}/"
+                            "all.zip", pattern=r"^https?://.*\{ecosystem\}",
+                            description="where `headway scan --update` downloads each "
+                            "ecosystem's OSV export ({ecosystem}: PyPI, npm, Debian)")
 
 
 NOTIFY_EVENTS = ("deploy.started", "deploy.succeeded", "deploy.failed", "deploy.fallback",
