@@ -309,6 +309,15 @@ def test_unknown_host_key_is_refused_under_strict(lab: Lab) -> None:
         assert deploy.returncode == ConfigError.exit_code, deploy.stderr
         assert "host key is unknown" in deploy.stderr
         assert sorted((lab.hosts[0].home / "fleet").rglob("*")) == shipped  # nothing shipped
+
+        wrong = lab.base / "wrong_key"  # a key no host accepts: said so, with the fix
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)])
+        toml = stranger.dir / "headway.toml"
+        toml.write_text(toml.read_text().replace(str(lab.key), str(wrong)))
+        trust = stranger.run("servers", "trust", check=False)
+        assert trust.returncode == ConfigError.exit_code, trust.stderr
+        assert f"root@{lab.hosts[0].address}: refused the login" in trust.stderr.replace("\n", " ")
+        assert "authorized_keys" in trust.stderr
     finally:
         close_ssh(lab, stranger)
 
@@ -369,6 +378,20 @@ def test_ssh_failures_name_the_host_and_the_fix(code: int, stderr: str, error: t
     assert exc.exit_code == {4: 4, 255: exc.exit_code}[code]
     if error is ssh.Unreachable:
         assert exc.exit_code == RuntimeFailure.exit_code
+
+
+def test_a_host_without_this_headway_is_refused_with_the_fix() -> None:
+    from headway.fleet.fleet import installed_problem
+    from headway.fleet.remote import build_id
+
+    missing = installed_problem("deploy@h1", {"home": "/srv/hw", "headway": None})
+    assert missing is not None and "deploy@h1: Headway is not installed there" in missing.message
+    assert missing.hint == "run `headway servers setup`"
+    other = installed_problem("deploy@h1", {"home": "/srv/hw", "headway": {
+        "version": "0.0.9", "build": "0123456789abcdef"}})
+    assert other is not None and other.exit_code == ConfigError.exit_code
+    assert "deploy@h1: runs Headway 0.0.9 (build 0123456789abcdef)" in other.message
+    assert build_id() in other.message and "servers setup" in str(other.hint)
 
 
 def test_release_archive_is_reproducible_and_deploys_locally_on_the_host(tmp_path: Path) -> None:

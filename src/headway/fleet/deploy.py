@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from headway.errors import DeployFailed, HeadwayError
+from headway.fleet import ssh
 from headway.fleet.artifact import release_archive
 from headway.fleet.fleet import Fleet
 from headway.fleet.hosts import Host, batches
@@ -75,8 +76,6 @@ def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str) -> No
     into its store (only changed ones are written)."""
     folder = f"{fleet.home_of(host)}/fleet/artifacts"
     fleet.ssh(host, ["mkdir", "-p", folder], what="making the artifacts folder")
-    from headway.fleet import ssh
-
     ssh.execute(fleet.conn.scp(host, archive, f"{folder}/{sha}.tar.gz"), host, fleet.conn,
                 what="copying the release archive", timeout=1800)
     fleet.remote(host, ["receive", sha, fleet.app, fleet.env], stdin=secrets,
@@ -110,8 +109,11 @@ def _rollout(fleet: Fleet, sha: str, before: dict[str, int | None], *,
             notes = _undo(fleet, switched, before)
             name, exc = next(iter(failed.items()))
             untouched = [h.name for h in fleet.hosts if h.name not in results]
+            if isinstance(exc, ssh.Unreachable):
+                notes.append(f"{name}: stopped answering; what it did is known when it "
+                             "answers again: `headway servers converge` then")
             raise DeployFailed(
-                f"{name}: {exc.message}\nthe fleet deploy stopped there"
+                f"{exc.message}\nthe fleet deploy stopped there"
                 + "".join(f"\n{note}" for note in notes)
                 + (f"\nnot deployed: {', '.join(untouched)}" if untouched else ""),
                 hint=exc.hint or "fix that host, then `headway deploy` again (or "

@@ -3,6 +3,8 @@ line of what Headway needs there (OS, Python, HAProxy, podman, sudo, apt-get, $H
 the Headway installed for Headway's use) and of the app's live release. Changes nothing.
 Standard library only: it runs before Headway is installed."""
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
@@ -10,11 +12,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 SBIN = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin:/usr/local/sbin"
 
 
-def home():
+def home() -> Path:
     # as headway.store.home_dir()
     if os.environ.get("HEADWAY_HOME"):
         return Path(os.environ["HEADWAY_HOME"]).expanduser().resolve()
@@ -22,7 +25,7 @@ def home():
     return base / "headway" / socket.gethostname()
 
 
-def first_line(argv):
+def first_line(argv: list[str]) -> str | None:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -31,7 +34,7 @@ def first_line(argv):
     return lines[0] if proc.returncode == 0 and lines else None
 
 
-def os_name():
+def os_name() -> str:
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
@@ -41,12 +44,12 @@ def os_name():
     return sys.platform
 
 
-def tool(name, *args):
+def tool(name: str, *args: str) -> str | None:
     found = shutil.which(name, path=SBIN)
     return first_line([found, *args]) if found else None
 
 
-def privilege():
+def privilege() -> str | None:
     if os.geteuid() == 0:
         return "root"
     if not shutil.which("sudo"):
@@ -59,7 +62,7 @@ def privilege():
     return "sudo" if ok else None
 
 
-def headway(where, args):
+def headway(where: Path, args: list[str]) -> dict[str, Any] | None:
     python = where / "fleet" / "venv" / "bin" / "python"
     if not python.exists():
         return None
@@ -70,7 +73,7 @@ def headway(where, args):
         return {"broken": True}
 
 
-def main():
+def main() -> None:
     where = home()
     venv_ok = first_line([sys.executable, "-c", "import ensurepip, venv; print('ok')"])
     print(json.dumps({

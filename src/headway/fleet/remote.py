@@ -139,7 +139,7 @@ def mark(app: str, env: str, sha: str, *, current: bool) -> dict[str, Any]:
     """Record that this host's live release is artifact `sha` (and, with `current`, that it
     is the fleet's release)."""
     store = _store()
-    record = json.loads(store.get(fleet_key(app, env)) or "{}")
+    record: dict[str, Any] = json.loads(store.get(fleet_key(app, env)) or "{}")
     active = next((r for r in store.releases(app, env) if r.status == "active"), None)
     if active is not None:
         record.setdefault("releases", {})[str(active.number)] = sha
