@@ -47,7 +47,8 @@ def desired(store: Store) -> list[Site]:
         own = router.tls if not isinstance(router.tls, str) else None
         result.append(Site(
             app=row["app"], env=row["env"], https_port=router.https_port,
-            mode="files" if own else "acme", hosts=list(router.hosts), http_port=router.port,
+            mode="files" if own else "acme", hosts=[h.lower() for h in router.hosts],
+            http_port=router.port,
             hsts=router.hsts, email=router.acme.email, directory=router.acme.directory,
             ca_bundle=router.acme.ca_bundle, cert_file=own.cert if own else None,
             key_file=own.key if own else None))
