@@ -398,6 +398,8 @@ def build(ctx: output.Context, push: bool, explain: bool, sign: bool = False) ->
                                 tags=[*([revision] if revision else []), "latest"],
                                 title=spec.app.name, source=source,
                                 platforms=spec.build.platforms, log=Path(tmp) / "build.log")
+    from headway.cli.supply import gate_image  # [scan] fail_on: exit 8, nothing pushed
+    gate_image(ctx, spec, built.image, binary)
     if push:
         from headway.secrets import reveal_env, secrets_state
 
@@ -493,10 +495,10 @@ def register_all(group: click.Group) -> None:
     register_run(group)
     register_ci(group)  # `headway ci run`, `headway generate ci`
     register_supply(group)  # `headway sbom`, `headway scan`
-    register_tls(group)  # `headway tls status|renew`
-    servers_cli().register(group)  # `headway servers check|setup|trust|converge`
     from headway.cli.dashboard import register as register_dashboard  # `dashboard token`
     register_dashboard(group)
+    servers_cli().register(group)  # `headway servers check|setup|trust|converge`
+    register_tls(group)  # `headway tls status|renew`
     from headway.cli.kube import register as register_kube  # `generate kubernetes|helm`
     register_kube(group)
 
