@@ -5,6 +5,7 @@ the one live in --env unless RELEASE names another. Prints; the work is in headw
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,25 @@ def sbom(ctx: Any, release: int | None, out: Path | None) -> None:
 
 @click.command()
 @click.argument("release", type=int, required=False)
+@click.option("--update", is_flag=True, help="download the OSV exports into [scan] db "
+              "([scan] update_url) and stop")
+@click.option("--ecosystem", "ecosystems", multiple=True,
+              type=click.Choice(["PyPI", "npm", "Debian"]),
+              help="with --update: only this ecosystem (repeatable) [default: all three]")
 @json_option
 @pass_ctx
-def scan(ctx: Any, release: int | None, as_json: bool) -> None:
+def scan(ctx: Any, release: int | None, update: bool, ecosystems: tuple[str, ...],
+         as_json: bool) -> None:
     """Match a release's packages against the [scan] db OSV database; fail at [scan] fail_on."""
     from headway.supply import scan as scanner
 
     spec = ctx.spec()
-    if not spec.scan.db:
-        raise ConfigError(f"{ctx.config}: [scan] db is not set",
-                          hint='db = "osv" (a folder or zip of OSV JSON files, relative to '
-                          "headway.toml)")
-    db = (Path(ctx.config).parent / spec.scan.db).resolve()
+    db = database(ctx, spec)
+    if update:
+        counts = scanner.update(db, spec.scan.update_url, ecosystems or scanner.UPDATE_ECOSYSTEMS)
+        click.echo(f"updated {db}: " + ", ".join(f"{e} {n} advisories" for e, n in counts.items()))
+        return
+    stale(spec, db)
     chosen, packages, read = _packages(ctx, release)
     result = scanner.scan(packages, db, spec.scan.ignore)
     failing = scanner.reaching(result, spec.scan.fail_on)
@@ -102,6 +110,52 @@ def scan(ctx: Any, release: int | None, as_json: bool) -> None:
                          f"[scan] fail_on = {spec.scan.fail_on}: {ids}",
                          hint="upgrade to a fixed version, or add an [[scan.ignore]] entry "
                          "with a reason and an until date")
+
+
+def database(ctx: Any, spec: Any) -> Path:
+    if not spec.scan.db:
+        raise ConfigError(f"{ctx.config}: [scan] db is not set",
+                          hint='db = "osv" (a folder or zip of OSV JSON files, relative to '
+                          "headway.toml)")
+    return (Path(ctx.config).parent / str(spec.scan.db)).resolve()
+
+
+def stale(spec: Any, db: Path) -> None:
+    """A warning on stderr when the database is older than [scan] max_age."""
+    from headway.supply.scan import age
+
+    if spec.scan.max_age is None:
+        return
+    old = age(db)
+    if old > spec.scan.max_age:
+        click.echo(f"warning: [scan] db {db} is {old / 86400:.1f} days old, older than [scan] "
+                   f"max_age ({spec.scan.max_age / 86400:g} days): findings published since "
+                   "are missed; `headway scan --update` refreshes it", err=True)
+
+
+def gate_image(ctx: Any, spec: Any, image_id: str, binary: str = "podman") -> None:
+    """[scan] fail_on: ScanFailed (exit 8) when the image has a finding at or above it,
+    before it is pushed. Nothing to do without fail_on."""
+    from headway.supply import scan as scanner
+    from headway.supply.sbom import folder_packages, mounted
+
+    if not spec.scan.fail_on:
+        return
+    db = database(ctx, spec)
+    stale(spec, db)
+    workdir = subprocess.run([binary, "image", "inspect", "--format", "{{.Config.WorkingDir}}",
+                              image_id], capture_output=True, text=True, check=False).stdout
+    with mounted(binary, image_id) as root:
+        packages = folder_packages(root, app_dir=root / (workdir.strip().lstrip("/") or "app"),
+                                   os_packages=True)
+    failing = scanner.reaching(scanner.scan(packages, db, spec.scan.ignore), spec.scan.fail_on)
+    if failing:
+        found = ", ".join(sorted({f"{f.id} ({f.package.name} {f.package.version}, "
+                                  f"{f.severity})" for f in failing}))
+        raise ScanFailed(f"image {image_id[:12]}: {len(failing)} finding(s) at or above [scan] "
+                         f"fail_on = {spec.scan.fail_on}: {found}; not pushed",
+                         hint="upgrade to a fixed version (`headway scan` lists them), or add an "
+                         "[[scan.ignore]] entry with a reason and an until date")
 
 
 def _finding(f: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headway.errors import ConfigError
+from headway.errors import ConfigError, RuntimeFailure
 from headway.supply.sbom import Package
 
 LEVELS = ("low", "moderate", "high", "critical")
@@ -244,3 +244,84 @@ def reaching(result: Result, fail_on: str | None) -> list[Finding]:
     floor = LEVELS.index(fail_on)
     return [f for f in result.findings if f.ignored is None and f.severity in LEVELS
             and LEVELS.index(f.severity) >= floor]
+
+
+# freshness and updates --------------------------------------------------------------------
+UPDATE_ECOSYSTEMS = ("PyPI", "npm", "Debian")
+
+
+def age(db: Path, now: float | None = None) -> float:
+    """Seconds since the database's newest file was written (a zip: the zip itself)."""
+    import time
+
+    if db.is_dir():
+        stamps = [p.stat().st_mtime for p in db.rglob("*.json")] or [db.stat().st_mtime]
+    elif db.exists():
+        stamps = [db.stat().st_mtime]
+    else:
+        raise ConfigError(f"[scan] db: {db} does not exist",
+                          hint="headway scan --update downloads it")
+    return max(0.0, (now or time.time()) - max(stamps))
+
+
+def update(db: Path, url_template: str, ecosystems: tuple[str, ...] = UPDATE_ECOSYSTEMS,
+           *, timeout: float = 60) -> dict[str, int]:
+    """Download each ecosystem's OSV export (a zip of JSON advisories) and put it in db: a
+    folder gets one subfolder per ecosystem, replaced whole; a zip path gets one zip of them
+    all. Nothing changes unless every download succeeds. Returns advisories per ecosystem."""
+    import io
+
+    import httpx
+
+    archives: dict[str, zipfile.ZipFile] = {}
+    for ecosystem in ecosystems:
+        url = url_template.replace("{ecosystem}", ecosystem)
+        try:
+            answer = httpx.get(url, timeout=timeout, follow_redirects=True)
+            answer.raise_for_status()
+            archives[ecosystem] = zipfile.ZipFile(io.BytesIO(answer.content))
+        except httpx.HTTPError as exc:
+            raise RuntimeFailure(f"scan --update: cannot download {url} ({exc})",
+                                 hint="no network to it? [scan] update_url can name a mirror; "
+                                 f"the database at {db} was left as it was") from None
+        except zipfile.BadZipFile:
+            raise RuntimeFailure(f"scan --update: {url} is not a zip of OSV files",
+                                 hint="[scan] update_url must name the export's all.zip, with "
+                                 "{ecosystem} in it") from None
+    counts = {e: sum(n.endswith(".json") for n in z.namelist()) for e, z in archives.items()}
+    if db.suffix == ".zip" or (db.is_file() and zipfile.is_zipfile(db)):
+        _write_zip(db, archives)
+    elif db.exists() and not db.is_dir():
+        raise ConfigError(f"[scan] db: {db} is neither a folder nor a zip of OSV JSON files")
+    else:
+        _write_folder(db, archives)
+    return counts
+
+
+def _write_zip(db: Path, archives: dict[str, zipfile.ZipFile]) -> None:
+    """One zip of every ecosystem's advisories, in place of db at once."""
+    import tempfile
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=db.parent, suffix=".zip", delete=False) as tmp, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as out:
+        for ecosystem, archive in archives.items():
+            for name in archive.namelist():
+                if name.endswith(".json"):
+                    out.writestr(f"{ecosystem}/{Path(name).name}", archive.read(name))
+    Path(tmp.name).replace(db)
+
+
+def _write_folder(db: Path, archives: dict[str, zipfile.ZipFile]) -> None:
+    """db/ECOSYSTEM/*.json, each ecosystem's folder replaced whole."""
+    import shutil
+    import tempfile
+
+    db.mkdir(parents=True, exist_ok=True)
+    for ecosystem, archive in archives.items():
+        fresh = Path(tempfile.mkdtemp(dir=db, prefix=f".{ecosystem}-"))
+        for name in archive.namelist():
+            if name.endswith(".json"):
+                (fresh / Path(name).name).write_bytes(archive.read(name))
+        shutil.rmtree(db / ecosystem, ignore_errors=True)
+        fresh.rename(db / ecosystem)

@@ -65,13 +65,16 @@ def podman_env(home: Path, registry: RegistrySpec) -> dict[str, str]:
 
 
 def require(registry: RegistrySpec, *, push: bool, sign: bool, config: Path) -> None:
-    """`build --sign` needs --push and [registry] sign_by (which signs every push)."""
+    """Before `headway build` builds anything: --sign needs --push and [registry] sign_by
+    (which signs every push); a push that signs or verifies needs a key that can sign."""
     if sign and not push:
         raise ConfigError("--sign signs the pushed image: add --push")
     if sign and not registry.sign_by:
         raise ConfigError(f"{config}: --sign needs [registry] sign_by, the GPG key that signs "
                           "the pushed image", hint='sign_by = "FINGERPRINT" (`gpg '
                           "--list-secret-keys` shows the keys of this host)")
+    if push:
+        _can_sign(registry)
 
 
 def secret_key(registry: RegistrySpec) -> None:
@@ -109,11 +112,16 @@ def before_push(binary: str, registry: RegistrySpec) -> None:
         raise ConfigError("registry.sign_by / registry.verify: image signing needs podman "
                           "(podman push --sign-by); docker pushes cannot be signed by Headway",
                           hint='set [build] engine = "podman", or remove sign_by and verify')
+    _can_sign(registry)
+
+
+def _can_sign(registry: RegistrySpec) -> None:
     if registry.verify and not registry.sign_by:
         raise ConfigError("registry.verify = true, but registry.sign_by is not set: the image "
                           "this host pushes would be unsigned and refused",
                           hint='sign_by = "FINGERPRINT" (a secret key in this host\'s keyring)')
-    secret_key(registry)
+    if registry.sign_by:
+        secret_key(registry)
 
 
 def after_push(binary: str, names: list[str], registry: RegistrySpec) -> None:
@@ -184,6 +192,14 @@ def verify(binary: str, names: list[str], registry: RegistrySpec, *, home: Path,
 
 
 def _reason(stderr: str) -> str:
+    """podman's refusal in a few words: no signature, a signature by an untrusted key (its
+    fingerprint), or podman's own last line."""
+    if "no signature exists" in stderr:
+        return "it has no signature"
+    foreign = re.search(r'Invalid GPG signature.*?Fingerprint:"([0-9A-F]+)"', stderr,
+                        re.DOTALL)
+    if foreign:
+        return f"signed by key {foreign.group(1)}, which is not trusted"
     lines = [line.removeprefix("Error: ").strip() for line in stderr.splitlines()
              if line.strip() and not line.startswith("Trying to pull")]
     return (lines[-1] if lines else "podman pull failed")[:300]
