@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from headway.errors import ConfigError
 from headway.runtime.appuser import app_root
+from headway.spec.load import parse_spec
 from headway.supply import scan
 from headway.supply.sbom import Package, dpkg_packages, purl
 from tests.conftest import EXAMPLE, App, _kill_leftovers, free_port
@@ -176,6 +181,14 @@ def test_sbom_of_a_podman_release_lists_its_debian_and_python_packages(
                                           + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
     scanned = app.run("scan", check=False, timeout=120)
     assert scanned.returncode == 8 and JINJA in scanned.stdout
+    # headway build refuses the same image (before any push); an ignore entry lets it pass
+    refused = app.run("build", check=False, timeout=600)
+    assert refused.returncode == 8 and JINJA in refused.stderr and "refused" in refused.stderr
+    later = dt.date.today() + dt.timedelta(days=30)
+    (app.dir / "headway.toml").write_text((app.dir / "headway.toml").read_text()
+                                          + f'[[scan.ignore]]\nid = "{JINJA}"\nreason = "no '
+                                          f'sandboxed templates"\nuntil = {later}\n')
+    assert "built" in app.run("build", timeout=600).stdout
 
 
 def test_a_zip_database_and_last_affected_ranges(tmp_path: Path) -> None:
@@ -194,3 +207,81 @@ def test_a_zip_database_and_last_affected_ranges(tmp_path: Path) -> None:
     assert scan.affected_fixes(last, "1.2.0", key)[0]
     assert not scan.affected_fixes(last, "1.2.1", key)[0]
     assert not scan.affected_fixes(last, "0.9.0", key)[0]
+
+
+def headway(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "headway", *args], cwd=folder, text=True,
+                          capture_output=True, timeout=120, check=False,
+                          env=dict(os.environ, HEADWAY_HOME=str(folder / "home")))
+
+
+def scan_app(folder: Path, scan_table: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "headway.toml").write_text('[app]\nname = "shop"\n[processes.web]\ncommand = '
+                                         f'"python3 app.py"\n[scan]\n{scan_table}\n')
+
+
+@pytest.fixture
+def osv_server(tmp_path: Path) -> Iterator[str]:
+    """The fixture advisories as OSV's export layout (/PyPI/all.zip) on loopback."""
+    import functools
+    import http.server
+    import threading
+    import zipfile
+
+    site = tmp_path / "site" / "PyPI"
+    site.mkdir(parents=True)
+    with zipfile.ZipFile(site / "all.zip", "w") as archive:
+        for advisory in OSV.glob("*.json"):
+            archive.write(advisory, advisory.name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "site"))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{{ecosystem}}/all.zip"
+    server.shutdown()
+
+
+def test_scan_update_fills_the_database_and_fails_clearly_without_network(
+        tmp_path: Path, osv_server: str) -> None:
+    folder = tmp_path / "app"
+    scan_app(folder, f'db = "osv"\nupdate_url = "{osv_server}"')
+    done = headway(folder, "scan", "--update", "--ecosystem", "PyPI")
+    assert done.returncode == 0, done.stderr
+    assert f"PyPI {len(list(OSV.glob('*.json')))} advisories" in done.stdout
+    assert {p.name for p in (folder / "osv" / "PyPI").iterdir()} == {
+        p.name for p in OSV.glob("*.json")}
+    jinja = Package("pypi", "Jinja2", "2.10", purl("pypi", "Jinja2", "2.10"))
+    assert JINJA in {f.id for f in scan.scan([jinja], folder / "osv", []).findings}
+    # a zip database is rewritten as one zip
+    assert scan.update(folder / "osv.zip", osv_server, ("PyPI",)) == {"PyPI": 4}
+    assert JINJA in {f.id for f in scan.scan([jinja], folder / "osv.zip", []).findings}
+    # no network to the export (here: a closed port): exit 6, the URL named, db unchanged
+    closed = f"http://127.0.0.1:{free_port()}/{{ecosystem}}/all.zip"
+    scan_app(folder, f'db = "osv"\nupdate_url = "{closed}"')
+    offline = headway(folder, "scan", "--update", "--ecosystem", "PyPI")
+    assert offline.returncode == 6, offline.stderr
+    assert "scan --update: cannot download " + closed.replace("{ecosystem}", "PyPI") in \
+        offline.stderr
+    assert "left as it was" in offline.stderr and (folder / "osv" / "PyPI").is_dir()
+    with pytest.raises(ConfigError, match="scan.update_url"):
+        parse_spec('[app]\nname = "a"\n[processes.web]\ncommand = "x"\n[scan]\n'
+                   'update_url = "ftp://mirror/all.zip"\n')
+
+
+def test_a_database_older_than_max_age_is_warned_about(tmp_path: Path) -> None:
+    folder = tmp_path / "app"
+    scan_app(folder, 'db = "osv"\nmax_age = "7d"')
+    shutil.copytree(OSV, folder / "osv")
+    old = (dt.datetime.now() - dt.timedelta(days=10)).timestamp()
+    for advisory in (folder / "osv").iterdir():
+        os.utime(advisory, (old, old))
+    stale = headway(folder, "scan")
+    assert "warning: [scan] db" in stale.stderr and "10.0 days old" in stale.stderr
+    assert "max_age (7 days)" in stale.stderr and "headway scan --update" in stale.stderr
+    assert stale.returncode == 7  # then: no release to scan, as without max_age
+    fresh = tmp_path / "fresh"
+    scan_app(fresh, 'db = "osv"\nmax_age = "7d"')
+    shutil.copytree(OSV, fresh / "osv")
+    assert "warning" not in headway(fresh, "scan").stderr

@@ -153,7 +153,7 @@ def gate_image(ctx: Any, spec: Any, image_id: str, binary: str = "podman") -> No
         found = ", ".join(sorted({f"{f.id} ({f.package.name} {f.package.version}, "
                                   f"{f.severity})" for f in failing}))
         raise ScanFailed(f"image {image_id[:12]}: {len(failing)} finding(s) at or above [scan] "
-                         f"fail_on = {spec.scan.fail_on}: {found}; not pushed",
+                         f"fail_on = {spec.scan.fail_on}: {found}; refused (not pushed)",
                          hint="upgrade to a fixed version (`headway scan` lists them), or add an "
                          "[[scan.ignore]] entry with a reason and an until date")
 
