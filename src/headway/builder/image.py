@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from headway.runtime import engines
 from headway.secrets import Secret
 from headway.spec.models import RegistrySpec, Spec
 from headway.supply import sign
+
+# called with (engine binary, image id) for every image built, before it is pushed or run;
+# `headway deploy` sets it to its [scan] fail_on gate (cli/supply.py), None = no gate
+after_build: Callable[[str, str], None] | None = None
 
 
 def engine_binary(choice: str = "auto") -> str:
@@ -105,6 +110,8 @@ def build(binary: str, context: Path, found: Detected, *, repo: str, tags: list[
                              hint=f"last lines of the build:\n{_tail(log, 15)}\nfull log: {log}")
     image = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", names[0]],
                            capture_output=True, text=True, check=True).stdout.strip()
+    if after_build is not None:  # the CLI's [scan] fail_on gate: before any push or start
+        after_build(binary, image)
     return Built(image, names, time.monotonic() - started)
 
 

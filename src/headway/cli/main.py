@@ -101,6 +101,9 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
     if dry_run:
         output.plan(spec, ctx.env, engine.plan(spec, ctx.env), ctx)
         return
+    from headway.builder import image  # [scan] fail_on: the image is gated before it runs
+    from headway.cli.supply import gate_image
+    image.after_build = lambda binary, built: gate_image(ctx, spec, built, binary)
     with output.deploy_builds(ctx, spec):  # the image build's lines as they come
         outcome = engine.deploy(spec, ctx.source(spec), ctx.env, force=force)
     output.outcome(outcome)
