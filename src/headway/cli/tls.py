@@ -26,7 +26,7 @@ def status(ctx: Any, as_json: bool) -> None:
 
     rows = sites.status(ctx.store().home, now=sites.time_now())
     if not rows and not as_json:
-        output.err.print("no app on this host sets [router] tls")
+        output.err.print("no app on this host sets [router] tls", markup=False)
         return
     for row in rows if not as_json else []:
         row["names"] = ", ".join(row["names"])
