@@ -609,3 +609,42 @@ def test_init_names_the_app_folders_when_a_repository_has_several(tmp_path: Path
     result = run_init(top)
     assert result.returncode == 2 and "several below it (api/, web/)" in result.stderr
     assert "headway init --path api" in result.stderr and not (top / "headway.toml").exists()
+
+
+def test_database_variables_named_by_the_apps_own_files(tmp_path: Path) -> None:
+    """Public samples: DBHOST/DBUSER/DBPASS/DBNAME with no port (the app connects to 5432),
+    a cache LOCATION and a connection variable whose names say nothing but whose values in
+    the app's .env or compose file are database URLs."""
+    django = write(tmp_path / "reviews", {
+        "requirements.txt": "Django\npsycopg2-binary\ndjango-redis\ngunicorn\n",
+        "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site.settings')\n",
+        "site/__init__.py": "", "site/wsgi.py": "",
+        "site/settings.py": "import os\nDATABASES = {'default': {"
+        "'ENGINE': 'django.db.backends.postgresql', 'NAME': os.environ.get('DBNAME'), "
+        "'HOST': os.environ.get('DBHOST'), 'USER': os.environ.get('DBUSER'), "
+        "'PASSWORD': os.environ.get('DBPASS')}}\nCACHES = {'default': {'BACKEND': "
+        "'django_redis.cache.RedisCache', 'LOCATION': os.environ.get('CACHELOCATION')}}\n",
+        ".env": "DBNAME=app\nDBHOST=localhost\nCACHELOCATION=redis://redis:6379/0\n",
+    })
+    spec, _, notes = init(django)
+    assert acc(spec) == {
+        "db": ("postgres", None, {"DBHOST": "host", "DBUSER": "user", "DBPASS": "password",
+                                  "DBNAME": "database"}),
+        "cache": ("redis", "CACHELOCATION", {})}
+    assert spec.accessories["db"].port == 5432 and spec.accessories["cache"].port == 0
+    assert not any("reads no" in n for n in notes)
+    todo = write(tmp_path / "todo", {
+        "package.json": '{"scripts": {"start": "node server.js"}, "dependencies": '
+                        '{"express": "4", "pg-promise": "11", "bullmq": "3"}}',
+        "server.js": "const express = require('express');\nconst app = express();\n"
+                     "app.listen(process.env.PORT);\n",
+        "config/production.js": "module.exports = {PG: process.env.PG_CONNECTION, "
+        "ADMIN: process.env.TODO_ADMIN_DB, REDIS_HOST: process.env.REDIS_HOST};\n",
+        "docker-compose.yml": "services:\n  api:\n    environment:\n"
+        "      PG_CONNECTION: postgres://u:p@db:5432/todo\n"
+        "      TODO_ADMIN_DB: 'postgres://root:p@db:5432/postgres'\n      REDIS_HOST: redis\n",
+    })
+    spec, _, notes = init(todo)
+    assert acc(spec) == {"db": ("postgres", "PG_CONNECTION", {"TODO_ADMIN_DB": "url"}),
+                         "cache": ("redis", None, {"REDIS_HOST": "host"})}
+    assert spec.accessories["cache"].port == 6379 and spec.accessories["db"].port == 0

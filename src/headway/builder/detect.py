@@ -327,6 +327,9 @@ def _accessory(acc: Accessory) -> str:
     if acc.env:
         inner = ", ".join(f"{k} = {_toml(v)}" for k, v in acc.env.items())
         lines.append(f"env = {{ {inner} }}")
+    if acc.port:
+        lines.append(_pad(f"port = {acc.port}", "the app reads its host but no port: the "
+                          "default one"))
     return "\n".join(lines) + "\n"
 
 

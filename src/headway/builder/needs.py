@@ -26,16 +26,19 @@ PARTS = {
                 "DATABASE_URI", "DB_URI", "SQLALCHEMY_DATABASE_URI", "SQLALCHEMY_DATABASE_URL",
                 "POSTGRES_DSN", "PG_DSN", "DATABASE_DSN", "DB_DSN", "PG_CONNECTION_STRING",
                 "DB_CONNECTION_STRING", "DATABASE_CONNECTION_STRING", "POSTGRES_PRISMA_URL",
-                "POSTGRES_URL_NON_POOLING", "DIRECT_URL", "DIRECT_DATABASE_URL"],
+                "POSTGRES_URL_NON_POOLING", "DIRECT_URL", "DIRECT_DATABASE_URL",
+                "PG_CONNECTION", "POSTGRES_CONNECTION_STRING"],
         "host": ["DB_HOST", "PGHOST", "POSTGRES_HOST", "POSTGRES_SERVER", "DATABASE_HOST",
-                 "DB_HOSTNAME", "PG_HOST", "POSTGRES_HOSTNAME", "SQL_HOST"],
-        "port": ["DB_PORT", "PGPORT", "POSTGRES_PORT", "DATABASE_PORT", "PG_PORT", "SQL_PORT"],
+                 "DB_HOSTNAME", "PG_HOST", "POSTGRES_HOSTNAME", "SQL_HOST", "DBHOST"],
+        "port": ["DB_PORT", "PGPORT", "POSTGRES_PORT", "DATABASE_PORT", "PG_PORT", "SQL_PORT",
+                 "DBPORT"],
         "user": ["DB_USER", "DB_USERNAME", "PGUSER", "POSTGRES_USER", "DATABASE_USER",
-                 "DATABASE_USERNAME", "PG_USER", "POSTGRES_USERNAME", "SQL_USER"],
+                 "DATABASE_USERNAME", "PG_USER", "POSTGRES_USERNAME", "SQL_USER", "DBUSER"],
         "password": ["DB_PASSWORD", "DB_PASS", "PGPASSWORD", "POSTGRES_PASSWORD",
-                     "DATABASE_PASSWORD", "PG_PASSWORD", "DB_PASSWD", "SQL_PASSWORD"],
+                     "DATABASE_PASSWORD", "PG_PASSWORD", "DB_PASSWD", "SQL_PASSWORD", "DBPASS",
+                     "DBPASSWORD"],
         "database": ["DB_NAME", "DB_DATABASE", "PGDATABASE", "POSTGRES_DB", "POSTGRES_DATABASE",
-                     "DATABASE_NAME", "PG_DATABASE", "POSTGRES_NAME", "SQL_DATABASE"],
+                     "DATABASE_NAME", "PG_DATABASE", "POSTGRES_NAME", "SQL_DATABASE", "DBNAME"],
     },
     "redis": {
         "url": ["REDIS_URL", "REDIS_URI", "REDIS_DSN", "REDISCLOUD_URL", "REDIS_TLS_URL",
@@ -47,6 +50,12 @@ PARTS = {
     },
 }
 DEFAULT_URL = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
+DEFAULT_PORT = {"postgres": 5432, "redis": 6379}
+# a variable given a database URL in the app's compose file or env file: VAR=postgres://...
+URL_VALUE = re.compile(r"^\s*(?:-\s*)?(?:export\s+)?([A-Z][A-Z0-9_]*)\s*[:=]\s*[\"']?"
+                       r"(postgres(?:ql)?(?:\+\w+)?|rediss?)://", re.MULTILINE)
+URL_FILES = ("docker-compose*.y*ml", "compose*.y*ml", ".env", ".env.*", "env.example",
+             "example.env")
 NAMES = {"postgres": "db", "redis": "cache"}
 
 PY_PACKAGES = {
@@ -107,6 +116,7 @@ class Accessory:
     why: str
     url_env: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # VAR -> part
+    port: int = 0  # 0: a free one; the default port when the app can be given no other
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,7 @@ def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
     _health(files, needs)
     variables = read_variables(folder, files, top)
     kinds = _accessories(folder, files, deps, dep_files, needs)
-    wired = _wire(kinds, variables, needs)
+    wired = _wire(kinds, variables, needs, _url_values(folder, top))
     _release(folder, found, deps, needs)
     _own_containerfile(folder, found, needs)
     _volumes(files, has_postgres="postgres" in kinds, needs=needs)
@@ -227,15 +237,30 @@ def _accessories(folder: Path, files: dict[str, str], deps: set[str], dep_files:
     return set(why)
 
 
-def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs) -> set[str]:
+def _url_values(folder: Path, top: Path | None) -> dict[str, str]:
+    """Variables the app's compose or env files give a database URL: VAR -> accessory type."""
+    out: dict[str, str] = {}
+    for where in dict.fromkeys([folder, top or folder]):
+        for pattern in URL_FILES:
+            for path in sorted(where.glob(pattern)):
+                for m in URL_VALUE.finditer(read(path)):
+                    out.setdefault(m.group(1), "redis" if m.group(2).startswith("redis")
+                                   else "postgres")
+    return out
+
+
+def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs,
+          url_values: dict[str, str]) -> set[str]:
     """Variables that name an accessory's parts get them; returns the names wired."""
     wired: set[str] = set()
     for acc in needs.accessories:
         parts = PARTS[acc.type]
-        urls = [v for v in parts["url"] if v in variables]
+        named = [v for v in variables if url_values.get(v) == acc.type and
+                 not any(v in names for names in parts.values())]
+        urls = [v for v in [*parts["url"], *sorted(named)] if v in variables]
         if urls and DEFAULT_URL[acc.type] not in urls:
             acc.url_env = urls[0]
-        for part, names in parts.items():
+        for part, names in {**parts, "url": [*parts["url"], *sorted(named)]}.items():
             for name in names:
                 if name in variables and name != (acc.url_env or DEFAULT_URL[acc.type]):
                     acc.env[name] = part
@@ -244,12 +269,25 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs) -> set[str]:
         gives = ", ".join(reads) if reads else acc.url_env or DEFAULT_URL[acc.type]
         needs.found.append(f'[accessories.{acc.name}] type = "{acc.type}"  ({acc.why}); the '
                            f"app gets {gives}")
+        _default_port(acc, urls, needs)
         if not reads:
             needs.notes.append(Note(
                 f"the app reads no {acc.type} variable Headway knows: it gets "
                 f"{DEFAULT_URL[acc.type]}; if its settings name their own server, point them "
                 "at it", f'[accessories.{acc.name}] url_env = "VAR" or env = {{ VAR = "host" }}'))
     return wired if kinds else set()
+
+
+def _default_port(acc: Accessory, urls: list[str], needs: Needs) -> None:
+    """An app that reads the server's host but neither its port nor its URL connects to the
+    default port: the accessory listens there (a free port would never be reached)."""
+    parts = set(acc.env.values())
+    if urls or "host" not in parts or "port" in parts:
+        return
+    acc.port = DEFAULT_PORT[acc.type]
+    host = next(k for k, v in acc.env.items() if v == "host")
+    needs.found.append(f"[accessories.{acc.name}] port = {acc.port}  (the app reads {host} but "
+                       f"no port: it connects to {acc.type}'s default port)")
 
 
 def _classify(variables: list[Var], needs: Needs) -> None:
