@@ -26,6 +26,7 @@ TITLES = {
     "backup.failed": "backup failed", "backup.copy_failed": "backup copy failed",
     "agent.restarted": "agent restarted", "instance.replaced": "instance replaced",
     "accessory.restarted": "accessory restarted", "analysis.passed": "canary step passed",
+    "tls.failed": "certificate not issued",
 }
 
 

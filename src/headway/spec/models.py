@@ -437,7 +437,8 @@ class ScanSpec(Model):
 
 NOTIFY_EVENTS = ("deploy.started", "deploy.succeeded", "deploy.failed", "deploy.fallback",
                  "deploy.recovered", "rollback", "backup.failed", "backup.copy_failed",
-                 "agent.restarted", "instance.replaced", "accessory.restarted", "analysis.passed")
+                 "agent.restarted", "instance.replaced", "accessory.restarted", "analysis.passed",
+                 "tls.failed")
 
 
 class NotifySpec(Model):
@@ -449,7 +450,7 @@ class NotifySpec(Model):
                             "the app's secrets (a URL that holds a token)")
     events: list[str] = Field(default_factory=lambda: [
         "deploy.started", "deploy.succeeded", "deploy.failed", "deploy.fallback", "rollback",
-        "backup.failed", "backup.copy_failed", "agent.restarted"],
+        "backup.failed", "backup.copy_failed", "agent.restarted", "tls.failed"],
         description="which events are sent, of: " + ", ".join(NOTIFY_EVENTS))
 
     @field_validator("urls")
