@@ -648,3 +648,19 @@ def test_database_variables_named_by_the_apps_own_files(tmp_path: Path) -> None:
     assert acc(spec) == {"db": ("postgres", "PG_CONNECTION", {"TODO_ADMIN_DB": "url"}),
                          "cache": ("redis", None, {"REDIS_HOST": "host"})}
     assert spec.accessories["cache"].port == 6379 and spec.accessories["db"].port == 0
+
+
+def test_asyncpg_beside_a_sync_engine_wants_no_url_change(tmp_path: Path) -> None:
+    """fastapi-crud-async's shape: `databases` runs on asyncpg and SQLAlchemy's engine is the
+    sync one; both take postgresql:// as it is."""
+    files = {"requirements.txt": "databases[postgresql]\npsycopg2-binary\nSQLAlchemy\nasyncpg\n"
+                                 "fastapi\nuvicorn\n",
+             "app/__init__.py": "", "app/main.py": FASTAPI,
+             "app/db.py": "import os\nfrom sqlalchemy import create_engine\n"
+                          "from databases import Database\nURL = os.getenv('DATABASE_URL')\n"
+                          "engine = create_engine(URL)\ndatabase = Database(URL)\n"}
+    _, _, notes = init(write(tmp_path / "sync", files))
+    assert not any("postgresql+asyncpg" in n for n in notes)
+    files["app/db.py"] = files["app/db.py"].replace("create_engine", "create_async_engine")
+    _, _, notes = init(write(tmp_path / "async", files))
+    assert any(n.startswith("SQLAlchemy with asyncpg wants") for n in notes)

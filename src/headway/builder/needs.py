@@ -91,6 +91,11 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
      "a Django Redis cache"),
 ]
 
+# SQLAlchemy's asyncio engine: it wants a postgresql+asyncpg:// URL (`databases` or a sync
+# engine beside asyncpg take postgresql:// as it is)
+ASYNC_ENGINE = re.compile(r"\b(?:create_async_engine|async_engine_from_config)\b|"
+                          r"postgres(?:ql)?\+asyncpg:")
+
 SIGNING_KEYS = {"SECRET_KEY", "DJANGO_SECRET_KEY", "FLASK_SECRET_KEY", "APP_SECRET_KEY",
                 "SECRET_KEY_BASE", "SESSION_SECRET", "JWT_SECRET", "JWT_SECRET_KEY"}
 SIGNING = re.compile(r"(SESSION|COOKIE|JWT|CSRF|SIGNING)_(SECRET|KEY)(_KEY)?$")
@@ -229,8 +234,8 @@ def _accessories(folder: Path, files: dict[str, str], deps: set[str], dep_files:
     for kind in ("postgres", "redis"):
         if kind in why:
             needs.accessories.append(Accessory(NAMES[kind], kind, why[kind]))
-    if "postgres" in why and "asyncpg" in deps and "sqlalchemy" in deps | {
-            d.split("[")[0] for d in deps} | ({"sqlalchemy"} if "sqlmodel" in deps else set()):
+    if "postgres" in why and "asyncpg" in deps and any(ASYNC_ENGINE.search(body)
+                                                       for body in texts.values()):
         needs.notes.append(Note("SQLAlchemy with asyncpg wants a postgresql+asyncpg:// URL; the "
                                 "accessory's URL starts with postgresql://",
                                 "make the app's engine swap the scheme if it does not already"))
