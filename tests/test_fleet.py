@@ -112,7 +112,7 @@ class Lab:
             subprocess.run(["ip", "netns", "del", host.ns], capture_output=True, check=False)
             subprocess.run(["ip", "link", "del", host.dev], capture_output=True, check=False)
 
-    def app(self, name: str, **toml: str) -> ControlApp:
+    def app(self, name: str, *, replicas: int = 2) -> ControlApp:
         """A copy of examples/hello whose [servers] are these hosts, and a control home."""
         folder = self.base / name
         shutil.copytree(EXAMPLE, folder)
@@ -120,8 +120,8 @@ class Lab:
         text = (folder / "headway.toml").read_text()
         text = text.replace('path = "/up"', 'path = "/up"\ninterval = "200ms"\ntimeout = "1s"')
         text = text.replace('strategy = "blue-green"', 'strategy = "blue-green"\ntimeout = "30s"'
-                            '\ndrain_timeout = "3s"' + "".join(f"\n{k} = {v}" for k, v in
-                                                               toml.items()))
+                            '\ndrain_timeout = "3s"').replace("replicas = 2",
+                                                              f"replicas = {replicas}")
         # the hosts share this machine's port registry: their agents' ports would collide
         text += ("\n[observe]\nmetrics_port = 0\nrouter_metrics_port = 0\n"
                  f"\n[servers]\nweb = [{servers}]\n\n[ssh]\nidentity = \"{self.key}\"\n"
@@ -240,7 +240,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 @pytest.fixture(scope="module")
 def fleet(lab: Lab) -> Iterator[ControlApp]:
     """hello with [servers] = the lab's hosts, trusted and set up."""
-    app = lab.app("hello")
+    app = lab.app("hello", replicas=1)  # one instance per host: the switch is what counts
     try:
         app.run("servers", "trust")
         app.run("servers", "setup", timeout=900)
@@ -298,7 +298,7 @@ def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
 
 @pytest.mark.integration
 def test_unknown_host_key_is_refused_under_strict(lab: Lab) -> None:
-    stranger = lab.app("stranger")  # its own control home: an empty known_hosts
+    stranger = lab.app("stranger", replicas=1)  # its own control home: an empty known_hosts
     shipped = sorted((lab.hosts[0].home / "fleet").rglob("*"))
     try:
         check = stranger.run("servers", "check", check=False)
@@ -404,3 +404,18 @@ def test_release_archive_is_reproducible_and_deploys_locally_on_the_host(tmp_pat
     assert first[1] == second[1]
     toml = host_config(app / "headway.toml").decode()
     assert "[servers]" not in toml and "[ssh]" not in toml and 'path = "app"' in toml
+
+
+def test_dry_run_shows_the_batches_and_a_container_runtime_is_refused(tmp_path: Path) -> None:
+    app = ControlApp(tmp_path / "hello", tmp_path / "home")
+    shutil.copytree(EXAMPLE, app.dir)
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text() + '\n[servers]\nweb = ["10.0.0.5", "10.0.0.6", '
+                    '"deploy@10.0.0.7:2222"]\n')
+    app.set_parallel(2)
+    plan = app.run("deploy", "--dry-run").stdout
+    assert "batch 1: 10.0.0.5, 10.0.0.6" in plan and "batch 2: deploy@10.0.0.7:2222" in plan
+    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"'))
+    refused = app.run("deploy", "--dry-run", check=False)
+    assert refused.returncode == ConfigError.exit_code
+    assert 'runtime = "process"' in refused.stderr
