@@ -664,3 +664,29 @@ def test_asyncpg_beside_a_sync_engine_wants_no_url_change(tmp_path: Path) -> Non
     files["app/db.py"] = files["app/db.py"].replace("create_engine", "create_async_engine")
     _, _, notes = init(write(tmp_path / "async", files))
     assert any(n.startswith("SQLAlchemy with asyncpg wants") for n in notes)
+
+
+def test_a_router_the_app_includes_with_no_prefix_gives_a_sure_health_route(
+        tmp_path: Path) -> None:
+    """fastapi-crud-async's shape: one router mounted as is, another under a prefix."""
+    files = {"requirements.txt": "fastapi\nuvicorn\n",
+             "app/__init__.py": "", "app/api/__init__.py": "",
+             "app/main.py": FASTAPI + "from app.api import notes, ping\n"
+             "app.include_router(ping.router)\n"
+             "app.include_router(notes.router, prefix='/notes', tags=['notes'])\n",
+             "app/api/ping.py": "from fastapi import APIRouter\nrouter = APIRouter()\n\n"
+             "@router.get('/ping')\nasync def pong():\n    return {}\n",
+             "app/api/notes.py": "from fastapi import APIRouter\nrouter = APIRouter()\n\n"
+             "@router.get('/health')\nasync def h():\n    return {}\n"}
+    spec, _, _ = init(write(tmp_path / "a", files))
+    assert spec.processes["web"].health.path == "/ping"
+    files["app/main.py"] = FASTAPI + "from app.api.ping import router as ping_router\n" \
+        "from app.api import notes\napp.include_router(ping_router)\n" \
+        "app.include_router(notes.router, prefix='/notes')\n"
+    spec, _, _ = init(write(tmp_path / "b", files))
+    assert spec.processes["web"].health.path == "/ping"
+    files["app/api/ping.py"] = files["app/api/ping.py"].replace("APIRouter()",
+                                                                "APIRouter(prefix='/v1')")
+    spec, _, notes = init(write(tmp_path / "c", files))
+    assert spec.processes["web"].health.path == "/"
+    assert any("is on a router that may be mounted under a prefix" in n for n in notes)

@@ -19,6 +19,8 @@ PY_APP = re.compile(r"^(\w+)\s*=\s*(?:FastAPI|Flask|Starlette|Quart|Sanic|APIFla
 PY_ROUTE = re.compile(r"@(\w+)\.(?:get|route|api_route|head)\(\s*[rf]?[\"']([^\"']+)[\"']")
 PY_PREFIX = re.compile(r"\b(?:include_router|register_blueprint|APIRouter|Blueprint|Mount)\("
                        r"[^)]*\b(?:url_)?prefix\s*=\s*[\"'][^\"']+|\bMount\(\s*[\"']/\w")
+PY_INCLUDE = re.compile(r"\b(\w+)\.include_router\(\s*([\w.]+)([^)]*)\)")
+PY_OWN_PREFIX = re.compile(r"\b(?:APIRouter|Blueprint)\([^)]*\bprefix\s*=")
 STARLETTE = re.compile(r"\bRoute\(\s*[\"']([^\"']+)[\"']")
 DJANGO = re.compile(r"\b(?:path|re_path|url)\(\s*r?[\"']\^?([^\"'$]*)\$?[\"']\s*,\s*"
                     r"((?:[^()\n]|\([^()\n]*\))*)")
@@ -65,11 +67,13 @@ def find(files: dict[str, str]) -> list[Route]:
              if n.endswith(("settings.py", "wsgi.py", "asgi.py")) or "/settings/" in n}
     roots |= {_parent(r) for r in roots if r.endswith("/settings")}
     routes: list[Route] = []
+    unprefixed = _mounted_as_is(files)
     for name, body in files.items():
         if name.endswith("urls.py"):
             routes += _django(name, body, root=_parent(name) in roots)
         elif name.endswith(".py"):
-            routes += _python(name, body, prefixed=py_prefixed)
+            as_is = _stem(name) in unprefixed and not PY_OWN_PREFIX.search(body)
+            routes += _python(name, body, prefixed=py_prefixed and not as_is)
         elif name.endswith((".js", ".mjs", ".cjs", ".ts", ".mts", ".jsx", ".tsx")):
             routes += _javascript(name, body, prefixed=js_prefixed, nest_prefix=nest_prefix)
     routes = [r for r in routes if health_word(r.path) is not None]
@@ -87,6 +91,32 @@ def _python(name: str, body: str, *, prefixed: bool) -> list[Route]:
     out += [Route(m.group(1), f"{name}:{_line(body, m.start())}", not prefixed)
             for m in STARLETTE.finditer(body)]
     return out
+
+
+def _stem(name: str) -> str:
+    return name.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def _mounted_as_is(files: dict[str, str]) -> set[str]:
+    """Modules (by file stem) whose router every `include_router` puts on the app itself with
+    no prefix: `app.include_router(ping.router)`, or a router imported from `.ping`."""
+    seen: dict[str, bool] = {}
+    for name, body in files.items():
+        if not name.endswith(".py"):
+            continue
+        apps = set(PY_APP.findall(body)) | {"app"}
+        for m in PY_INCLUDE.finditer(body):
+            receiver, target, rest = m.groups()
+            if "." in target:
+                stem = target.split(".")[-2]
+            elif imp := re.search(rf"from\s+[\w.]*?(\w+)\s+import\s+(?:[^\n]*\bas\s+)?"
+                                  rf"\(?[^\n]*\b{re.escape(target)}\b", body):
+                stem = imp.group(1)
+            else:
+                continue
+            plain = receiver in apps and "prefix" not in rest
+            seen[stem] = seen.get(stem, True) and plain
+    return {stem for stem, plain in seen.items() if plain}
 
 
 def _parent(name: str) -> str:
