@@ -690,3 +690,22 @@ def test_a_router_the_app_includes_with_no_prefix_gives_a_sure_health_route(
     spec, _, notes = init(write(tmp_path / "c", files))
     assert spec.processes["web"].health.path == "/"
     assert any("is on a router that may be mounted under a prefix" in n for n in notes)
+
+
+def test_a_compose_service_that_migrates_is_the_release_command(tmp_path: Path) -> None:
+    """node-express-postgres-docker-todo's shape: a `db-migration` service built from the
+    app, its argument a path under the app's bind mount in the container."""
+    files = {"package.json": '{"scripts": {"start": "node server.js"}, "dependencies": '
+                             '{"express": "4", "pg-promise": "11"}}',
+             "server.js": "const app = require('express')();\napp.listen(process.env.PORT);\n",
+             "db/run-migration.js": "",
+             "docker-compose.yml": "services:\n  api:\n    build: .\n    command: ['npm', 'start']\n"
+             "  db-migration:\n    build:\n      context: .\n"
+             "    command: ['node', './db/run-migration.js', '/usr/src/app/db/patches']\n"
+             "    volumes:\n      - .:/usr/src/app\n  db:\n    image: postgres\n"}
+    spec, _, _ = init(write(tmp_path / "a", files))
+    assert spec.release.command == "node ./db/run-migration.js db/patches"
+    files["docker-compose.yml"] = files["docker-compose.yml"].replace("      - .:/usr/src/app\n",
+                                                                      "")
+    spec, _, _ = init(write(tmp_path / "b", files))  # a path the app's folder does not map
+    assert spec.release.command is None

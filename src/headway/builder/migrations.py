@@ -1,5 +1,5 @@
 """An app's migrations, for `headway init`'s `[release] command`: a Procfile `release:` line,
-a package.json migrate script, alembic.ini, Django, Flask-Migrate, Prisma, knex, in that order
+a package.json migrate script, a compose service that migrates, alembic.ini, Django, Flask-Migrate, Prisma, knex, in that order
 of preference; and what would keep the chosen one from reaching the accessory (FLASK_APP,
 an alembic.ini that names its own server). Reads text only; never runs a migration."""
 
@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
+
+import yaml
 
 from headway.builder.appfiles import package_json
 from headway.builder.common import Detected, read
@@ -79,6 +82,7 @@ def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
                 str(scripts[script])):
             out.append((f"{runner} {script}", f"the {script!r} script of package.json"))
             break
+    out += _compose_migration(folder)
     if (folder / "alembic.ini").is_file():
         out.append(("alembic upgrade head", "alembic.ini"))
     if (folder / "manage.py").is_file() and "django" in read(folder / "manage.py").lower():
@@ -96,6 +100,39 @@ def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
     if knexfile:
         out.append(("npx knex migrate:latest", knexfile.name))
     return out
+
+
+def _compose_migration(folder: Path) -> list[Finding]:
+    """The command of a compose service named for migrations and built from the app
+    (`db-migration: {build: ., command: [node, db/run-migration.js]}`); the container's paths
+    under the app's bind mount (`.:/usr/src/app`) are made relative to the app's folder."""
+    for path in sorted([*folder.glob("docker-compose*.y*ml"), *folder.glob("compose*.y*ml")]):
+        try:
+            services = (yaml.safe_load(read(path)) or {}).get("services") or {}
+        except (yaml.YAMLError, AttributeError):
+            continue
+        for name, svc in services.items() if isinstance(services, dict) else ():
+            if "migrat" not in str(name).lower() or not isinstance(svc, dict) or \
+                    not svc.get("build") or not svc.get("command"):
+                continue
+            argv = svc["command"] if isinstance(svc["command"], list) else \
+                shlex.split(str(svc["command"]))
+            roots = [v.split(":")[1].rstrip("/") for v in svc.get("volumes") or []
+                     if isinstance(v, str) and re.match(r"^\.?/?:|^\./?:", v)]
+            argv = [_relative(str(a), roots) for a in argv]
+            if any(a.startswith("/") for a in argv):
+                continue  # a path inside the container the app's folder does not map
+            return [(shlex.join(argv), f"{path.name} service {name}")]
+    return []
+
+
+def _relative(arg: str, roots: list[str]) -> str:
+    for root in roots:
+        if arg == root:
+            return "."
+        if arg.startswith(root + "/"):
+            return arg[len(root) + 1:]
+    return arg
 
 
 def _prisma_schema(folder: Path) -> Path | None:
