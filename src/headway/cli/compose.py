@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets as random
+import shutil
 import string
 import subprocess
 import tempfile
@@ -110,6 +111,8 @@ def _build(source: Path, root: Path, spec: Spec) -> tuple[Detected, compose.Buil
 
 
 def _refuse_tracked(dotenv: Path) -> None:
+    if shutil.which("git") is None:
+        return  # no git, nothing tracked
     done = subprocess.run(["git", "-C", str(dotenv.parent), "ls-files", "--error-unmatch",
                            dotenv.name], capture_output=True, check=False)
     if done.returncode == 0:
