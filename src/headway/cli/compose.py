@@ -50,14 +50,18 @@ def generate_compose(ctx: output.Context, force: bool, port: int) -> None:
                               "its values)")
     dotenv = root / ".env"
     _refuse_tracked(dotenv)
-    found, build, written = _build(source, root, spec)
-    rendered = compose.render(spec, found, build,
-                              env=spec.environment(_env_name(ctx)), port=port)
-    for path, text in zip(targets, (rendered.main, rendered.override), strict=True):
-        path.write_text(text)
-        written.append(path)
-    added = write_dotenv(dotenv, rendered.variables)
-    ignored = ensure_ignored(root / ".gitignore", ".env")
+    try:
+        found, build, written = _build(source, root, spec)
+        rendered = compose.render(spec, found, build,
+                                  env=spec.environment(_env_name(ctx)), port=port)
+        for path, text in zip(targets, (rendered.main, rendered.override), strict=True):
+            path.write_text(text)
+            written.append(path)
+        added = write_dotenv(dotenv, rendered.variables)
+        ignored = ensure_ignored(root / ".gitignore", ".env")
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename or root}: cannot write it ({exc.strerror})",
+                          hint="run it where you may write beside headway.toml") from None
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(f"{dotenv}: {', '.join(added) + ' added' if added else 'kept as it was'} "
