@@ -709,3 +709,23 @@ def test_a_compose_service_that_migrates_is_the_release_command(tmp_path: Path) 
                                                                       "")
     spec, _, _ = init(write(tmp_path / "b", files))  # a path the app's folder does not map
     assert spec.release.command is None
+
+
+def test_tortoise_apps_made_in_a_factory_with_aerich(tmp_path: Path) -> None:
+    """fastapi-tdd-docker's shape: the app made inside a factory function includes the ping
+    router as is; aerich (with [tool.aerich]) migrates."""
+    files = {"requirements.txt": "fastapi\nuvicorn\nasyncpg\ntortoise-orm\naerich\n",
+             "pyproject.toml": '[tool.aerich]\ntortoise_orm = "app.db.TORTOISE_ORM"\n'
+                               'location = "./migrations"\n',
+             "app/__init__.py": "", "app/api/__init__.py": "",
+             "app/main.py": "from fastapi import FastAPI\nfrom app.api import ping, items\n\n"
+             "def create_application() -> FastAPI:\n    application = FastAPI()\n"
+             "    application.include_router(ping.router)\n"
+             "    application.include_router(items.router, prefix='/items')\n"
+             "    return application\n\napp = create_application()\n",
+             "app/api/ping.py": "from fastapi import APIRouter\nrouter = APIRouter()\n\n"
+             "@router.get('/ping')\nasync def pong():\n    return {}\n",
+             "app/api/items.py": "from fastapi import APIRouter\nrouter = APIRouter()\n"}
+    spec, _, _ = init(write(tmp_path / "a", files))
+    assert spec.processes["web"].health.path == "/ping"
+    assert spec.release.command == "aerich upgrade"

@@ -1,5 +1,5 @@
 """An app's migrations, for `headway init`'s `[release] command`: a Procfile `release:` line,
-a package.json migrate script, a compose service that migrates, alembic.ini, Django, Flask-Migrate, Prisma, knex, in that order
+a package.json migrate script, a compose service that migrates, Tortoise's aerich, alembic.ini, Django, Flask-Migrate, Prisma, knex, in that order
 of preference; and what would keep the chosen one from reaching the accessory (FLASK_APP,
 an alembic.ini that names its own server). Reads text only; never runs a migration."""
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from headway.builder import pydeps
 from headway.builder.appfiles import package_json
 from headway.builder.common import Detected, read
 from headway.builder.detect import bind_host, procfile, split_web
@@ -83,6 +84,8 @@ def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
             out.append((f"{runner} {script}", f"the {script!r} script of package.json"))
             break
     out += _compose_migration(folder)
+    if "aerich" in deps and "aerich" in pydeps.load_toml(folder / "pyproject.toml").get("tool", {}):
+        out.append(("aerich upgrade", "aerich and [tool.aerich] in pyproject.toml"))
     if (folder / "alembic.ini").is_file():
         out.append(("alembic upgrade head", "alembic.ini"))
     if (folder / "manage.py").is_file() and "django" in read(folder / "manage.py").lower():

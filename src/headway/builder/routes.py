@@ -14,8 +14,8 @@ WORDS = ("health", "healthz", "healthcheck", "health-check", "health_check", "_h
          "heartbeat", "status")
 PREFIXES = {"api", "v1", "v2", "v3", "internal", "system", "monitoring", "_", "-", "sys"}
 
-PY_APP = re.compile(r"^(\w+)\s*=\s*(?:FastAPI|Flask|Starlette|Quart|Sanic|APIFlask)\(",
-                    re.MULTILINE)
+PY_APP = re.compile(r"^[ \t]*(\w+)\s*=\s*(?:FastAPI|Flask|Starlette|Quart|Sanic|APIFlask)\(",
+                    re.MULTILINE)  # indented: an app made in a factory function
 PY_ROUTE = re.compile(r"@(\w+)\.(?:get|route|api_route|head)\(\s*[rf]?[\"']([^\"']+)[\"']")
 PY_PREFIX = re.compile(r"\b(?:include_router|register_blueprint|APIRouter|Blueprint|Mount)\("
                        r"[^)]*\b(?:url_)?prefix\s*=\s*[\"'][^\"']+|\bMount\(\s*[\"']/\w")
