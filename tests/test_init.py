@@ -729,3 +729,9 @@ def test_tortoise_apps_made_in_a_factory_with_aerich(tmp_path: Path) -> None:
     spec, _, _ = init(write(tmp_path / "a", files))
     assert spec.processes["web"].health.path == "/ping"
     assert spec.release.command == "aerich upgrade"
+    assert spec.accessories["db"].scheme == "postgres"  # Tortoise knows no postgresql://
+    from headway.accessories.servers import Accessory, Postgres
+    from headway.secrets.vault import Secret
+    url = Postgres().url(Accessory("a", "production", "db", spec.accessories["db"], 5433,
+                                   tmp_path), Secret("pw"))
+    assert url == "postgres://a:pw@127.0.0.1:5433/a"

@@ -257,8 +257,8 @@ class Postgres:
         return True
 
     def url(self, acc: Accessory, password: Secret) -> str:
-        return (f"postgresql://{acc.user}:{password.reveal()}@127.0.0.1:{acc.port}/"
-                f"{acc.database}")
+        return (f"{acc.spec.scheme or 'postgresql'}://{acc.user}:{password.reveal()}@127.0.0.1:"
+                f"{acc.port}/{acc.database}")
 
     def dump_argv(self, acc: Accessory, password: Secret) -> tuple[list[str], dict[str, str]]:
         return [*self.tool(acc, "pg_dump"), "-Fc", "-d", acc.database], {}

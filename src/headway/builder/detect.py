@@ -318,6 +318,9 @@ def _release(plan: Needs) -> str:
 
 def _accessory(acc: Accessory) -> str:
     lines = ["\n" + _pad(f"[accessories.{acc.name}]", acc.why), f'type = "{acc.type}"']
+    if acc.scheme:
+        lines.append(_pad(f"scheme = {_toml(acc.scheme)}", "its URL's scheme, the one the app's "
+                          "driver knows"))
     if acc.url_env:
         lines.append(_pad(f"url_env = {_toml(acc.url_env)}", "its URL, in the variable the "
                           "app reads"))

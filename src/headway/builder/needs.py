@@ -122,6 +122,7 @@ class Accessory:
     url_env: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # VAR -> part
     port: int = 0  # 0: a free one; the default port when the app can be given no other
+    scheme: str | None = None  # its URL's, when the app's driver wants another than postgresql
 
 
 @dataclass(frozen=True)
@@ -231,14 +232,20 @@ def _accessories(folder: Path, files: dict[str, str], deps: set[str], dep_files:
                                     "Headway runs: give the app its address as a secret",
                                     "headway secrets set DATABASE_URL (or the variable the app "
                                     "reads)"))
+    tortoise = "postgres" in why and "tortoise-orm" in deps
     for kind in ("postgres", "redis"):
         if kind in why:
-            needs.accessories.append(Accessory(NAMES[kind], kind, why[kind]))
+            scheme = "postgres" if tortoise and kind == "postgres" else None
+            needs.accessories.append(Accessory(NAMES[kind], kind, why[kind], scheme=scheme))
     if "postgres" in why and "asyncpg" in deps and any(ASYNC_ENGINE.search(body)
                                                        for body in texts.values()):
         needs.notes.append(Note("SQLAlchemy with asyncpg wants a postgresql+asyncpg:// URL; the "
                                 "accessory's URL starts with postgresql://",
-                                "make the app's engine swap the scheme if it does not already"))
+                                "make the app's engine swap the scheme if it does not already, "
+                                'or [accessories.db] scheme = "postgresql+asyncpg"'))
+    if tortoise:
+        needs.found.append('[accessories.db] scheme = "postgres"  (tortoise-orm: Tortoise knows '
+                           "postgres:// and asyncpg://, not postgresql://)")
     return set(why)
 
 

@@ -318,6 +318,8 @@ class AccessorySpec(Model):
     """A PostgreSQL or Redis server the app uses, run by Headway next to it."""
 
     type: Literal["postgres", "redis"] = Field(description="postgres | redis")
+    scheme: str | None = Field(None, pattern=r"^[a-z][a-z0-9+]*$", description="postgres: its "
+                               "URL's scheme (default postgresql; Tortoise ORM wants postgres)")
     version: str | None = Field(None, description="major version, e.g. \"15\"; checked "
                                 "against the installed server")
     database: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]{0,62}$",
