@@ -22,7 +22,7 @@ from headway.spec.load import parse_spec
 from headway.supply import scan
 from headway.supply.sbom import Package, dpkg_packages, purl
 from tests.conftest import EXAMPLE, App, _kill_leftovers, free_port
-from tests.test_containers import base_images, podman_app  # noqa: F401 - fixtures
+from tests.test_containers import base_images, podman, podman_app  # noqa: F401 - fixtures
 
 OSV = Path(__file__).parent / "fixtures" / "osv"
 JINJA = "GHSA-462w-v97r-4m45"  # Jinja2 < 2.10.1: sandbox escape (CVE-2019-10906), HIGH
@@ -169,26 +169,31 @@ def test_an_image_that_is_gone_is_not_found() -> None:
 @pytest.mark.integration
 def test_sbom_of_a_podman_release_lists_its_debian_and_python_packages(
         podman_app: App) -> None:  # noqa: F811 - the fixture imported above
+    """Also the [scan] fail_on gate: a deploy refuses the image (nothing started) until an
+    ignore entry covers the finding; once its date has passed, `headway build` refuses it."""
     app = podman_app
     (app.dir / "requirements.txt").write_text(
         (app.dir / "requirements.txt").read_text() + "jinja2==2.10\n")
-    app.run("deploy", timeout=600)
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text() + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
+    refused = app.run("deploy", check=False, timeout=600)
+    assert refused.returncode == 8 and JINJA in refused.stderr and "refused" in refused.stderr
+    assert podman("ps", "-aq", "--filter", f"label=headway.home={app.home}").strip() == ""
+    ignore = f'[[scan.ignore]]\nid = "{JINJA}"\nreason = "no sandboxed templates"\nuntil = '
+    toml.write_text(toml.read_text() + ignore + f"{dt.date.today() + dt.timedelta(days=30)}\n")
+    assert "is live" in app.run("deploy", timeout=600).stdout
     bom = json.loads(app.run("sbom", timeout=120).stdout)
     purls = {c["purl"] for c in bom["components"]}
     assert any(p.startswith("pkg:deb/debian/libc6@") and "arch=" in p for p in purls)
     assert "pkg:pypi/jinja2@2.10" in purls and "pkg:pypi/fastapi@0.165.0" in purls
-    (app.dir / "headway.toml").write_text((app.dir / "headway.toml").read_text()
-                                          + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
-    scanned = app.run("scan", check=False, timeout=120)
-    assert scanned.returncode == 8 and JINJA in scanned.stdout
-    # headway build refuses the same image (before any push); an ignore entry lets it pass
-    refused = app.run("build", check=False, timeout=600)
-    assert refused.returncode == 8 and JINJA in refused.stderr and "refused" in refused.stderr
-    later = dt.date.today() + dt.timedelta(days=30)
-    (app.dir / "headway.toml").write_text((app.dir / "headway.toml").read_text()
-                                          + f'[[scan.ignore]]\nid = "{JINJA}"\nreason = "no '
-                                          f'sandboxed templates"\nuntil = {later}\n')
-    assert "built" in app.run("build", timeout=600).stdout
+    scanned = app.run("scan", timeout=120)
+    assert f"{JINJA}" in scanned.stdout and "[ignored: no sandboxed templates]" in scanned.stdout
+    # the ignore entry's date has passed: counted again, and `headway build` refuses the image
+    toml.write_text(toml.read_text().replace(
+        f"until = {dt.date.today() + dt.timedelta(days=30)}",
+        f"until = {dt.date.today() - dt.timedelta(days=1)}"))
+    expired = app.run("build", check=False, timeout=600)
+    assert expired.returncode == 8 and JINJA in expired.stderr and "refused" in expired.stderr
 
 
 def test_a_zip_database_and_last_affected_ranges(tmp_path: Path) -> None:
