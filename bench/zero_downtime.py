@@ -2,7 +2,8 @@
 alternating), 3 failing deploys and 5 rollbacks. Prints JSON: requests, failures, switch times.
 `--runtime podman` or `docker`: the same with containers (10 deploys, 2 failing, 2 rollbacks);
 docker needs a daemon that answers (DOCKER_HOST), which Headway does not start. Each deploy's and
-rollback's wall time is in the JSON too, to compare engines run back to back. `--rounds N`:
+rollback's wall time (and the time Headway reports, without the CLI's start-up) is in the JSON
+too, to compare engines run back to back. `--rounds N`:
 fewer deploys (a shorter run on a busy machine)."""
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
         deploy_s: list[float] = []
         rollback_s: list[float] = []
         refuse_s: list[float] = []
+        live_s: list[float] = []  # as Headway reports it ("is live in"), without CLI start-up
+        rollback_live_s: list[float] = []
         for n in range(1, rounds + 1):
             strategy = "rolling" if n % 2 else "blue-green"
             app.set('strategy = "blue-green"', f'strategy = "{strategy}"')
@@ -42,6 +45,8 @@ def main() -> None:
             out = app.headway("deploy").stdout
             deploy_s.append(time.monotonic() - started)
             deploys += 1
+            if m := re.search(r"is live in ([\d.]+)s", out):
+                live_s.append(float(m.group(1)))
             m = re.search(r"switched in (\d+) ms", out)
             if m:
                 switches.append(int(m.group(1)))
@@ -54,8 +59,10 @@ def main() -> None:
                 app.write("BROKEN", None)
             if n % 4 == 0:
                 started = time.monotonic()
-                app.headway("rollback")
+                back = app.headway("rollback").stdout
                 rollback_s.append(time.monotonic() - started)
+                if m := re.search(r"live again in ([\d.]+)s", back):
+                    rollback_live_s.append(float(m.group(1)))
                 rollbacks += 1
         app.headway("status")
         stdout, _ = load.communicate()
@@ -69,7 +76,9 @@ def main() -> None:
             "first_deploy_s": round(first, 1), "deploy_s_median": _median(deploy_s),
             "deploy_s_max": round(max(deploy_s), 1) if deploy_s else None,
             "refused_deploy_s_median": _median(refuse_s),
-            "rollback_s_median": _median(rollback_s), "machine": machine(),
+            "deploy_reported_s_median": _median(live_s),
+            "rollback_s_median": _median(rollback_s),
+            "rollback_reported_s_median": _median(rollback_live_s), "machine": machine(),
         }, indent=2))
     finally:
         app.close()
