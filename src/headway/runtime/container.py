@@ -14,7 +14,9 @@ image's user only, bind-mounted read-only at the same place. A small /bin/sh ent
 exports them before it execs the command. A one-off command (the release phase,
 `headway run`) is a `podman run --rm` of the same image with the same variables, secrets,
 network and volumes (bind mounts of folders outside every release, owned by the image's
-user); `headway exec` is `podman exec` in a running instance. The argv is `run_argv`'s, pure."""
+user); `headway exec` is `podman exec` in a running instance. The argv is `run_argv`'s, pure.
+Never starts an engine or its daemon; never puts a secret in an argv, a `-e`, an env file or
+the engine client's environment."""
 
 from __future__ import annotations
 
@@ -324,7 +326,8 @@ class ContainerRuntime:
                 out[name] = self._engine_secret(name, value, mac, release)
             else:
                 folder = secret_folder(self.store.home, release.app, release.env)
-                out[name] = str(_secret_file(folder / mac, value, self._owner(release)))
+                owner = self._owner(release)  # releases whose images run as others: a file each
+                out[name] = str(_secret_file(folder / f"{mac}-{owner[0]}", value, owner))
         return out
 
     def _engine_secret(self, name: str, value: str, mac: str, release: Release) -> str:
