@@ -735,3 +735,27 @@ def test_tortoise_apps_made_in_a_factory_with_aerich(tmp_path: Path) -> None:
     url = Postgres().url(Accessory("a", "production", "db", spec.accessories["db"], 5433,
                                    tmp_path), Secret("pw"))
     assert url == "postgres://a:pw@127.0.0.1:5433/a"
+
+
+def test_a_settings_module_picked_only_on_another_platform_asks_for_nothing(
+        tmp_path: Path) -> None:
+    """msdocs-django-postgresql-sample-app's shape: wsgi.py picks production.py only when
+    Azure's WEBSITE_HOSTNAME is set; what production.py reads is Azure's, not a must-set."""
+    app = write(tmp_path / "reviews", {
+        "requirements.txt": "Django\npsycopg2-binary\ngunicorn\n",
+        "manage.py": "import os\nsettings_module = 'site.production' if 'WEBSITE_HOSTNAME' in "
+                     "os.environ else 'site.settings'\n"
+                     "os.environ.setdefault('DJANGO_SETTINGS_MODULE', settings_module)\n",
+        "site/__init__.py": "", "site/wsgi.py": "",
+        "site/settings.py": "import os\nSECRET_KEY = os.getenv('SECRET_KEY')\n"
+                            "DATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql',"
+                            " 'HOST': os.environ.get('DBHOST')}}\n",
+        "site/production.py": "import os\nfrom .settings import *\nALLOWED_HOSTS = "
+                              "[os.environ['WEBSITE_HOSTNAME']]\nDATABASES = {'default': "
+                              "{'PASSWORD': os.environ['AZURE_POSTGRESQL_PASSWORD'], "
+                              "'HOST': os.environ['AZURE_POSTGRESQL_HOST']}}\n",
+    })
+    spec, text, notes = init(app)
+    assert spec.app.secrets == [] and "WEBSITE_HOSTNAME" not in text
+    assert not any("AZURE_POSTGRESQL" in n for n in notes)
+    assert "AZURE_POSTGRESQL_HOST" in text  # listed as optional, for the reader

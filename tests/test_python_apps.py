@@ -314,6 +314,24 @@ def test_no_server_in_the_dependencies_names_what_to_add_never_a_dev_server(
     assert "[processes.web] command" in err.value.message + (err.value.hint or "")
 
 
+def test_the_server_the_apps_startup_script_runs_is_installed_with_its_requirements(
+        tmp_path: Path) -> None:
+    """The Azure samples' shape: startup.sh runs gunicorn, which the platform supplies and the
+    requirements never name; Headway installs it with them (image and process runtime)."""
+    files = {"app.py": FLASK, "requirements.txt": "flask\n-r base.txt\n", "base.txt": "psycopg2\n",
+             "startup.sh": "flask db upgrade\ngunicorn --workers 2 --bind=0.0.0.0:8000 app:app\n"}
+    app = folder(tmp_path, files)
+    deps = pydeps.dependencies(app)
+    assert deps.generated == ("flask", "psycopg2", "gunicorn") and "run by startup.sh" in deps.source
+    assert detect(app).command == "gunicorn --bind $HOST:$PORT app:app"
+    assert "COPY .headway-requirements.txt" in render(detect(app), source=app)
+    assert (app / ".headway-requirements.txt").read_text() == "flask\npsycopg2\ngunicorn\n"
+    for other in ({"requirements.txt": "flask\ngunicorn==23.0.0\n"},  # named: as it is
+                  {"requirements.txt": "flask\n-e .\n"}):  # installs the app: left alone
+        assert pydeps.dependencies(folder(tmp_path / str(len(other)), {**files, **other}))\
+            .generated is None
+
+
 # build steps ------------------------------------------------------------------------------
 MANAGE = ("import os\nimport sys\n\nif __name__ == '__main__':\n"
           "    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n"

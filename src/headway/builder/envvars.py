@@ -22,7 +22,7 @@ OWN_VARS = {"PORT", "HOST", "NODE_ENV", "PATH", "HOME", "PWD", "USER", "SHELL", 
             "DJANGO_SETTINGS_MODULE", "WEB_CONCURRENCY", "DYNO", "FLASK_APP"}
 OWN_PREFIXES = ("HEADWAY_", "npm_", "NPM_", "HEROKU_", "RENDER", "VERCEL", "RAILWAY_", "FLY_",
                 "NETLIFY", "AWS_LAMBDA", "GITHUB_ACTIONS", "K_SERVICE", "KUBERNETES_", "NEXT_RUNTIME",
-                "PYTEST", "JEST_", "VITE_")
+                "PYTEST", "JEST_", "VITE_", "WEBSITE_")  # WEBSITE_: Azure App Service
 
 PY_ENV = re.compile(
     r"(?:os\.environ\s*\[\s*|(?:os\.)?environ\.get\(\s*|os\.getenv\(\s*|getenv\(\s*|"

@@ -96,6 +96,9 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
 ASYNC_ENGINE = re.compile(r"\b(?:create_async_engine|async_engine_from_config)\b|"
                           r"postgres(?:ql)?\+asyncpg:")
 
+PLATFORM_MODULE = re.compile(r"[\"']([\w.]+)[\"']\s+if\s+[\"'][A-Z][A-Z0-9_]*[\"']\s+in\s+"
+                             r"os\.environ\s+else\s+[\"'][\w.]+[\"']")
+
 SIGNING_KEYS = {"SECRET_KEY", "DJANGO_SECRET_KEY", "FLASK_SECRET_KEY", "APP_SECRET_KEY",
                 "SECRET_KEY_BASE", "SESSION_SECRET", "JWT_SECRET", "JWT_SECRET_KEY"}
 SIGNING = re.compile(r"(SESSION|COOKIE|JWT|CSRF|SIGNING)_(SECRET|KEY)(_KEY)?$")
@@ -167,12 +170,25 @@ def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
     # setting of a driver the app does not use (SQLite in production), never a must-set
     other = {n for kind, parts in PARTS.items() if kind not in kinds for names in parts.values()
              for n in names}
-    _classify([replace(v, optional=v.optional or v.name in other)
+    elsewhere = _platform_modules(files)
+    _classify([replace(v, optional=v.optional or v.name in other or
+                       v.where.split(":")[0] in elsewhere)
                for v in variables.values() if v.name not in wired], needs)
     _allowed_hosts(files, variables, needs)
     _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
     return needs
+
+
+def _platform_modules(files: dict[str, str]) -> set[str]:
+    """Settings modules the code picks only when a platform's variable is set
+    (`'site.production' if 'WEBSITE_HOSTNAME' in os.environ else 'site.settings'`): what
+    they read is that platform's, never a must-set here."""
+    out = set()
+    for body in files.values():
+        for m in PLATFORM_MODULE.finditer(body):
+            out.add(m.group(1).replace(".", "/") + ".py")
+    return out
 
 
 # processes, health -----------------------------------------------------------------------

@@ -20,6 +20,11 @@ KNOWN_MINORS = [(3, m) for m in range(8, 15)]  # official python:X.Y-slim images
 # extras that bring a server: fastapi[standard] installs uvicorn
 EXTRAS = {("fastapi", "standard"): {"uvicorn"}, ("fastapi", "all"): {"uvicorn"},
           ("fastapi-cli", "standard"): {"uvicorn"}, ("channels", "daphne"): {"daphne"}}
+# a server a startup script runs -> its package
+SERVER_PACKAGES = {"gunicorn": "gunicorn", "uvicorn": "uvicorn", "hypercorn": "hypercorn",
+                   "daphne": "daphne", "waitress-serve": "waitress", "granian": "granian"}
+_SCRIPT_SERVER = re.compile(r"^\s*(?:exec\s+)?(gunicorn|uvicorn|hypercorn|daphne|waitress-serve|"
+                            r"granian)\s", re.MULTILINE)
 _INCLUDE = re.compile(r"^(?:-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)")
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
 
@@ -60,7 +65,7 @@ def dependencies(folder: Path) -> Deps:
     if (folder / "requirements.txt").is_file():
         files = tuple(requirement_files(folder, "requirements.txt"))
         more = f" (+ {', '.join(files[1:])})" if len(files) > 1 else ""
-        return Deps("pip", files, f"requirements.txt{more} -> pip")
+        return _script_server(folder, Deps("pip", files, f"requirements.txt{more} -> pip"))
     if (folder / "Pipfile").is_file():
         return Deps("pipenv", ("Pipfile",), "Pipfile (no Pipfile.lock) -> pip",
                     tuple(pipfile_requirements(folder / "Pipfile")))
@@ -96,6 +101,26 @@ def requirement_files(folder: Path, first: str) -> list[str]:
             if m := _INCLUDE.match(line):
                 todo.append(str(Path(name).parent / m.group(1)))
     return seen
+
+
+def _script_server(folder: Path, deps: Deps) -> Deps:
+    """The server the app's own startup script runs when its requirements do not name one
+    (Azure App Service supplies gunicorn to `startup.sh`): installed with them, so the app
+    deploys as its authors run it. Requirements that install local folders or take
+    constraints are left as they are."""
+    lines = [line for f in deps.files
+             for line in _logical_lines((folder / f).read_text(errors="replace"))]
+    if _requirement_names(lines) & set(SERVER_PACKAGES.values()) or any(
+            line.startswith(("-c", "--constraint", "-e", "--editable", ".", "/", "file:"))
+            for line in lines):
+        return deps
+    for script in sorted(folder.glob("*.sh")):
+        if m := _SCRIPT_SERVER.search(script.read_text(errors="replace")):
+            server = SERVER_PACKAGES[m.group(1)]
+            kept = tuple(line for line in lines if not _INCLUDE.match(line))
+            return Deps("pip", deps.files, f"{deps.source}, + {server} (run by {script.name}, "
+                        "not in the requirements: installed with them)", (*kept, server))
+    return deps
 
 
 def _logical_lines(text: str) -> list[str]:
