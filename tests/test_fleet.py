@@ -73,18 +73,19 @@ class Lab:
         tag, net = f"hwf{os.getpid() % 100000}", _free_net()
         try:
             for n in range(count):
-                lab.hosts.append(lab._host(f"{tag}{n}", f"10.{net}.{n * 4}", n))
+                lab._host(f"{tag}{n}", f"10.{net}.{n * 4}", n)
         except BaseException:
             lab.remove()
             raise
         return lab
 
-    def _host(self, name: str, net: str, n: int) -> LabHost:
+    def _host(self, name: str, net: str, n: int) -> None:
         folder = self.base / f"host{n}"
         folder.mkdir()
         host = LabHost(ns=name, dev=f"{name}a", address=f"{net}.2", home=folder / "home",
                         folder=folder)
         _run(["ip", "netns", "add", name])
+        self.hosts.append(host)  # from here on, remove() takes it away
         _run(["ip", "link", "add", host.dev, "type", "veth", "peer", "name", f"{name}b"])
         _run(["ip", "link", "set", f"{name}b", "netns", name])
         _run(["ip", "addr", "add", f"{net}.1/30", "dev", host.dev])
@@ -101,12 +102,15 @@ class Lab:
             "Subsystem sftp internal-sftp\n"
             f"SetEnv HEADWAY_HOME={host.home} UV_OFFLINE=1\n")
         _run(["ip", "netns", "exec", name, "/usr/sbin/sshd", "-f", str(folder / "sshd_config")])
-        _wait(lambda: (folder / "sshd.pid").exists(), "sshd")
-        self.sshd_pids.append(int((folder / "sshd.pid").read_text()))
-        return host
+        pidfile = folder / "sshd.pid"
+        _wait(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
+        self.sshd_pids.append(int(pidfile.read_text()))
 
     def remove(self) -> None:
-        for pid in self.sshd_pids:
+        for pidfile in [h.folder / "sshd.pid" for h in self.hosts]:
+            if pidfile.exists() and pidfile.read_text().strip():
+                self.sshd_pids.append(int(pidfile.read_text()))
+        for pid in set(self.sshd_pids):
             _kill(pid)
         for host in self.hosts:
             subprocess.run(["ip", "netns", "del", host.ns], capture_output=True, check=False)
@@ -200,15 +204,19 @@ def warm_uv_cache() -> None:
 
 def stop_hosts(lab: Lab, app: str = "hello") -> None:
     """Each host's app, agent and HAProxy, stopped as its own home would (shared process table)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from headway.runtime.appuser import app_root
 
-    for host in lab.hosts:
+    def stop(host: LabHost) -> None:
         if (host.home / "state.db").exists():
             subprocess.run([sys.executable, "-m", "headway", "--app", app, "destroy", "--yes"],
                            env=dict(os.environ, HEADWAY_HOME=str(host.home)),
                            capture_output=True, timeout=60, check=False)
         _kill_leftovers(host.home)
         shutil.rmtree(app_root(host.home), ignore_errors=True)
+    with ThreadPoolExecutor(max_workers=len(lab.hosts) or 1) as pool:
+        list(pool.map(stop, lab.hosts))
 
 
 def close_ssh(lab: Lab, app: ControlApp) -> None:
