@@ -303,6 +303,9 @@ def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
     converged = fleet.run("servers", "converge")
     assert one.version() == two.version() == "2.0.0", converged.stdout
 
+    back = fleet.run("rollback")  # the fleet's release before, on every host
+    assert one.version() == two.version() == "1.0.0", back.stdout
+
 
 @pytest.mark.integration
 def test_unknown_host_key_is_refused_under_strict(lab: Lab) -> None:
@@ -427,3 +430,16 @@ def test_dry_run_shows_the_batches_and_a_container_runtime_is_refused(tmp_path: 
     refused = app.run("deploy", "--dry-run", check=False)
     assert refused.returncode == ConfigError.exit_code
     assert 'runtime = "process"' in refused.stderr
+
+
+def test_fleet_history_goes_forward_on_deploys_and_back_on_rollback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from headway.fleet import remote
+
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path / "home"))
+    for sha in ("A", "B", "B", "C"):
+        record = remote.mark("hello", "production", sha, current=True)
+    assert record["history"] == ["A", "B", "C"] and record["current"] == "C"
+    record = remote.mark("hello", "production", "B", current=False, back=True)
+    assert record["history"] == ["A", "B"] and record["current"] == "B"
+    assert remote.info("hello", "production")["fleet"]["current"] == "B"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headway.errors import DeployFailed, HeadwayError
+from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.fleet import ssh
 from headway.fleet.artifact import release_archive
 from headway.fleet.fleet import Fleet
@@ -145,29 +145,33 @@ def _raise_first(results: dict[str, Any]) -> None:
 
 
 def rollback(fleet: Fleet) -> FleetOutcome:
-    """Every host back to its previous good release, which must be one artifact fleet-wide."""
+    """The fleet back to the release it had before its current one (by artifact, as the
+    hosts recorded it): each host switches to its own release of that artifact."""
     started = time.monotonic()
     fleet.probe_all()
+    records = [fleet.info[h.name]["headway"].get("fleet") or {} for h in fleet.hosts]
+    newest = max(records, key=lambda r: r.get("at", 0))
+    history = newest.get("history", [])
+    if len(history) < 2:
+        raise NotFound(f"no earlier fleet release of {fleet.app} ({fleet.env}) is recorded",
+                       hint="`headway releases` lists each host's releases")
+    target = history[-2]
+
+    def back(host: Host) -> int:
+        there = (fleet.info[host.name]["headway"].get("fleet") or {}).get("releases", {})
+        numbers = [int(n) for n, sha in there.items() if sha == target]
+        if not numbers:
+            raise NotFound(f"{host.name}: has no release of artifact {target[:12]}",
+                           hint="`headway servers converge` after the others are back")
+        fleet.headway(host, ["--app", fleet.app, "rollback", str(max(numbers))],
+                      what=f"headway rollback {max(numbers)}", stream=True)
+        fleet.remote(host, ["mark", fleet.app, fleet.env, target, "--back"], what="recording")
+        return max(numbers)
+
     with fleet.lock(f"headway rollback {fleet.app} --env {fleet.env}"):
-        _raise_first(fleet.each(fleet.hosts, lambda h: fleet.headway(
-            h, ["--app", fleet.app, "rollback"], what="headway rollback")))
-        records = fleet.each(fleet.hosts, lambda h: fleet.remote(
-            h, ["info", fleet.app, fleet.env], what="reading its release"))
-        _raise_first(records)
-        shas = {_sha_of(r) for r in records.values() if isinstance(r, dict)}
-        sha = shas.pop() if len(shas) == 1 else None
-        if sha:
-            fleet.each(fleet.hosts, lambda h: fleet.remote(
-                h, ["mark", fleet.app, fleet.env, sha, "--current"], what="recording"))
-    releases = {n: r.get("active") for n, r in records.items() if isinstance(r, dict)}
-    return FleetOutcome(fleet.app, fleet.env, sha or "-", releases, True,
-                        f"rolled back on {len(releases)} host(s)"
-                        + ("" if sha else ": the hosts are on different artifacts now, "
-                           "`headway servers converge` evens them out"),
+        results = fleet.each(fleet.hosts, back)
+    _raise_first(results)
+    return FleetOutcome(fleet.app, fleet.env, target, {n: r for n, r in results.items()
+                                                       if isinstance(r, int)}, True,
+                        f"artifact {target[:12]} is live again on {len(results)} host(s)",
                         time.monotonic() - started)
-
-
-def _sha_of(record: dict[str, Any]) -> str | None:
-    found: str | None = record.get("fleet", {}).get("releases", {}).get(
-        str(record.get("active")))
-    return found

@@ -135,16 +135,22 @@ def hold_lock(name: str, holder: str) -> None:
         store.release_lock(name)
 
 
-def mark(app: str, env: str, sha: str, *, current: bool) -> dict[str, Any]:
-    """Record that this host's live release is artifact `sha` (and, with `current`, that it
-    is the fleet's release)."""
+def mark(app: str, env: str, sha: str, *, current: bool, back: bool = False) -> dict[str, Any]:
+    """Record that this host's live release is artifact `sha`; with `current`, that it is now
+    the fleet's release (appended to the fleet's history), with `back` that the fleet went
+    back to it (the newest entry of the history is dropped)."""
     store = _store()
     record: dict[str, Any] = json.loads(store.get(fleet_key(app, env)) or "{}")
     active = next((r for r in store.releases(app, env) if r.status == "active"), None)
     if active is not None:
         record.setdefault("releases", {})[str(active.number)] = sha
-    if current:
-        record.update(current=sha, at=time.time())
+    history: list[str] = record.get("history", [])
+    if back and history and history[-1] != sha:
+        history = history[:-1]
+    if (current or back) and history[-1:] != [sha]:
+        history = [*history, sha][-20:]
+    if current or back:
+        record.update(current=sha, at=time.time(), history=history)
     store.put(fleet_key(app, env), json.dumps(record))
     return record | {"active": active.number if active else None}
 
@@ -170,7 +176,8 @@ def _main(cmd: str, args: list[str]) -> None:
         result = unpack(args[0]) | set_secrets(args[1], args[2],
                                                 json.loads(sys.stdin.read() or "{}"))
     elif cmd == "mark":
-        result = mark(args[0], args[1], args[2], current="--current" in args)
+        result = mark(args[0], args[1], args[2], current="--current" in args,
+                      back="--back" in args)
     else:
         raise SystemExit(f"unknown command {cmd}")
     print(json.dumps(result))
