@@ -46,7 +46,7 @@ def bundled_uv(wheels: Path) -> str | None:
 
 
 def install(wheels: Path, new: Path, version: str) -> str:
-    wanted = [f"headway=={version}", "uv"]
+    wanted = [f"headway=={version}", *(["uv"] if any(wheels.glob("uv-*.whl")) else [])]
     uv = bundled_uv(wheels)
     if uv:
         run([uv, "venv", "--quiet", "--python", sys.executable, str(new)])
