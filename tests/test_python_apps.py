@@ -332,6 +332,18 @@ def test_the_server_the_apps_startup_script_runs_is_installed_with_its_requireme
             .generated is None
 
 
+def test_psycopg2_from_source_gets_libpq_in_the_image(tmp_path: Path) -> None:
+    """psycopg2 (not -binary) has no wheel: the deps stage builds it against libpq-dev, the
+    final image has libpq5 alone; psycopg2-binary needs neither."""
+    app = folder(tmp_path / "src", {"app.py": FLASK, "requirements.txt": "flask\ngunicorn\npsycopg2\n"})
+    deps_stage, final = render(detect(app), source=app).split("\nFROM ", 2)[1:]
+    assert "apt-get install -y --no-install-recommends gcc libc6-dev libpq-dev" in deps_stage
+    assert "install -y --no-install-recommends libpq5 " in final and "gcc" not in final
+    app = folder(tmp_path / "bin", {"app.py": FLASK,
+                                    "requirements.txt": "flask\ngunicorn\npsycopg2-binary\n"})
+    assert "apt-get" not in render(detect(app), source=app)
+
+
 # build steps ------------------------------------------------------------------------------
 MANAGE = ("import os\nimport sys\n\nif __name__ == '__main__':\n"
           "    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n"

@@ -27,6 +27,10 @@ ASGI = ("FastAPI", "Starlette", "Quart", "Litestar")
 WSGI = ("Flask", "Bottle")
 TYPICAL = {"uv": ("pyproject.toml", "uv.lock"), "poetry": ("pyproject.toml", "poetry.lock"),
            "pdm": ("pyproject.toml", "pdm.lock"), "none": ()}
+# packages with no wheel that build against a system library: (to build, to run) on Debian
+SYSTEM_LIBS = {"psycopg2": (("gcc", "libc6-dev", "libpq-dev"), ("libpq5",)),
+               "mysqlclient": (("gcc", "libc6-dev", "pkg-config", "default-libmysqlclient-dev"),
+                               ("libmariadb3",))}
 SERVERS = {"asgi": ("uvicorn", "hypercorn", "daphne", "granian"),
            "wsgi": ("gunicorn", "waitress", "granian", "hypercorn")}
 
@@ -270,9 +274,10 @@ def stages(found: Detected, image: str, source: Path | None) -> str:
         found.installer, TYPICAL.get(found.installer, ("requirements.txt",)), found.installer)
     copy, install = _install_lines(deps, source)
     build = _build_stage(found, source)
+    compile_with, run_with = _system_packages(deps, source)
     return f"""FROM {image} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /venv
+{compile_with}RUN python -m venv /venv
 WORKDIR /src
 {copy}{install}
 # the app runs from /venv; the installer itself has no business in the final image (setuptools
@@ -280,7 +285,7 @@ WORKDIR /src
 RUN /venv/bin/python -m pip uninstall -y -q {" ".join(_installer_only(deps, source))} 2>/dev/null || true
 {build}
 FROM {image}
-RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home \\
+{run_with}RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home \\
     --shell /usr/sbin/nologin app
 COPY --from=deps /venv /venv
 WORKDIR /app
@@ -290,6 +295,23 @@ USER 10001:10001
 EXPOSE {PORT}
 CMD {exec_form(found.command)}
 """
+
+
+def _system_packages(deps: pydeps.Deps, source: Path | None) -> tuple[str, str]:
+    """apt-get lines for packages pip builds from source against a system library (psycopg2
+    has no wheel without libpq): the compiler and headers in the deps stage, the library
+    alone in the final image. Empty when the app needs none."""
+    named = pydeps.names(source, deps) if source else set()
+    build = sorted({p for name in named & set(SYSTEM_LIBS) for p in SYSTEM_LIBS[name][0]})
+    run = sorted({p for name in named & set(SYSTEM_LIBS) for p in SYSTEM_LIBS[name][1]})
+    if not build:
+        return "", ""
+    why = ", ".join(sorted(named & set(SYSTEM_LIBS)))
+    compile_with, run_with = (
+        f"# {why}: built from source against a system library\nRUN apt-get update && "
+        f"apt-get install -y --no-install-recommends {' '.join(p)} && rm -rf /var/lib/apt/lists/*\n"
+        for p in (build, run))
+    return compile_with, run_with
 
 
 def _installer_only(deps: pydeps.Deps, source: Path | None) -> list[str]:
