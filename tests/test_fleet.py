@@ -265,8 +265,17 @@ def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
     assert '"ready": true' in check.stdout and '"ready": false' not in check.stdout
     fleet.set_parallel(2)
     fleet.set_version("1.0.0")
+    secret = "s3cr3t-" + os.urandom(6).hex()  # set here, reaches each host's store by stdin
+    subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "API_TOKEN"],
+                   input=secret, text=True, cwd=fleet.dir, check=True, capture_output=True,
+                   env=dict(os.environ, HEADWAY_HOME=str(fleet.home)))
     first = fleet.run("deploy")
     assert "live on 2 host(s)" in first.stdout, first.stdout
+    assert secret not in first.stdout + first.stderr
+    names = subprocess.run([sys.executable, "-m", "headway", "--app", "hello", "secrets",
+                            "list", "--json"], env=dict(os.environ, HEADWAY_HOME=str(two.home)),
+                           capture_output=True, text=True, check=True).stdout
+    assert "API_TOKEN" in names
     assert one.version() == two.version() == "1.0.0"
 
     fleet.set_version("2.0.0")  # zero downtime on every host, through each host's router
