@@ -169,31 +169,41 @@ def test_an_image_that_is_gone_is_not_found() -> None:
 @pytest.mark.integration
 def test_sbom_of_a_podman_release_lists_its_debian_and_python_packages(
         podman_app: App) -> None:  # noqa: F811 - the fixture imported above
-    """Also the [scan] fail_on gate: a deploy refuses the image (nothing started) until an
-    ignore entry covers the finding; once its date has passed, `headway build` refuses it."""
     app = podman_app
     (app.dir / "requirements.txt").write_text(
         (app.dir / "requirements.txt").read_text() + "jinja2==2.10\n")
-    toml = app.dir / "headway.toml"
-    toml.write_text(toml.read_text() + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
-    refused = app.run("deploy", check=False, timeout=600)
-    assert refused.returncode == 8 and JINJA in refused.stderr and "refused" in refused.stderr
-    assert podman("ps", "-aq", "--filter", f"label=headway.home={app.home}").strip() == ""
-    ignore = f'[[scan.ignore]]\nid = "{JINJA}"\nreason = "no sandboxed templates"\nuntil = '
-    toml.write_text(toml.read_text() + ignore + f"{dt.date.today() + dt.timedelta(days=30)}\n")
-    assert "is live" in app.run("deploy", timeout=600).stdout
+    app.run("deploy", timeout=600)
     bom = json.loads(app.run("sbom", timeout=120).stdout)
     purls = {c["purl"] for c in bom["components"]}
     assert any(p.startswith("pkg:deb/debian/libc6@") and "arch=" in p for p in purls)
     assert "pkg:pypi/jinja2@2.10" in purls and "pkg:pypi/fastapi@0.165.0" in purls
-    scanned = app.run("scan", timeout=120)
-    assert f"{JINJA}" in scanned.stdout and "[ignored: no sandboxed templates]" in scanned.stdout
-    # the ignore entry's date has passed: counted again, and `headway build` refuses the image
-    toml.write_text(toml.read_text().replace(
-        f"until = {dt.date.today() + dt.timedelta(days=30)}",
-        f"until = {dt.date.today() - dt.timedelta(days=1)}"))
-    expired = app.run("build", check=False, timeout=600)
-    assert expired.returncode == 8 and JINJA in expired.stderr and "refused" in expired.stderr
+    (app.dir / "headway.toml").write_text((app.dir / "headway.toml").read_text()
+                                          + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
+    scanned = app.run("scan", check=False, timeout=120)
+    assert scanned.returncode == 8 and JINJA in scanned.stdout
+
+
+@pytest.mark.integration
+def test_fail_on_refuses_the_image_in_build_and_deploy(
+        app: App) -> None:
+    """The [scan] fail_on gate on a one-file image (FROM scratch) whose /venv holds the
+    metadata of jinja2 2.10: `headway build` and a deploy refuse it (exit 8, nothing pushed
+    or started). Ignore entries go through the same scan.reaching as `headway scan`
+    (test_scan_fails_at_fail_on_and_ignores_until_the_date)."""
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"')
+                    + f'\n[scan]\ndb = "{OSV}"\nfail_on = "high"\n')
+    meta = app.dir / "deps/lib/python3.11/site-packages/Jinja2-2.10.dist-info/METADATA"
+    meta.parent.mkdir(parents=True)
+    meta.write_text("Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n")
+    (app.dir / "Containerfile").write_text("FROM scratch\nCOPY deps /venv\n")
+    refused = app.run("build", check=False, timeout=300)
+    assert refused.returncode == 8, refused.stdout + refused.stderr
+    assert JINJA in refused.stderr and "refused" in refused.stderr
+    deploy = app.run("deploy", check=False, timeout=300)
+    assert deploy.returncode == 8 and JINJA in deploy.stderr
+    assert podman("ps", "-aq", "--filter", f"label=headway.home={app.home}").strip() == ""
+    assert [r["status"] for r in json.loads(app.run("releases", "--json").stdout)] == ["failed"]
 
 
 def test_a_zip_database_and_last_affected_ranges(tmp_path: Path) -> None:
