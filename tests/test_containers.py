@@ -209,6 +209,53 @@ def test_build_pushes_to_a_registry_and_explains_what_it_detected(
     assert unreachable.returncode == 6 and "is unreachable" in unreachable.stderr
 
 
+def test_a_commit_already_pushed_is_deployed_by_its_image_not_rebuilt(
+        podman_app: App, registry: str) -> None:
+    # a tag's production deploy on a fresh CI runner runs the image staging built and pushed
+    app = podman_app
+    app.configure(registry=f'server = "{registry}"\ntls_verify = false\nusername = "ci"')
+    subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "REGISTRY_PASSWORD"],
+                   input=REGISTRY_PASSWORD, cwd=app.dir, env=app.env(), check=True,
+                   capture_output=True, text=True)
+    git = ["git", "-C", str(app.dir), "-c", "user.name=ci", "-c", "user.email=ci@example.com"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v1"]):
+        subprocess.run([*git, *step], check=True, capture_output=True)
+    app.run("deploy")
+    first = containers(app)[0]["Image"]
+    app.run("destroy", "--yes")
+    for name in podman("images", "--format", "{{.Repository}}:{{.Tag}}",
+                       "--filter", f"reference={registry}/hello").split():
+        podman("rmi", "-f", name)  # a fresh runner: nothing of it on this machine
+    app.run("deploy")
+    assert containers(app)[0]["Image"] == first  # pulled: a rebuild has another id
+    assert app.version() == "v1"
+
+
+def test_uncommitted_changes_or_verify_are_built_never_pulled(tmp_path: Path) -> None:
+    from headway.builder.image import pushed_for_commit
+    from headway.spec.models import RegistrySpec
+
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=ci", "-c", "user.email=ci@example.com"]
+    (tmp_path / "app.py").write_text("v1")
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v1"]):
+        subprocess.run([*git, *step], check=True, capture_output=True)
+    (tmp_path / "app.py").write_text("v2")  # the image of the commit is not this code
+    engine, asked = tmp_path.parent / "engine", tmp_path.parent / "asked"
+    engine.write_text(f"#!/bin/sh\necho \"$@\" >> {asked}\nexit 1\n")  # no such image
+    engine.chmod(0o755)
+    kw = {"repo": "r/hello", "tags": ["production-2"], "secrets": {}}
+    registry = RegistrySpec(server="127.0.0.1:1", tls_verify=False)
+    assert pushed_for_commit(str(engine), tmp_path, registry=registry, **kw) is None
+    subprocess.run([*git, "commit", "-qam", "v2"], check=True, capture_output=True)
+    signed = RegistrySpec(server="127.0.0.1:1", verify=True, sign_by="ABCD")
+    assert pushed_for_commit(str(engine), tmp_path, registry=signed, **kw) is None
+    assert not asked.exists()  # neither asked the registry: both are built
+    assert pushed_for_commit(str(engine), tmp_path, registry=registry, **kw) is None
+    revision = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()[:12]
+    assert f"pull --tls-verify=false --quiet r/hello:{revision}" in asked.read_text()
+
+
 def test_the_node_example_deploys_in_a_container(app: App, base_images: None) -> None:
     node = app.dir.parent / "node-hello"
     shutil.copytree(ROOT / "examples" / "node-hello", node)

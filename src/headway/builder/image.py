@@ -115,6 +115,37 @@ def build(binary: str, context: Path, found: Detected, *, repo: str, tags: list[
     return Built(image, names, time.monotonic() - started)
 
 
+def pushed_for_commit(binary: str, source: Path, *, repo: str, tags: list[str],
+                      registry: RegistrySpec, secrets: dict[str, str]) -> Built | None:
+    """The image a build of this very commit already pushed (`REPO:REVISION`, e.g. by CI's
+    staging job), pulled and tagged for this release instead of built again: a production
+    deploy of a tag then runs the digest staging ran. None, and a build goes on, when the
+    app's folder has uncommitted changes, the registry has no such tag, or [registry] verify
+    is set (a signature is checked on the host that signed it: that host builds)."""
+    revision = git_facts(source)["revision"][:12]
+    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--", "."],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    if not revision or dirty or registry.verify or not registry.server:
+        return None
+    value = secrets.get(registry.password_secret) or os.environ.get(registry.password_env)
+    login(binary, registry, Secret(value) if value else None)
+    name = f"{repo}:{revision}"
+    argv = [binary, "pull", "--quiet", name]
+    if not registry.tls_verify and engines.of(binary).tls_verify_flag:
+        argv.insert(2, "--tls-verify=false")
+    started = time.monotonic()
+    if subprocess.run(argv, capture_output=True, timeout=1800, check=False).returncode != 0:
+        return None
+    image = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", name],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if after_build is not None:  # the [scan] fail_on gate holds for a pulled image too
+        after_build(binary, image)
+    names = [f"{repo}:{t}" for t in tags]
+    for tagged in names:
+        subprocess.run([binary, "tag", image, tagged], capture_output=True, check=True)
+    return Built(image, names, time.monotonic() - started)
+
+
 def _tail(log: Path, lines: int) -> str:
     with open(log, errors="replace") as f:
         return "".join(deque(f, maxlen=lines)).rstrip()

@@ -172,13 +172,16 @@ class ContainerRuntime:
         tags = [f"{release.env}-{release.number}", *([revision] if revision else []), "latest"]
         log = self.store.home / "apps" / release.app / release.env / "logs" / \
             f"build-{release.number}.log"
-        built = image.build(self.binary, dest, found, repo=repository(spec), tags=tags,
-                            title=spec.app.name, source=source, platforms=spec.build.platforms,
-                            log=log)
-        if spec.registry.server:
-            image.publish(self.binary, built.names, spec.registry, reveal_env(
-                self.store, release.app, release.env,
-                json.loads(release.spec)["secrets"].get("version", 0)))
+        secrets = reveal_env(self.store, release.app, release.env,
+                             json.loads(release.spec)["secrets"].get("version", 0))
+        built = image.pushed_for_commit(self.binary, source, repo=repository(spec), tags=tags,
+                                        registry=spec.registry, secrets=secrets)
+        if built is None:
+            built = image.build(self.binary, dest, found, repo=repository(spec), tags=tags,
+                                title=spec.app.name, source=source,
+                                platforms=spec.build.platforms, log=log)
+            if spec.registry.server:
+                image.publish(self.binary, built.names, spec.registry, secrets)
         facts: dict[str, object] = {"id": built.image, "names": built.names,
                                     "workdir": self._workdir(built.image)}
         if not self.engine.chown_mounts:  # who must own its volumes and secret files
