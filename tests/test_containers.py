@@ -256,6 +256,31 @@ def test_uncommitted_changes_or_verify_are_built_never_pulled(tmp_path: Path) ->
     assert f"pull --tls-verify=false --quiet r/hello:{revision}" in asked.read_text()
 
 
+def test_a_build_that_lost_a_cached_layer_to_a_removal_is_run_once_more(tmp_path: Path) -> None:
+    # podman 4.3: another image removed at that moment takes a layer the build's cache used
+    from types import SimpleNamespace
+
+    from headway.builder.image import build
+
+    engine, runs = tmp_path / "podman", tmp_path / "runs"
+    engine.write_text(f"""#!/bin/sh
+if [ "$1" = build ]; then
+  echo x >> {runs}
+  if [ "$(wc -l < {runs})" = 1 ]; then
+    echo "Error: checking if cached image exists from a previous build: getting top layer info: layer not known"
+    exit 125
+  fi
+  exit 0
+fi
+echo sha256:0123
+""")
+    engine.chmod(0o755)
+    found = SimpleNamespace(containerfile="Containerfile")
+    built = build(str(engine), tmp_path, found, repo="r/hello", tags=["production-1"],  # type: ignore[arg-type]
+                  title="hello", source=tmp_path, platforms=[], log=tmp_path / "build.log")
+    assert built.image == "sha256:0123" and runs.read_text().count("x") == 2
+
+
 def test_the_node_example_deploys_in_a_container(app: App, base_images: None) -> None:
     node = app.dir.parent / "node-hello"
     shutil.copytree(ROOT / "examples" / "node-hello", node)

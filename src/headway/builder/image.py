@@ -101,10 +101,13 @@ def build(binary: str, context: Path, found: Detected, *, repo: str, tags: list[
     argv.append(str(context))
     started = time.monotonic()
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, check=False,
-                              env=os.environ | engines.of(binary).build_env).returncode
+    for _ in range(2):  # podman 4.3 fails a build whose cache lost a layer to a removal at
+        with open(log, "wb") as out:  # that moment (another release's image): once more
+            code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, check=False,
+                                  env=os.environ | engines.of(binary).build_env).returncode
+        if code == 0 or "layer not known" not in _tail(log, 5):
+            break
     if code != 0:
         raise RuntimeFailure(f"image build failed: {_failing_step(log)}",
                              hint=f"last lines of the build:\n{_tail(log, 15)}\nfull log: {log}")
