@@ -231,6 +231,15 @@ def _kill_leftovers(home: Path) -> None:
             pass
 
 
+def assert_nowhere(secret: str, home: Path) -> None:
+    """A secret's value is in no process's argv (`ps`) and no file under the home."""
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    assert secret not in ps.stdout
+    for path in home.rglob("*"):
+        if path.is_file() and not path.is_socket():
+            assert secret.encode() not in path.read_bytes(), path
+
+
 def wait_for(predicate, what: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():

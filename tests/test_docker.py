@@ -35,7 +35,7 @@ from headway.runtime import engines
 from headway.runtime.container import EXPORT, Box, run_argv, secret_folder
 from headway.spec.models import ProcessSpec
 from tests import images
-from tests.conftest import App, agent_pid, wait_for
+from tests.conftest import App, agent_pid, assert_nowhere, wait_for
 from tests.load import Load
 from tests.test_containers import REGISTRY_PASSWORD, WORKER, registry  # noqa: F401
 
@@ -224,11 +224,7 @@ def test_docker_deploys_switch_refuse_roll_back_and_survive_kill_9_without_a_fai
     ran = app.run("run", "--", "python3", "-c", "import hashlib, os; print(os.getuid(), "
                   "hashlib.sha256(os.environ['API_TOKEN'].encode()).hexdigest())")
     assert f"10001 {digest}" in ran.stdout
-    assert token not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
-                                       check=True).stdout
-    for path in app.home.rglob("*"):
-        if path.is_file() and not path.is_socket():
-            assert token.encode() not in path.read_bytes(), path
+    assert_nowhere(token, app.home)
     folder = secret_folder(app.home, "hello", "production")
     assert [oct(p.stat().st_mode & 0o777) for p in folder.iterdir()] == ["0o400"]
 

@@ -27,7 +27,7 @@ from headway.errors import ConfigError, RuntimeFailure
 from headway.fleet import ssh
 from headway.fleet.artifact import host_config, release_archive
 from headway.fleet.hosts import Host, batches, parse_host, pick
-from tests.conftest import EXAMPLE, _kill_leftovers
+from tests.conftest import EXAMPLE, _kill_leftovers, wait_for
 from tests.load import Load
 
 ROUTER_PORT = 18080
@@ -103,7 +103,7 @@ class Lab:
             f"SetEnv HEADWAY_HOME={host.home} UV_OFFLINE=1\n")
         _run(["ip", "netns", "exec", name, "/usr/sbin/sshd", "-f", str(folder / "sshd_config")])
         pidfile = folder / "sshd.pid"
-        _wait(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
         self.sshd_pids.append(int(pidfile.read_text()))
 
     def remove(self) -> None:
@@ -173,13 +173,6 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-
-
-def _wait(predicate, what: str, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _free_net() -> int:
