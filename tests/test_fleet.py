@@ -27,7 +27,7 @@ from headway.errors import ConfigError, RuntimeFailure
 from headway.fleet import ssh
 from headway.fleet.artifact import host_config, release_archive
 from headway.fleet.hosts import Host, batches, parse_host, pick
-from tests.conftest import EXAMPLE, _kill_leftovers, wait_for
+from tests.conftest import EXAMPLE, App, _kill_leftovers, wait_for
 from tests.load import Load
 
 ROUTER_PORT = 18080
@@ -134,28 +134,16 @@ class Lab:
         return ControlApp(folder, self.base / f"{name}-control")
 
 
-@dataclass
-class ControlApp:
-    dir: Path
-    home: Path
+class ControlApp(App):
+    """The control machine's app: conftest's App with no router port of its own (each host
+    has one) and a longer default timeout (a fleet deploy ships to every host)."""
+
+    def __init__(self, folder: Path, home: Path) -> None:
+        super().__init__(folder, home, 0)
 
     def run(self, *args: str, check: bool = True,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "headway", *args], cwd=self.dir,
-                              env=dict(os.environ, HEADWAY_HOME=str(self.home)),
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"headway {' '.join(args)} exited {proc.returncode}:\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "headway", *args], cwd=self.dir,
-                                env=dict(os.environ, HEADWAY_HOME=str(self.home)),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def set_version(self, version: str) -> None:
-        (self.dir / "VERSION").write_text(version + "\n")
+        return super().run(*args, check=check, timeout=timeout)
 
     def set_parallel(self, hosts: int) -> None:
         toml = self.dir / "headway.toml"

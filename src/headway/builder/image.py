@@ -140,12 +140,13 @@ def pushed_for_commit(binary: str, source: Path, *, repo: str, tags: list[str],
     if subprocess.run(argv, capture_output=True, timeout=1800, check=False).returncode != 0:
         return None
     image = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", name],
-                           capture_output=True, text=True, check=True).stdout.strip()
+                           capture_output=True, text=True, check=False).stdout.strip()
+    names = [f"{repo}:{t}" for t in tags]
+    if not image or any(subprocess.run([binary, "tag", image, tagged], capture_output=True,
+                                       check=False).returncode for tagged in names):
+        return None  # the engine lost it again: build
     if after_build is not None:  # the [scan] fail_on gate holds for a pulled image too
         after_build(binary, image)
-    names = [f"{repo}:{t}" for t in tags]
-    for tagged in names:
-        subprocess.run([binary, "tag", image, tagged], capture_output=True, check=True)
     return Built(image, names, time.monotonic() - started)
 
 
