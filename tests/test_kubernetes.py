@@ -493,8 +493,6 @@ def test_the_image_is_the_environments_live_release_by_digest_when_recorded(
     assert not (tmp_path / "nowhere").exists()  # never creates a store
 
 
-@pytest.mark.skipif("tls" not in __import__("headway.spec.models").spec.models.RouterSpec
-                    .model_fields, reason="[router] tls is not in this version")
 def test_router_tls_acme_gets_a_cert_manager_issuer(tmp_path: Path) -> None:
     from headway.kube.objects import Build, Image, ingress
     from headway.kube.values import Values
