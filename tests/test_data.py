@@ -360,3 +360,16 @@ def test_accessory_parts_reach_the_app_as_variables_pinned_like_secrets(app: App
     refused = app.run("deploy", check=False)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "accessories.db.env.DB_NAME" in refused.stderr + refused.stdout
+
+
+@pytest.mark.integration
+def test_an_accessory_port_in_use_names_what_holds_it(app: App) -> None:
+    app.run("deploy")
+    held = json.loads(app.run("status", "--json").stdout)
+    inst = held["instances"][0]
+    app.configure(accessories__db=f'type = "postgres"\nversion = "15"\nport = {inst["port"]}')
+    bad = app.run("deploy", check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert f"accessories.db.port: {inst['port']} is already used on this host by the " \
+           f"instance {inst['id']} of hello (production)" in bad.stderr
+    assert "Traceback" not in bad.stderr

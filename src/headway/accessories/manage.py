@@ -105,8 +105,11 @@ def _create(store: Store, app: str, env: str, name: str, want: AccessorySpec,
                           f"{app} ({env})", hint=f"set accessories.{name}.url_env to another "
                           f"name, or `headway secrets unset {want.env_name}`")
     port = want.port or free_port(store)
-    if want.port and want.port in store.used_ports():
-        raise ConfigError(f"accessories.{name}.port: {want.port} is already used on this host")
+    holder = store.port_holder(want.port) if want.port else None
+    if holder:
+        raise ConfigError(f"accessories.{name}.port: {want.port} is already used on this host "
+                          f"by the {holder}", hint=f"set another [accessories.{name}] port (an accessory keeps "
+                          "its port as long as its data is kept)")
     base = store.home / "apps" / app / env / "accessories" / name
     acc = Accessory(app, env, name, want, port, base)
     driver = DRIVERS[want.type]

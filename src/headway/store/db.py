@@ -292,6 +292,13 @@ class Store:
         return {r[0] for r in self.q("SELECT port FROM instances UNION SELECT port FROM "
                                      "accessories")}
 
+    def port_holder(self, port: int) -> str | None:
+        """What of this home uses `port` ("accessory db of shop (production)"), if anything."""
+        rows = self.q("SELECT 'accessory ' || name, app, env FROM accessories WHERE port=? "
+                      "UNION ALL SELECT 'instance ' || id, app, env FROM instances WHERE port=?",
+                      port, port)
+        return f"{rows[0][0]} of {rows[0][1]} ({rows[0][2]})" if rows else None
+
     # deploys and journal --------------------------------------------------------------------
     def begin_deploy(self, app: str, env: str, *, release: int, previous: int | None,
                      kind: str, strategy: str) -> int:
