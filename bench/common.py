@@ -1,11 +1,13 @@
 """Shared by the benchmarks: a private copy of the example app and $HEADWAY_HOME, the CLI as a
-subprocess, and wrk (loopback only, bounded in time) with its output parsed."""
+subprocess, wrk (loopback only, bounded in time, or until stopped) with its output parsed, the
+router's own counters, and the machine with its load average."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,6 +60,22 @@ def wrk(url: str, seconds: float, *, connections: int = 16) -> subprocess.Popen[
                              url], stdout=subprocess.PIPE, text=True)
 
 
+class LongWrk:
+    """wrk for as long as a sequence of steps takes: started with a long -d (an upper bound,
+    `limit_s`) and stopped with SIGINT, on which wrk prints its summary over the time it ran."""
+
+    def __init__(self, url: str, *, connections: int = 16, limit_s: float = 7200) -> None:
+        self.started = time.monotonic()
+        self.proc = wrk(url, limit_s, connections=connections)
+
+    def stop(self) -> tuple[dict[str, float], float]:
+        """wrk's parsed summary and the seconds it ran."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        stdout, _ = self.proc.communicate(timeout=60)
+        return parse_wrk(stdout), round(time.monotonic() - self.started, 1)
+
+
 def parse_wrk(text: str) -> dict[str, float]:
     def num(pattern: str) -> float:
         m = re.search(pattern, text)
@@ -80,7 +98,36 @@ def _ms(text: str, label: str) -> float:
 def machine() -> dict[str, object]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
             "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False
-                                      ).stdout.split("\n")[0], "date": time.strftime("%Y-%m-%d")}
+                                      ).stdout.split("\n")[0], "date": time.strftime("%Y-%m-%d"),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+ROUTER_STATS = ("max_total_time_seconds", "max_connect_time_seconds",
+                "max_response_time_seconds", "max_queue_time_seconds",
+                "connection_errors_total", "response_errors_total", "retry_warnings_total",
+                "redispatch_warnings_total", "http_responses_total")
+
+
+def router_stats(metrics_port: int, backend: str = "") -> dict[str, float]:
+    """The router's own view of a backend (HAProxy's Prometheus exporter): the longest
+    request, connect and response times since it started, and its error, retry and
+    redispatch counters (summed over the backends whose name contains `backend`)."""
+    import httpx
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics?scope=backend",
+                         timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'haproxy_backend_(\w+)\{proxy="([^"]+)"[^}]*\} (\S+)', line)
+        if not m or m.group(1) not in ROUTER_STATS or backend not in m.group(2):
+            continue
+        value, key = float(m.group(3)), m.group(1)
+        out[key] = max(out.get(key, 0.0), value) if key.startswith("max_") else \
+            out.get(key, 0.0) + value
+    return out
 
 
 class TimedLoad:

@@ -9,19 +9,15 @@ runs as the build cache."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import secrets as random
-import shutil
 import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +30,11 @@ from headway.errors import RuntimeFailure
 from headway.runtime import engines
 from headway.runtime.container import EXPORT, Box, run_argv, secret_folder
 from headway.spec.models import ProcessSpec
-from tests import images
 from tests.conftest import App, agent_pid, assert_nowhere, wait_for
+from tests.dockerd import DOCKER, DockerdMissing, client_bin, own_dockerd
 from tests.load import Load
 from tests.test_containers import REGISTRY_PASSWORD, WORKER, registry  # noqa: F401
 
-DOCKER = "/usr/bin/docker"  # Debian's client; a static one of another version is on PATH too
-CACHE = Path("/var/tmp/headway-test-docker")
 MOUNT = "type=bind,source=/dev/shm/headway/x/mac,target=/run/secrets/headway-API,readonly"
 
 
@@ -75,7 +69,7 @@ def test_docker_argv_of_an_instance_and_of_a_one_off_command() -> None:
 def test_a_docker_daemon_that_does_not_answer_is_named_with_what_to_do(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
-    monkeypatch.setenv("PATH", f"{_client_bin(tmp_path)}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{client_bin(tmp_path)}:{os.environ['PATH']}")
     with pytest.raises(RuntimeFailure) as caught:
         engines.find("docker")
     assert f"the Docker daemon does not answer at unix://{tmp_path}/none.sock" in \
@@ -84,83 +78,15 @@ def test_a_docker_daemon_that_does_not_answer_is_named_with_what_to_do(
 
 
 # the engine ----------------------------------------------------------------------------------
-def _client_bin(folder: Path) -> Path:
-    """A folder whose `docker` is Debian's client, to put first on PATH."""
-    bin_dir = folder / "docker-client"
-    bin_dir.mkdir(exist_ok=True)
-    if not (bin_dir / "docker").exists():
-        (bin_dir / "docker").symlink_to(DOCKER)
-    return bin_dir
-
-
-def _free_subnet() -> ipaddress.IPv4Network:
-    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True,
-                          check=True).stdout
-    for n in range(256):
-        net = ipaddress.IPv4Network(f"172.29.{n}.0/24")
-        if f" 172.29.{n}." not in used:
-            return net
-    raise AssertionError("no free 172.29.x.0/24 for the test daemon's bridge")
-
-
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[str]:
-    """A Docker daemon of the tests' own: its socket, exec root, bridge (NAT to the outside,
-    for builds that install packages) and data root, kept in /var/tmp as the cache unless
-    another run holds it. Sets DOCKER_HOST and Debian's client first on PATH for the session."""
-    if not Path("/usr/sbin/dockerd").exists() or not Path(DOCKER).exists():
-        pytest.fail("docker.io is not installed: run scripts/setup.sh")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    lock = open(CACHE / "lock", "w")  # noqa: SIM115 - held for the session
+    """A Docker daemon of the tests' own (tests/dockerd.py): its socket, exec root, bridge and
+    data root. Sets DOCKER_HOST and Debian's client first on PATH for the session."""
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        data, scratch = CACHE / "data", None
-    except BlockingIOError:
-        scratch = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="headway-dockerd-"))
-        data = scratch
-    run = Path(tempfile.mkdtemp(prefix="hwd-"))
-    bridge, net = f"hwd{os.getpid() % 10**6}", _free_subnet()
-    gateway = f"{net.network_address + 1}/{net.prefixlen}"
-    masq = ["POSTROUTING", "-s", str(net), "!", "-o", bridge, "-j", "MASQUERADE"]
-    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", gateway, "dev", bridge], check=True)
-    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
-    subprocess.run(["iptables", "-t", "nat", "-A", *masq], check=True)
-    host = f"unix://{run}/docker.sock"
-    log = open(run / "dockerd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["/usr/sbin/dockerd", "--data-root", str(data), "--exec-root", str(run / "exec"),
-         "-H", host, "--pidfile", str(run / "docker.pid"), "--bridge", bridge,
-         "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--shutdown-timeout", "2"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=dict(os.environ, PATH=f"{os.environ['PATH']}:/usr/sbin:/usr/bin"))
-    saved = {k: os.environ.get(k) for k in ("DOCKER_HOST", "PATH")}
-    try:
-        os.environ["DOCKER_HOST"] = host
-        os.environ["PATH"] = f"{_client_bin(run)}:{os.environ['PATH']}"
-        wait_for(lambda: subprocess.run([DOCKER, "version"], capture_output=True,
-                                        check=False).returncode == 0, "dockerd to answer", 60)
-        images.ensure_docker([DOCKER])
-        yield host
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-        leftovers = subprocess.run([DOCKER, "--host", host, "ps", "-aq"], capture_output=True,
-                                   text=True, check=False).stdout.split()
-        if leftovers:
-            subprocess.run([DOCKER, "--host", host, "rm", "-f", *leftovers],
-                           capture_output=True, check=False)
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        subprocess.run(["iptables", "-t", "nat", "-D", *masq], check=False)
-        subprocess.run(["ip", "link", "del", bridge], check=False)
-        shutil.rmtree(run, ignore_errors=True)
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-        lock.close()
+        with own_dockerd() as host:
+            yield host
+    except DockerdMissing as missing:
+        pytest.fail(str(missing))
 
 
 def docker(*args: str) -> str:
