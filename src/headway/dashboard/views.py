@@ -102,8 +102,7 @@ def deploy(store: Store, app: str, env: str) -> dict[str, Any] | None:
     if d["status"] != "running" and (d["finished"] or 0) < time.time() - RECENT:
         return None
     steps: list[dict[str, Any]] = []
-    for row in store.q("SELECT step, phase, ts FROM journal WHERE deploy=? ORDER BY seq",
-                       d["id"]):
+    for row in store.journal_of(d["id"]):
         if row["phase"] == "begin":
             steps.append({"step": row["step"], "started": row["ts"], "done": None})
         elif steps and steps[-1]["step"] == row["step"]:

@@ -323,9 +323,9 @@ class Store:
         self.db.execute("INSERT INTO journal VALUES(?,?,?,?,?)",
                         (deploy, seq, step, phase, time.time()))
 
-    def journal_of(self, deploy: int) -> list[tuple[str, str]]:
-        return [(r["step"], r["phase"]) for r in
-                self.q("SELECT step, phase FROM journal WHERE deploy=? ORDER BY seq", deploy)]
+    def journal_of(self, deploy: int) -> list[sqlite3.Row]:
+        """The deploy's journal in order: step, phase ("begin"/"done"...) and ts of each line."""
+        return self.q("SELECT step, phase, ts FROM journal WHERE deploy=? ORDER BY seq", deploy)
 
     def interrupted_deploys(self, app: str, env: str) -> list[dict[str, Any]]:
         """Deploys still marked running whose process is gone (killed, crashed). Releases whose
