@@ -95,7 +95,10 @@ def test_compose_files_validate_and_wire_accessories_env_and_secrets(app: App) -
     refused = generate(app, check=False)
     assert refused.returncode == 2 and f"{app.dir / 'compose.yaml'} exists" in refused.stderr
     assert "--force" in refused.stderr
+    app.configure(accessories__db='scheme = "postgres"')  # e.g. Tortoise ORM's scheme
     generate(app, "--force")
+    web = yaml.safe_load((app.dir / "compose.yaml").read_text())["services"]["web"]
+    assert web["environment"]["DATABASE_URL"] == "postgres://hello:${DB_PASSWORD}@db:5432/hello"
     assert dotenv.read_text().count("DB_PASSWORD=") == 1
     assert values["DB_PASSWORD"] in dotenv.read_text()
     assert (app.dir / ".gitignore").read_text().count(".env") == 1

@@ -346,9 +346,13 @@ def test_accessory_parts_reach_the_app_as_variables_pinned_like_secrets(app: App
     url = urllib.parse.urlsplit(exported["DATABASE_URL"])
     assert exported["DB_PASSWORD"] == urllib.parse.unquote(url.password or "")
     assert (exported["DB_HOST"], exported["DB_PORT"]) == ("127.0.0.1", str(url.port))
-    # dropping a part from env removes its variable at the next deploy
-    app.configure(accessories__db='env = { DB_HOST = "host" }', release='command = "true"')
+    # dropping a part from env removes its variable at the next deploy; a scheme set later
+    # rewrites the URL, password kept
+    app.configure(accessories__db='env = { DB_HOST = "host" }\nscheme = "postgres"',
+                  release='command = "true"')
     app.run("deploy")
+    later = app.run("secrets", "export").stdout
+    assert f"DATABASE_URL=postgres://{exported['DATABASE_URL'].split('://', 1)[1]}" in later
     names = json.loads(app.run("secrets", "list", "--json").stdout)
     names = [n["name"] if isinstance(n, dict) else n for n in names]
     assert "DB_HOST" in names and "DB_PASSWORD" not in names

@@ -5,6 +5,7 @@ the secret store under `url_env`, so it reaches the app like any secret and nowh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -88,6 +89,7 @@ def ensure(store: Store, spec: Spec, env: str, progress: Any) -> None:
         if want.port and want.port != acc.port:
             raise ConfigError(f"accessories.{name}.port: it runs on {acc.port}; a port cannot "
                               "change once the app has its URL")
+        acc = _sync_scheme(store, acc, want, progress)
         _sync_parts(store, acc, want.env, progress)
         if not alive(acc):
             progress(f"starting {acc.label}", app=app, env=env, step="accessory")
@@ -133,6 +135,25 @@ def url_parts(url: str) -> dict[str, str]:
     return {"url": url, "host": u.hostname or "", "port": str(u.port or ""),
             "user": urllib.parse.unquote(u.username or ""),
             "password": urllib.parse.unquote(u.password or ""), "database": u.path.lstrip("/")}
+
+
+def _sync_scheme(store: Store, acc: Accessory, want: AccessorySpec,
+                 progress: Any) -> Accessory:
+    """A changed postgres `scheme` rewrites the URL secret's scheme, password kept."""
+    if acc.spec.type != "postgres" or want.scheme == acc.spec.scheme:
+        return acc
+    vault = Vault(store, load_key(store.home, create=False))
+    url = vault.values(acc.app, acc.env).get(acc.spec.env_name)
+    if url is not None:
+        rest = url.reveal().split("://", 1)[1]
+        vault.set(acc.app, acc.env, acc.spec.env_name,
+                  Secret(f"{want.scheme or 'postgresql'}://{rest}"))
+    spec = acc.spec.model_copy(update={"scheme": want.scheme})
+    store.db.execute("UPDATE accessories SET spec=? WHERE app=? AND env=? AND name=?",
+                     (spec.model_dump_json(), acc.app, acc.env, acc.name))
+    progress(f"{acc.label}: its URL's scheme is now {want.scheme or 'postgresql'}",
+             app=acc.app, env=acc.env, step="accessory")
+    return dataclasses.replace(acc, spec=spec)
 
 
 def _sync_parts(store: Store, acc: Accessory, wanted: Mapping[str, str],

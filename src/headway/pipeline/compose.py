@@ -74,7 +74,7 @@ def accessory_parts(name: str, acc: AccessorySpec, app: str) -> dict[str, str]:
     port = str(INNER_PORT[acc.type])
     if acc.type == "postgres":
         user, database = acc.user or _pg_name(app), acc.database or _pg_name(app)
-        url = f"postgresql://{user}:{password}@{name}:{port}/{database}"
+        url = f"{acc.scheme or 'postgresql'}://{user}:{password}@{name}:{port}/{database}"
     else:
         user, database = "", "0"
         url = f"redis://:{password}@{name}:{port}/0"
