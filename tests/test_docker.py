@@ -153,6 +153,10 @@ def test_docker_deploys_switch_refuse_roll_back_and_survive_kill_9_without_a_fai
     assert_nowhere(token, app.home)
     folder = secret_folder(app.home, "hello", "production")
     assert [oct(p.stat().st_mode & 0o777) for p in folder.iterdir()] == ["0o400"]
+    purls = {c["purl"] for c in json.loads(app.run("sbom").stdout)["components"]}
+    assert any(p.startswith("pkg:deb/debian/libc6@") for p in purls)  # read from the image
+    assert "pkg:pypi/fastapi@0.165.0" in purls
+    assert not docker("ps", "-aq", "--filter", "status=created")  # its container is gone
 
     with Load(app.url) as load:
         victim = next(i for i in json.loads(app.run("status", "--json").stdout)["instances"]

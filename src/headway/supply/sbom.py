@@ -1,13 +1,15 @@
 """The software bill of materials of a release: the OS packages (dpkg status), Python
 distributions (dist-info METADATA) and Node packages (node_modules/*/package.json) it ships,
-each with a purl, as a CycloneDX document built with cyclonedx-python-lib. A podman release is
-read from its image (`podman image mount`, read-only); a process release from its folder's
-.venv and node_modules. Never starts a container, never changes an image, never prints."""
+each with a purl, as a CycloneDX document built with cyclonedx-python-lib. A container release
+is read from its image (`podman image mount`, read-only; docker: the files it needs, exported);
+a process release from its folder's .venv and node_modules. Never starts a container, never changes an image, never prints."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,9 +130,19 @@ def _distro(root: Path) -> str:
     return "debian"
 
 
+# the files folder_packages reads; docker copies only these out of an image
+_READ = ("var/lib/dpkg/status", "etc/os-release", "usr/lib/os-release")
+
+
 @contextmanager
 def mounted(binary: str, image_id: str) -> Iterator[Path]:
-    """The image's filesystem, mounted read-only for the block (root only)."""
+    """The image's filesystem, mounted read-only for the block (root only). Docker has no
+    `image mount`: what the SBOM reads is copied out of a container created (never started)
+    from the image and removed after."""
+    if Path(binary).name == "docker":
+        with _exported(binary, image_id) as root:
+            yield root
+        return
     try:
         where = run([binary, "image", "mount", image_id], error=RuntimeFailure,
                     what=f"{binary} image mount").strip()
@@ -146,7 +158,30 @@ def mounted(binary: str, image_id: str) -> Iterator[Path]:
         subprocess.run([binary, "image", "unmount", image_id], capture_output=True, check=False)
 
 
-def release_packages(folder: Path, binary: str = "podman") -> tuple[list[Package], str]:
+@contextmanager
+def _exported(binary: str, image_id: str) -> Iterator[Path]:
+    try:
+        box = run([binary, "create", image_id], error=RuntimeFailure,
+                  what=f"{binary} create").strip()
+    except RuntimeFailure as exc:
+        if "no such image" in exc.message.lower():
+            raise NotFound(f"image {image_id[:12]} of this release is gone",
+                           hint="deploy again to build a new release") from None
+        raise
+    try:
+        with tempfile.TemporaryDirectory(prefix="headway-sbom-") as tmp, \
+                subprocess.Popen([binary, "export", box], stdout=subprocess.PIPE) as export:
+            with tarfile.open(fileobj=export.stdout, mode="r|") as tar:
+                for member in tar:
+                    if (member.isfile() or member.issym()) and (member.name in _READ or
+                            member.name.endswith((".dist-info/METADATA", "/package.json"))):
+                        tar.extract(member, tmp, filter="data")
+            yield Path(tmp)
+    finally:
+        subprocess.run([binary, "rm", "-f", box], capture_output=True, check=False)
+
+
+def release_packages(folder: Path) -> tuple[list[Package], str]:
     """The packages of a release folder, and what was read ("image ID" or "folder PATH")."""
     if not folder.is_dir():
         raise NotFound(f"release folder {folder} is gone", hint="deploy again to build a "
@@ -155,7 +190,7 @@ def release_packages(folder: Path, binary: str = "podman") -> tuple[list[Package
     if image_file.exists():
         built = json.loads(image_file.read_text())
         workdir = str(built.get("workdir") or "/app").lstrip("/")
-        with mounted(binary, built["id"]) as root:
+        with mounted(built.get("engine", "podman"), built["id"]) as root:
             return folder_packages(root, app_dir=root / workdir, os_packages=True), \
                 f"image {built['id'][:12]}"
     return folder_packages(folder, os_packages=False), f"folder {folder}"
