@@ -54,8 +54,10 @@ def test_missing_haproxy_binary_names_the_fix(app: App) -> None:
 def test_unsupported_runtime_is_refused_before_anything_runs(app: App) -> None:
     toml = app.dir / "headway.toml"
     toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "kubernetes"'))
-    result = app.run("deploy", check=False)
-    assert result.returncode == 2 and 'app.runtime: "kubernetes" is not available' in result.stderr
+    result = subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir,
+                            env=dict(app.env(), KUBECONFIG=str(app.home / "no-kubeconfig")),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "no kubeconfig: KUBECONFIG=" in result.stderr
     toml.write_text(toml.read_text().replace('runtime = "kubernetes"', 'runtime = "docker"'))
     result = subprocess.run([sys.executable, "-m", "headway", "deploy"], cwd=app.dir,
                             env=dict(app.env(), DOCKER_HOST=f"unix://{app.home}/no.sock"),

@@ -93,6 +93,8 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
     """Build a release of the app and put it live with zero downtime."""
     from headway.cli import output
 
+    if kube_cli().deploy(ctx, dry_run=dry_run, force=force):  # runtime = "kubernetes"
+        return
     spec = ctx.spec()
     ctx.effective_config()  # refuses before anything runs if a required secret is missing
     if servers_cli().fleet_deploy(ctx, spec, dry_run=dry_run, force=force):  # [servers]: SSH
@@ -115,6 +117,8 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
 def rollback(options: Options, release: int | None) -> None:
     """Put the previous good release (or RELEASE) live again. Never rebuilds."""
     if servers_cli().fleet_rollback(options, release):  # [servers]: on every host
+        return
+    if kube_cli().rollback(options, release):  # runtime = "kubernetes"
         return
     # what output.Context.store() and .engine() do, without importing output (rich) before
     # the switch; it is imported for the first line printed, which comes after the switch
@@ -200,7 +204,7 @@ def releases(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> None
     """List the app's releases, newest first."""
     from headway.cli import output
 
-    if servers_cli().fleet_releases(ctx, as_json, hosts):
+    if servers_cli().fleet_releases(ctx, as_json, hosts) or kube_cli().releases(ctx, as_json):
         return
     store = ctx.recovered_store()
     live = {t["release"]: t for t in ctx.traffic(store, ctx.app())}
@@ -223,7 +227,7 @@ def status(ctx: output.Context, as_json: bool, watch: bool, interval: float,
     from headway.agent.control import no_healthy_server
     from headway.cli import output
 
-    if servers_cli().fleet_status(ctx, as_json, hosts):
+    if servers_cli().fleet_status(ctx, as_json, hosts) or kube_cli().status(ctx, as_json, watch):
         return
     if watch:
         output.watch_status(ctx, interval)
@@ -265,6 +269,9 @@ def logs(ctx: output.Context, follow: bool, process: str | None, lines: int | No
     """The instances' output, each line tagged with its instance."""
     from headway.cli import output
 
+    if kube_cli().logs(ctx, follow=follow, process=process, lines=lines, since=since, grep=grep,
+                       release=release, as_json=as_json):  # runtime = "kubernetes"
+        return
     only = output.log_filter(since, grep)
     output.logs(ctx.recovered_store(), ctx.app(), ctx.env, process=process, lines=lines,
                 follow=follow, as_json=as_json, release=release, only=only)
@@ -476,6 +483,12 @@ def servers_cli() -> Any:
     from headway.cli import servers
 
     return servers
+
+
+def kube_cli() -> Any:
+    from headway.cli import kube_runtime
+
+    return kube_runtime
 
 
 def register_all(group: click.Group) -> None:

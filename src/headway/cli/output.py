@@ -52,11 +52,7 @@ class Context:
     def spec(self) -> Any:
         from headway.spec import load_spec
 
-        spec = load_spec(self.config)
-        if spec.app.runtime == "kubernetes":
-            raise ConfigError(f"{self.config}: app.runtime: \"kubernetes\" is not available "
-                              "in this version of Headway",
-                              hint='use runtime = "podman", "process" or "auto"')
+        spec = load_spec(self.config)  # runtime "kubernetes": cli/kube_runtime.py's commands
         self._check_env_name(spec)
         return spec
 

@@ -145,7 +145,7 @@ class AppSpec(Model):
     name: str = Field(pattern=NAME, description="app name: lowercase letters, digits, dashes")
     runtime: Literal["auto", "process", "podman", "docker", "kubernetes"] = Field(
         "auto", description="where instances run; auto = podman when it works, else docker "
-        "when its daemon answers, else process (kubernetes: not yet)"
+        "when its daemon answers, else process; kubernetes = [kubernetes] context's cluster"
     )
     path: str = Field(".", description="app folder, relative to headway.toml")
     secrets: list[str] = Field(default_factory=list,
@@ -478,6 +478,8 @@ class KubernetesSpec(Model):
 
     namespace: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
                                   description="namespace of every object; default: APP-ENV")
+    context: str | None = Field(None, description="runtime kubernetes: the kubeconfig context "
+                                "deployed to; default: its current-context")
     ingress_class: str | None = Field(None, description="ingressClassName of the Ingress; "
                                       "default: the cluster's default class")
     ingress_namespace: str = Field("ingress-nginx", description="namespace of the ingress "
