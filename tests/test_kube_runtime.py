@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from headway.errors import ConfigError, RuntimeFailure
+from headway.kube.cluster import Cluster
 from headway.kube.release import Kept, leaks, retention
 from headway.kube.rollout import available
 from tests.fake_kube_api import FakeKubeAPI
@@ -37,6 +39,12 @@ replicas = 2
 
 [processes.web.health]
 path = "/up"
+
+[processes.worker]
+command = "python3 -c 'import time; time.sleep(1e9)'"
+cpus = 0.1
+memory = "64m"
+autoscale = {{ min = 1, max = 3 }}
 
 [release]
 command = "python3 -c 'print(1)'"
@@ -134,6 +142,9 @@ def test_deploy_switches_the_service_then_a_second_deploy_and_a_rollback(
     assert kube_app.run("deploy", "--force").stdout.count("release 2 is live") == 1
     assert selected(api) == "2" and replicas(api, "hello-web-r2") == 2
     assert replicas(api, "hello-web-r1") == 0  # keep_previous = "0s": scaled down at once
+    assert replicas(api, "hello-worker-r1") == 0
+    hpa = api.get(NS, "horizontalpodautoscalers", "hello-worker")
+    assert hpa is not None and hpa["spec"]["scaleTargetRef"]["name"] == "hello-worker-r2"
 
     rows = json.loads(kube_app.run("releases", "--json").stdout)
     assert [(r["number"], r["status"]) for r in rows] == [(2, "live"), (1, "retired")]
@@ -225,3 +236,20 @@ def test_a_secret_value_outside_a_secret_is_found() -> None:
     objs = [{"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"X": "abcd1234"}},
             {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"X": "abcd1234"}}]
     assert leaks(objs, {"abcd1234"}) == ["ConfigMap c"]
+
+
+def test_kubeconfig_list_conflict_and_context_in_process(api: FakeKubeAPI, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """KUBECONFIG is a list as kubectl reads it; a 409 names the object (no subprocess)."""
+    config = api.kubeconfig(tmp_path / "second", context="other")
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'absent'}:{config}")
+    cluster = Cluster.connect(None, NS)
+    assert cluster.context == "other" and cluster.namespace_exists()
+    with pytest.raises(ConfigError, match="'nope' is not a context of KUBECONFIG=.*other"):
+        Cluster.connect("nope", NS)
+    api.conflicts.add("Service/hello-web")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello-web"},
+               "spec": {"ports": [{"port": 80}]}}
+    with pytest.raises(RuntimeFailure, match="PATCH Service hello-web .*conflicts"):
+        cluster.apply(service)
+    assert cluster.get("Service", "hello-web") is None

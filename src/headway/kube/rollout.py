@@ -262,6 +262,7 @@ class Rollout:
             self.cluster.patch("Deployment", d["metadata"]["name"], {"spec": {"replicas": replicas}})
         self.wait_available(deployments, target)
         self.go_live(rel.switch(self.spec, self.env, target), target, live)
+        self.tidy(target)
         return Outcome(target, live, f"release {target} is live again"
                        + (f" (release {live} kept warm)" if live else ""))
 

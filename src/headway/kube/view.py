@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from headway.errors import ConfigError
 from headway.kube import release as rel
 from headway.kube.cluster import Cluster, Obj
 from headway.kube.rollout import Rollout, available
@@ -73,7 +74,10 @@ def pods_of(cluster: Cluster, app: str, env: str, *, process: str | None = None,
 def logs(rollout: Rollout, *, process: str | None, release: int | None, lines: int,
          grep: str | None) -> list[Row]:
     """The last `lines` of each pod's log, as rows {pod, release, line}."""
-    pattern = re.compile(grep) if grep else None
+    try:
+        pattern = re.compile(grep) if grep else None
+    except re.error as exc:
+        raise ConfigError(f"--grep {grep!r}: not a regular expression ({exc})") from None
     out: list[Row] = []
     for pod in pods_of(rollout.cluster, rollout.app, rollout.env, process=process,
                        release=release):
