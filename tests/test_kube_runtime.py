@@ -185,8 +185,7 @@ def test_a_release_that_fails_leaves_the_service_on_the_previous_one(
 
 def test_bad_input_is_refused_with_what_to_do(kube_app: KubeApp, api: FakeKubeAPI,
                                               tmp_path: Path) -> None:
-    missing = kube_app.run("deploy", code=2, KUBECONFIG=str(tmp_path / "none"))
-    assert "no kubeconfig: KUBECONFIG=" in missing.stderr
+    # no kubeconfig at all: tests/test_cli.py::test_unsupported_runtime_is_refused_before_...
     api.kubeconfig(tmp_path / "no-current", current=False)
     no_context = kube_app.run("deploy", code=2, KUBECONFIG=str(tmp_path / "no-current"))
     assert "no kube context" in no_context.stderr and "use-context" in no_context.stderr
@@ -209,6 +208,11 @@ def test_bad_input_is_refused_with_what_to_do(kube_app: KubeApp, api: FakeKubeAP
     forbidden = kube_app.run("deploy", code=2)
     assert "context fake may not PATCH ServiceAccount hello" in forbidden.stderr
     assert api.applied() == []
+
+    api.forbidden.clear()
+    dry = kube_app.run("deploy", "--dry-run")
+    assert "release 1 would apply: ServiceAccount hello" in dry.stdout
+    assert "Deployment hello-web-r1" in dry.stdout and api.applied() == []
 
     api.stop()
     unreachable = kube_app.run("status", code=6)

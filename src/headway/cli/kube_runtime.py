@@ -30,17 +30,17 @@ def on_kubernetes(config: Path) -> bool:
     return isinstance(app, dict) and app.get("runtime") == "kubernetes"
 
 
-def _rollout(config: Path, env: str, *, progress: Any = None) -> Any:
+def _rollout(config: Path, env: str, *, spec: Any = None) -> Any:
     from headway.kube.cluster import Cluster
     from headway.kube.release import refuse_unsupported
     from headway.kube.rollout import Rollout
     from headway.spec import load_spec
 
-    spec = load_spec(config)
+    spec = spec or load_spec(config)
     refuse_unsupported(spec, str(config))
     namespace = spec.kubernetes.namespace or f"{spec.app.name}-{env}"
     cluster = Cluster.connect(spec.kubernetes.context, namespace)
-    return Rollout(cluster, spec, env, progress=progress or _progress)
+    return Rollout(cluster, spec, env, progress=_progress)
 
 
 def _progress(message: str) -> None:
@@ -84,8 +84,8 @@ def deploy(ctx: Any, *, dry_run: bool, force: bool) -> bool:
         return False
     from headway.cli import output
 
-    rollout = _rollout(ctx.config, ctx.env)
-    spec = rollout.spec
+    spec = ctx.spec()  # with its checks (a --env that looks like a typo)
+    rollout = _rollout(ctx.config, ctx.env, spec=spec)
     secrets, secrets_print = _secrets(spec, ctx.env, ctx.config)
     image = _image(spec, ctx.source(spec))
     if image.tag == "latest":
