@@ -177,6 +177,7 @@ def test_a_release_that_fails_leaves_the_service_on_the_previous_one(
     assert "release 3 refused: the release command failed" in refused.stderr
     assert "error: relation already exists" in refused.stderr  # the Job pod's log
     assert api.get(NS, "deployments", "hello-web-r3") is None and selected(api) == "1"
+    assert api.get(NS, "secrets", "hello-secrets-r3") is None  # no copy of the values left
     rows = json.loads(kube_app.run("releases", "--json").stdout)
     assert [(r["number"], r["status"]) for r in rows] == [(3, "refused"), (2, "failed"),
                                                           (1, "live")]
@@ -257,3 +258,23 @@ def test_kubeconfig_list_conflict_and_context_in_process(api: FakeKubeAPI, tmp_p
     with pytest.raises(RuntimeFailure, match="PATCH Service hello-web .*conflicts"):
         cluster.apply(service)
     assert cluster.get("Service", "hello-web") is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("cpus = 0.1\n", ""), "headway.toml: processes.worker.autoscale: a HorizontalPod"),
+    (("", ""), None),
+    (("[kubernetes]", '[accessories.db]\ntype = "postgres"\n[kubernetes]'),
+     "accessories.db: runtime \"kubernetes\" runs no accessory"),
+])
+def test_what_the_runtime_does_not_do_is_refused_before_the_cluster(
+        change: tuple[str, str], message: str | None) -> None:
+    from headway.kube.release import refuse_unsupported
+    from headway.spec.load import parse_spec
+
+    text = TOML.format(timeout="5s", namespace=NS).replace(*change)
+    if message is None:
+        text = text.replace("[deploy]\n", '[deploy]\nstrategy = "canary"\n')
+        message = "deploy.strategy = 'canary' is not built for runtime \"kubernetes\""
+    with pytest.raises(ConfigError) as refused:
+        refuse_unsupported(parse_spec(text, source="headway.toml"), "headway.toml")
+    assert message in refused.value.message

@@ -19,6 +19,7 @@ from headway.kube.objects import (
     Build,
     Image,
     Obj,
+    check,
     config_map,
     config_name,
     deployment,
@@ -77,6 +78,11 @@ def refuse_unsupported(spec: Spec, config: str) -> None:
                               f"headway secrets set {acc.env_name}")
     if "web" not in spec.processes:
         raise ConfigError(f"{config}: runtime \"kubernetes\" needs a [processes.web]")
+    try:
+        check(spec)  # what the API would refuse or ignore (an HPA without a CPU request)
+    except ConfigError as exc:
+        exc.message = f"{config}: {exc.message}"
+        raise
 
 
 def deployment_name(app: str, process: str, number: int) -> str:

@@ -146,10 +146,14 @@ class Rollout:
             if failed or self.clock() > deadline:
                 why = (failed or {}).get("message") or (failed or {}).get("reason") \
                     or "it did not complete in time"
+                tail = self.pod_logs({"job-name": name})
+                # the Job stays for its logs (its TTL removes it); no Deployment reads these
+                self.cluster.delete("Secret", rel.secret_name_of(self.app, number))
+                self.cluster.delete("ConfigMap", rel.config_name_of(self.app, number))
                 raise DeployFailed(f"release {number} refused: the release command failed "
                                    f"(Job {name}: {why}); nothing was switched",
                                    hint=f"kubectl -n {self.cluster.namespace} logs job/{name}",
-                                   log_tail=self.pod_logs({"job-name": name}))
+                                   log_tail=tail)
             self.sleep(POLL)
 
     def wait_available(self, deployments: list[Obj], number: int) -> None:
