@@ -188,6 +188,18 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
         "index.js": "const multer = require('multer');\nconst upload = multer({ dest: "
                     "'uploads/' });\n",
     }, {"volumes": {"uploads": "uploads"}, "command": "node index.js"}),
+    ("flask-log-folder-or-stdout", {  # microblog's shape: logs/ made unless LOG_TO_STDOUT
+        "requirements.txt": "flask\ngunicorn\n",
+        "app.py": "import os\nfrom flask import Flask\napp = Flask(__name__)\n"
+                  "if os.environ.get('LOG_TO_STDOUT'):\n    pass\nelse:\n"
+                  "    if not os.path.exists('logs'):\n        os.mkdir('logs')\n",
+    }, {"env": {"LOG_TO_STDOUT": "1"}, "volumes": {}}),
+    ("folders-made-at-run-time", {
+        "package.json": '{"main": "index.js", "dependencies": {"express": "^4"}}',
+        "index.js": "const fs = require('fs');\nfs.mkdirSync('./exports', { recursive: true });"
+                    "\nfs.mkdirSync(tmpdir);\n",
+        "worker.py": "from pathlib import Path\nPath('reports').mkdir(exist_ok=True)\n",
+    }, {"volumes": {"exports": "exports", "reports": "reports"}}),
     ("node-pg-bare-pool", {
         "package.json": '{"main": "db.js", "dependencies": {"pg": "^8"}}',
         "db.js": "const { Pool } = require('pg');\nexport const pool = new Pool();\n",

@@ -115,6 +115,14 @@ SQLITE = re.compile(r"sqlite(?:\+\w+)?:///(?!/)(?:\./)?([\w./-]+)|"
                     r"[\"'`]([\w-]+)[\"'`]\s*[,/]\s*[\"'`]([\w.-]+\.(?:db|sqlite3?))[\"'`]")
 UPLOADS = re.compile(r"\b(?:MEDIA_ROOT|UPLOAD_FOLDER|UPLOAD_DIR|UPLOADS_DIR|dest|destination)\s*"
                      r"[:=]\s*(?:[^\n]*?[\"'`](?:\./)?([a-z][\w-]*)/?[\"'`])")
+# a folder the app makes in its working directory at run time (microblog's `os.mkdir('logs')`
+# for its log file): a release's folder is not the app's to write, so it becomes a volume
+MKDIR = re.compile(r"\b(?:os\.(?:mkdir|makedirs)|(?:fs\.)?mkdirSync|fs\.promises\.mkdir)\(\s*"
+                   r"[\"'`](?:\./)?([a-z][\w-]*)/?[\"'`]\s*[,)]|"
+                   r"\bPath\(\s*[\"'](?:\./)?([a-z][\w-]*)/?[\"']\s*\)\s*\.mkdir\b")
+# a switch that sends the app's log to stdout instead of a file (Heroku's LOG_TO_STDOUT=1):
+# stdout is what `headway logs` keeps, so init sets it
+LOG_TO_STDOUT = re.compile(r"^(?:[A-Z]+_)?LOGS?_(?:TO_)?STDOUT$")
 
 
 @dataclass
@@ -174,6 +182,7 @@ def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
     _classify([replace(v, optional=v.optional or v.name in other or
                        v.where.split(":")[0] in elsewhere)
                for v in variables.values() if v.name not in wired], needs)
+    _made_folders(files, needs)
     _allowed_hosts(files, variables, needs)
     _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
@@ -328,6 +337,9 @@ def _classify(variables: list[Var], needs: Needs) -> None:
             (needs.optional_secrets if var.optional else needs.secrets).append(var)
         elif var.name in DEV_FLAGS:
             needs.unset.append(Var(var.name, var.where, True, None))
+        elif LOG_TO_STDOUT.match(var.name) and not var.example:
+            why = f"{var.where}: the log goes to stdout, which `headway logs` shows"
+            needs.env[var.name] = ("1", why)
         elif var.example is not None and not PLACEHOLDER.search(var.example) and \
                 "localhost" not in var.example and "127.0.0.1" not in var.example:
             needs.env[var.name] = (var.example, var.example_file)
@@ -451,6 +463,17 @@ def _volumes(files: dict[str, str], *, has_postgres: bool, needs: Needs) -> None
                     "own folder: each release starts from the committed copy, so its data "
                     "does not survive a deploy", 'put it in a folder, e.g. data/, and set '
                     '[volumes] data = "data"'))
+
+
+def _made_folders(files: dict[str, str], needs: Needs) -> None:
+    """Folders the app creates under its working directory: kept as volumes (a log folder
+    needs none when the log goes to stdout)."""
+    to_stdout = any(LOG_TO_STDOUT.match(name) for name in needs.env)
+    for name, body in files.items():
+        for m in MKDIR.finditer(body):
+            path = m.group(1) or m.group(2)
+            if not (to_stdout and path.rstrip("s") == "log"):
+                _volume(path, f"{name}:{_line(body, m.start())} creates it", needs)
 
 
 def _volume(path: str, why: str, needs: Needs) -> None:
