@@ -771,3 +771,24 @@ def test_a_settings_module_picked_only_on_another_platform_asks_for_nothing(
     assert spec.app.secrets == [] and "WEBSITE_HOSTNAME" not in text
     assert not any("AZURE_POSTGRESQL" in n for n in notes)
     assert "AZURE_POSTGRESQL_HOST" in text  # listed as optional, for the reader
+
+
+def test_a_driver_scheme_the_apps_compose_gives_its_url_is_the_accessorys(
+        tmp_path: Path) -> None:
+    """fastapi-sqlmodel-alembic's shape: the engine takes DATABASE_URL as it is, and the
+    app's compose file gives it postgresql+asyncpg://; the accessory's URL gets that scheme."""
+    files = {"requirements.txt": "fastapi\nuvicorn\nsqlmodel\nasyncpg\n",
+             "app/__init__.py": "",
+             "app/db.py": "import os\nfrom sqlmodel import create_engine\nfrom sqlmodel.ext."
+                          "asyncio.session import AsyncEngine\nengine = AsyncEngine(create_"
+                          "engine(os.environ.get('DATABASE_URL')))\n",
+             "app/main.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+             "docker-compose.yml": "services:\n  web:\n    build: .\n    environment:\n"
+                                   "      - DATABASE_URL=postgresql+asyncpg://u:p@db:5432/foo\n"}
+    spec, _, notes = init(write(tmp_path / "a", files))
+    assert spec.accessories["db"].scheme == "postgresql+asyncpg"
+    assert not any("asyncpg://" in n for n in notes)
+    files["docker-compose.yml"] = files["docker-compose.yml"].replace("+asyncpg", "")
+    spec, _, notes = init(write(tmp_path / "b", files))  # no driver named: a note, as before
+    assert spec.accessories["db"].scheme is None
+    assert any("wants a postgresql+asyncpg:// URL" in n for n in notes)

@@ -92,8 +92,9 @@ SETTINGS = [  # (accessory, pattern in code/settings, what it is)
 ]
 
 # SQLAlchemy's asyncio engine: it wants a postgresql+asyncpg:// URL (`databases` or a sync
-# engine beside asyncpg take postgresql:// as it is)
-ASYNC_ENGINE = re.compile(r"\b(?:create_async_engine|async_engine_from_config)\b|"
+# engine beside asyncpg take postgresql:// as it is); SQLModel's AsyncEngine(create_engine(..))
+# is one too
+ASYNC_ENGINE = re.compile(r"\b(?:create_async_engine|async_engine_from_config|AsyncEngine\()|"
                           r"postgres(?:ql)?\+asyncpg:")
 
 PLATFORM_MODULE = re.compile(r"[\"']([\w.]+)[\"']\s+if\s+[\"'][A-Z][A-Z0-9_]*[\"']\s+in\s+"
@@ -275,15 +276,31 @@ def _accessories(folder: Path, files: dict[str, str], deps: set[str], dep_files:
 
 
 def _url_values(folder: Path, top: Path | None) -> dict[str, str]:
-    """Variables the app's compose or env files give a database URL: VAR -> accessory type."""
+    """Variables the app's compose or env files give a database URL: VAR -> its scheme."""
     out: dict[str, str] = {}
     for where in dict.fromkeys([folder, top or folder]):
         for pattern in URL_FILES:
             for path in sorted(where.glob(pattern)):
                 for m in URL_VALUE.finditer(read(path)):
-                    out.setdefault(m.group(1), "redis" if m.group(2).startswith("redis")
-                                   else "postgres")
+                    out.setdefault(m.group(1), m.group(2))
     return out
+
+
+def _kind(scheme: str) -> str:
+    return "redis" if scheme.startswith("redis") else "postgres"
+
+
+def _dialect_scheme(acc: Accessory, url_schemes: dict[str, str], needs: Needs) -> None:
+    """The app's own compose or env file gives the variable it reads a SQLAlchemy URL with a
+    driver (postgresql+asyncpg://): the accessory's URL gets that scheme, as the app expects
+    it (fastapi-sqlmodel-alembic builds its engine on that URL as it is)."""
+    scheme = url_schemes.get(acc.url_env or DEFAULT_URL[acc.type], "")
+    if acc.type != "postgres" or acc.scheme or "+" not in scheme:
+        return
+    acc.scheme = scheme
+    needs.notes = [n for n in needs.notes if "wants a postgresql+asyncpg:// URL" not in n.text]
+    needs.found.append(f'[accessories.{acc.name}] scheme = "{scheme}"  (the app\'s own '
+                       f"settings give {acc.url_env or DEFAULT_URL[acc.type]} a {scheme}:// URL)")
 
 
 def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs,
@@ -292,7 +309,7 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs,
     wired: set[str] = set()
     for acc in needs.accessories:
         parts = PARTS[acc.type]
-        named = [v for v in variables if url_values.get(v) == acc.type and
+        named = [v for v in variables if v in url_values and _kind(url_values[v]) == acc.type and
                  not any(v in names for names in parts.values())]
         urls = [v for v in [*parts["url"], *sorted(named)] if v in variables]
         if urls and DEFAULT_URL[acc.type] not in urls:
@@ -307,6 +324,7 @@ def _wire(kinds: set[str], variables: dict[str, Var], needs: Needs,
         needs.found.append(f'[accessories.{acc.name}] type = "{acc.type}"  ({acc.why}); the '
                            f"app gets {gives}")
         _default_port(acc, urls, needs)
+        _dialect_scheme(acc, url_values, needs)
         if not reads:
             needs.notes.append(Note(
                 f"the app reads no {acc.type} variable Headway knows: it gets "
