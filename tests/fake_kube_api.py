@@ -7,8 +7,9 @@ API_CALLS), and nothing else:
 - server-side apply (PATCH, application/apply-patch+yaml, fieldManager, force, dryRun=All):
   stores the object, bumps resourceVersion and (when the spec changed) generation; 409 for an
   object in `conflicts`, 422 with details.causes for one in `invalid`;
-- JSON merge patch (application/merge-patch+json) of a stored object; GET, LIST with an
-  equality labelSelector, DELETE;
+- JSON merge patch (application/merge-patch+json) of a stored object; POST (create: 409
+  AlreadyExists when the name is taken; the deploy lock's Lease); GET, LIST with an equality
+  labelSelector, DELETE;
 - a Deployment's status becomes Available `delay` seconds after its last change, unless its
   name is in `never_available`; a Job completes after `delay`, or fails when in `failing_jobs`;
 - pods made up from the Deployments and Jobs (their template's labels), and their logs;
@@ -173,6 +174,11 @@ class FakeKubeAPI:
             if self.objects.pop(key, None) is None:
                 return 404, status(404, f'{plural} "{name}" not found', "NotFound")
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+        if verb == "POST" and not name and body is not None:
+            made = (namespace, plural, str(body.get("metadata", {}).get("name", "")))
+            if made in self.objects:
+                return 409, status(409, f'{plural} "{made[2]}" already exists', "AlreadyExists")
+            return self.apply(made, body, dry_run=False, manager="create")
         if verb == "PATCH" and name and body is not None:
             if "apply-patch" in content_type:
                 return self.apply(key, body, dry_run=query.get("dryRun") == "All",

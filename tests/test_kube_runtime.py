@@ -12,13 +12,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from headway.errors import ConfigError, RuntimeFailure
+from headway.cli.main import cli
+from headway.errors import ConfigError, HeadwayError, RuntimeFailure
 from headway.kube.cluster import Cluster
 from headway.kube.release import Kept, leaks, retention
 from headway.kube.rollout import available
@@ -83,6 +86,20 @@ class KubeApp:
             f"{done.stdout}\n{done.stderr}"
         assert SECRET not in done.stdout + done.stderr
         return done
+
+    def invoke(self, *args: str, code: int = 0, **env: str) -> str:
+        """The same CLI in this process (click's runner): no interpreter to start, for the
+        refusals; its output, and a HeadwayError's message and hint as `headway` prints them."""
+        environ = {"HEADWAY_HOME": str(self.home), "KUBECONFIG": str(self.kubeconfig),
+                   "HELLO_API_TOKEN": SECRET, **env}
+        result = CliRunner().invoke(cli, ["-c", str(self.dir / "headway.toml"), *args],
+                                    env=environ)
+        error = result.exception
+        text = result.output + (f"error: {error.message}\nhint: {error.hint}"
+                                if isinstance(error, HeadwayError) else "")
+        assert int(getattr(error, "exit_code", result.exit_code)) == code, f"{text}\n{error!r}"
+        assert SECRET not in text
+        return text
 
 
 @pytest.fixture
@@ -154,6 +171,7 @@ def test_deploy_switches_the_service_then_a_second_deploy_and_a_rollback(
     assert selected(api) == "1" and replicas(api, "hello-web-r1") == 2
     status = json.loads(kube_app.run("status", "--json").stdout)
     assert status["live"] == 1 and status["namespace"] == NS and status["context"] == "fake"
+    assert api.get(NS, "leases", "hello-production-deploy") is None  # the lock is released
     logs = kube_app.run("logs", "--release", "1").stdout
     assert "hello-web-r1-fake0 | hello-web-r1-fake0 listening" in logs
     check_applied(api)
@@ -188,36 +206,47 @@ def test_bad_input_is_refused_with_what_to_do(kube_app: KubeApp, api: FakeKubeAP
                                               tmp_path: Path) -> None:
     # no kubeconfig at all: tests/test_cli.py::test_unsupported_runtime_is_refused_before_...
     api.kubeconfig(tmp_path / "no-current", current=False)
-    no_context = kube_app.run("deploy", code=2, KUBECONFIG=str(tmp_path / "no-current"))
-    assert "no kube context" in no_context.stderr and "use-context" in no_context.stderr
+    no_context = kube_app.invoke("deploy", code=2, KUBECONFIG=str(tmp_path / "no-current"))
+    assert "no kube context" in no_context and "use-context" in no_context
 
     kube_app.configure(namespace="nowhere")
-    no_ns = kube_app.run("deploy", code=2)
+    no_ns = kube_app.run("deploy", code=2)  # as a user sees it: a subprocess
     assert "namespace nowhere does not exist in context fake" in no_ns.stderr
     assert "kubectl --context fake create namespace nowhere" in no_ns.stderr
 
     kube_app.configure()
     api.invalid["Deployment/hello-web-r1"] = ("spec.template.spec.containers[0].image",
                                               "Required value")
-    rejected = kube_app.run("deploy", code=2)
-    assert "rejected Deployment hello-web-r1" in rejected.stderr
-    assert "spec.template.spec.containers[0].image: Required value" in rejected.stderr
+    rejected = kube_app.invoke("deploy", code=2)
+    assert "rejected Deployment hello-web-r1" in rejected
+    assert "spec.template.spec.containers[0].image: Required value" in rejected
     assert api.applied() == []  # the dry run caught it: nothing applied half-way
 
     api.invalid.clear()
     api.forbidden.add(("PATCH", "serviceaccounts"))
-    forbidden = kube_app.run("deploy", code=2)
-    assert "context fake may not PATCH ServiceAccount hello" in forbidden.stderr
+    forbidden = kube_app.invoke("deploy", code=2)
+    assert "context fake may not PATCH ServiceAccount hello" in forbidden
     assert api.applied() == []
 
     api.forbidden.clear()
-    dry = kube_app.run("deploy", "--dry-run")
-    assert "release 1 would apply: ServiceAccount hello" in dry.stdout
-    assert "Deployment hello-web-r1" in dry.stdout and api.applied() == []
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "hello-production-deploy", "namespace": NS},
+             "spec": {"holderIdentity": "headway deploy on ci-7 pid 42",
+                      "leaseDurationSeconds": 600, "renewTime": time.strftime(
+                          "%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}}
+    api.objects[(NS, "leases", "hello-production-deploy")] = lease
+    locked = kube_app.invoke("deploy", code=3)
+    assert "headway deploy on ci-7 pid 42 holds hello (production)" in locked
+    dry = kube_app.invoke("deploy", "--dry-run")  # a dry run changes nothing: takes no lock
+    assert "release 1 would apply: ServiceAccount hello" in dry
+    assert "Deployment hello-web-r1" in dry and api.applied() == []
+    lease["spec"]["renewTime"] = "2026-01-01T00:00:00.000000Z"  # its holder died long ago
+    assert "release 1 is live" in kube_app.invoke("deploy")
+    assert api.get(NS, "leases", "hello-production-deploy") is None
 
     api.stop()
-    unreachable = kube_app.run("status", code=6)
-    assert "cannot be reached" in unreachable.stderr and "context fake" in unreachable.stderr
+    unreachable = kube_app.invoke("status", code=6)
+    assert "cannot be reached" in unreachable and "context fake" in unreachable
 
 
 # units ------------------------------------------------------------------------------------------

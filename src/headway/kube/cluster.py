@@ -13,11 +13,14 @@ API_CALLS (NS: [kubernetes] namespace, default APP-ENV; KIND: see KINDS):
     GET    PREFIX/namespaces/NS/KINDS/NAME                         read one object (its status)
     GET    PREFIX/namespaces/NS/KINDS?labelSelector=...            list an app's objects
     DELETE PREFIX/namespaces/NS/KINDS/NAME?propagationPolicy=Background   retention
+    POST   /apis/coordination.k8s.io/v1/namespaces/NS/leases       the deploy lock (APP-ENV-deploy)
+    GET, DELETE /apis/coordination.k8s.io/v1/namespaces/NS/leases/APP-ENV-deploy   its release
     GET    /api/v1/namespaces/NS/pods/NAME/log?container=C&tailLines=N    logs
 PREFIX is /api/v1 (ServiceAccount, ConfigMap, Secret, Service, PersistentVolumeClaim, Pod),
 /apis/apps/v1 (Deployment), /apis/batch/v1 (Job), /apis/policy/v1 (PodDisruptionBudget),
 /apis/networking.k8s.io/v1 (NetworkPolicy, Ingress), /apis/autoscaling/v2
-(HorizontalPodAutoscaler). No discovery, watch, exec, or cluster-scoped write."""
+(HorizontalPodAutoscaler), /apis/coordination.k8s.io/v1 (Lease). No discovery, watch, exec, or
+cluster-scoped write."""
 
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
 }
 
 
@@ -168,6 +172,13 @@ class Cluster:
         return self._json("PATCH", self.path(kind, name), query=query, body=body,
                           content_type=APPLY, what=f"{kind} {name}") or {}
 
+    def create(self, obj: Obj) -> bool:
+        """POST a new object; False when one of that name exists (409 AlreadyExists)."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        made = self._call("POST", self.path(kind), body=obj, content_type="application/json",
+                          what=f"{kind} {name}", exists_ok=True)
+        return made is not None
+
     def patch(self, kind: str, name: str, changes: Obj) -> Obj:
         """A JSON merge patch (replicas, annotations): fields apply must not take over."""
         return self._json("PATCH", self.path(kind, name), query={"fieldManager": FIELD_MANAGER},
@@ -208,7 +219,7 @@ class Cluster:
 
     def _call(self, verb: str, path: str, *, what: str, query: dict[str, str] | None = None,
               body: Obj | None = None, content_type: str | None = None,
-              missing_ok: bool = False) -> bytes | None:
+              missing_ok: bool = False, exists_ok: bool = False) -> bytes | None:
         import urllib3
         from kubernetes.client.exceptions import OpenApiException
 
@@ -229,7 +240,7 @@ class Cluster:
         except OpenApiException as exc:  # the client's own (status 0: TLS, a bad config)
             raise RuntimeFailure(f"{verb} {what} on context {self.context}: "
                                  f"{getattr(exc, 'reason', None) or type(exc).__name__}") from None
-        if response.status == 404 and missing_ok:
+        if (response.status == 404 and missing_ok) or (response.status == 409 and exists_ok):
             return None
         if response.status >= 400:
             raise self.error(verb, what, response.status, data)

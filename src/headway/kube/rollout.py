@@ -9,17 +9,21 @@ The calls it makes are cluster.API_CALLS."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from headway.errors import ConfigError, DeployFailed, NotFound
+from headway.errors import ConfigError, DeployFailed, LockedError, NotFound
 from headway.kube import release as rel
 from headway.kube.cluster import Cluster, Obj
 from headway.kube.objects import Image
 from headway.spec.models import Spec
 
+MICRO = "%Y-%m-%dT%H:%M:%S.%fZ"  # a Lease's MicroTime
 POLL = 0.25  # seconds between two reads of a Deployment's or Job's status
 Progress = Callable[[str], None]
 
@@ -36,11 +40,11 @@ def now_text(clock: Callable[[], float] = time.time) -> str:
     return datetime.fromtimestamp(clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(text: str | None) -> float | None:
+def parse_time(text: str | None, form: str = "%Y-%m-%dT%H:%M:%SZ") -> float | None:
     if not text:
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+        return datetime.strptime(text, form).replace(
             tzinfo=UTC).timestamp()
     except ValueError:
         return None
@@ -93,10 +97,52 @@ class Rollout:
                               f"unset (default {self.app}-ENV)")
 
     # deploy -------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """One deploy or rollback of an app and environment at a time, from any machine: a
+        Lease in the namespace, created (POST fails when it exists) and deleted after. One
+        whose holder died expires after the longest a deploy may take."""
+        name = f"{self.app}-{self.env}-deploy"
+        stamp = datetime.fromtimestamp(self.clock(), UTC).strftime(MICRO)
+        duration = int(self.spec.deploy.timeout + self.spec.release.timeout + 120)
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
+            "name": name, "labels": rel.selected_labels(self.app, self.env)},
+            "spec": {"holderIdentity": f"headway {command} on {socket.gethostname()} pid "
+                     f"{os.getpid()}", "leaseDurationSeconds": duration,
+                     "acquireTime": stamp, "renewTime": stamp}}
+        if not self.cluster.create(lease):
+            held = (self.cluster.get("Lease", name) or {}).get("spec") or {}
+            renewed = parse_time(str(held.get("renewTime") or ""), MICRO)
+            until = (renewed or 0) + float(held.get("leaseDurationSeconds") or 0)
+            if self.clock() < until or not self._take_over(name, lease):
+                raise LockedError(
+                    f"{held.get('holderIdentity', 'another headway')} holds {self.app} "
+                    f"({self.env}) in namespace {self.cluster.namespace} (Lease {name}, until "
+                    f"{now_text(lambda: until)})", hint="wait for it to finish; if it died: "
+                    f"kubectl -n {self.cluster.namespace} delete lease {name}")
+        try:
+            yield
+        finally:
+            self.cluster.delete("Lease", name)
+
+    def _take_over(self, name: str, lease: Obj) -> bool:
+        """An expired lease: its holder died. Deleted, then created as ours."""
+        self.cluster.delete("Lease", name)
+        return self.cluster.create(lease)
+
     def deploy(self, image: Image, secrets: dict[str, str], *, fingerprint: str,
                force: bool = False, dry_run: bool = False) -> Outcome:
         self.check_namespace()
         self.check_environment()
+        if dry_run:
+            return self._deploy(image, secrets, fingerprint=fingerprint, force=force,
+                                dry_run=True)
+        with self.locked("deploy"):
+            return self._deploy(image, secrets, fingerprint=fingerprint, force=force,
+                                dry_run=False)
+
+    def _deploy(self, image: Image, secrets: dict[str, str], *, fingerprint: str,
+                force: bool, dry_run: bool) -> Outcome:
         deployments = self.deployments()
         live = self.live()
         same = [d for d in deployments if rel.release_of(d) == live
@@ -242,6 +288,10 @@ class Rollout:
     # rollback -----------------------------------------------------------------------------
     def rollback(self, target: int | None) -> Outcome:
         self.check_namespace()
+        with self.locked("rollback"):
+            return self._rollback(target)
+
+    def _rollback(self, target: int | None) -> Outcome:
         live = self.live()
         by_number: dict[int, list[Obj]] = {}
         for d in self.deployments():
