@@ -223,6 +223,14 @@ def test_bad_input_is_refused_with_what_to_do(kube_app: KubeApp, api: FakeKubeAP
     assert api.applied() == []  # the dry run caught it: nothing applied half-way
 
     api.invalid.clear()
+    toml = kube_app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('GREETING = "hi"', f'GREETING = "{SECRET}"'))
+    before = len(api.received)
+    pasted = kube_app.invoke("deploy", code=2)
+    assert "ConfigMap hello-env-r1 holds the value of API_TOKEN" in pasted
+    assert "PATCH" not in [r.verb for r in api.received[before:]]  # not even a dry run
+    kube_app.configure()
+
     api.forbidden.add(("PATCH", "serviceaccounts"))
     forbidden = kube_app.invoke("deploy", code=2)
     assert "context fake may not PATCH ServiceAccount hello" in forbidden
@@ -269,7 +277,8 @@ def test_available_follows_kubectl_rollout_status() -> None:
 def test_a_secret_value_outside_a_secret_is_found() -> None:
     objs = [{"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"X": "abcd1234"}},
             {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"X": "abcd1234"}}]
-    assert leaks(objs, {"abcd1234"}) == ["ConfigMap c"]
+    assert leaks(objs, {"TOKEN": "abcd1234", "SHORT": "c"}) == [
+        "ConfigMap c holds the value of TOKEN"]
 
 
 def test_kubeconfig_list_conflict_and_context_in_process(api: FakeKubeAPI, tmp_path: Path,

@@ -266,6 +266,9 @@ class Cluster:
         if status == 422:
             causes = (status_obj.get("details") or {}).get("causes") or []
             fields = "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
+            if what.startswith("Secret "):  # the API's message may quote the value
+                fields = "; ".join(str(c.get("field", "?")) for c in causes) or "(not shown)"
+                message = "(not shown: it may quote a secret value)"
             return ConfigError(f"the API server rejected {what} ({where}): {fields or message}",
                                hint="this field comes from headway.toml (see the key of the same "
                                "name); nothing was applied")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from headway.errors import ConfigError
 from headway.kube import manifests
@@ -54,7 +54,6 @@ class ReleaseObjects:
     job: Obj | None  # the release command
     deployments: list[Obj]
     switch: list[Obj]  # the web Service (selector: this release) and HPAs
-    secret_values: set[str] = field(default_factory=set)  # never outside `config`'s Secret
 
     def all(self) -> list[Obj]:
         return [*self.shared, *self.config, *([self.job] if self.job else []),
@@ -168,8 +167,7 @@ def build(spec: Spec, env: str, number: int, image: Image, *, secrets: dict[str,
         if image.tag == "latest" and not image.digest:  # a moving tag: pull it every time
             template["spec"]["containers"][0]["imagePullPolicy"] = "Always"
         deployments.append(_tag(obj, env, number, template=template))
-    return ReleaseObjects(shared, objs, job, deployments, switch(spec, env, number),
-                          secret_values={v for v in secrets.values() if v})
+    return ReleaseObjects(shared, objs, job, deployments, switch(spec, env, number))
 
 
 def switch(spec: Spec, env: str, number: int) -> list[Obj]:
@@ -205,10 +203,19 @@ def pull_secret(app: str, spec: Spec, password: str) -> Obj:
             "stringData": {".dockerconfigjson": json.dumps(config)}}
 
 
-def leaks(objects: list[Obj], values: set[str]) -> list[str]:
-    """The objects other than Secrets that contain a secret value (must be none)."""
-    return [f"{o['kind']} {o['metadata']['name']}" for o in objects if o["kind"] != "Secret"
-            and any(v in json.dumps(o) for v in values if len(v) >= 4)]
+def leaks(objects: list[Obj], secrets: dict[str, str]) -> list[str]:
+    """Where an object other than a Secret contains a secret's value (must be nowhere), by
+    the secret's name. Values under 8 characters are not looked for: "true" or the app's
+    name would be found everywhere."""
+    out = []
+    for obj in objects:
+        if obj["kind"] == "Secret":
+            continue
+        text = json.dumps(obj)
+        out += [f"{obj['kind']} {obj['metadata']['name']} holds the value of {name}"
+                for name, value in sorted(secrets.items())
+                if len(value) >= 8 and (value in text or json.dumps(value)[1:-1] in text)]
+    return out
 
 
 # what the cluster holds ---------------------------------------------------------------------

@@ -93,8 +93,8 @@ class Rollout:
             env = others[0]["metadata"]["labels"][rel.ENVIRONMENT]
             raise ConfigError(f"namespace {self.cluster.namespace} holds {self.app}'s {env} "
                               f"environment: --env {self.env} needs its own namespace",
-                              hint=f"set [env.{self.env}] kubernetes.namespace, or leave it "
-                              f"unset (default {self.app}-ENV)")
+                              hint="leave [kubernetes] namespace unset: each environment "
+                              f"then has its own ({self.app}-ENV)")
 
     # deploy -------------------------------------------------------------------------------
     @contextmanager
@@ -153,9 +153,9 @@ class Rollout:
         number = self.next_number(deployments)
         objects = rel.build(self.spec, self.env, number, image, secrets=secrets,
                             created=now_text(self.clock), fingerprint=fingerprint)
-        leaked = rel.leaks(objects.all(), objects.secret_values)
+        leaked = rel.leaks(objects.all(), secrets)
         if leaked:  # a variable or command holds a secret's value: never sent outside a Secret
-            raise ConfigError(f"a secret's value appears in {', '.join(leaked)}",
+            raise ConfigError("a secret's value appears outside a Secret: " + "; ".join(leaked),
                               hint="reference secrets by name ([app] secrets), never paste them "
                               "into [env] or a command")
         self.progress(f"checking {len(objects.all())} objects (server-side dry run) in "
