@@ -155,3 +155,12 @@ def logs(ctx: Any, *, follow: bool, process: str | None, lines: int | None, sinc
     for row in rows:
         click.echo(json.dumps(row) if as_json else f"{row['pod']} | {row['line']}")
     return True
+
+
+def refuse(ctx: Any, command: str) -> None:
+    """A command not built for runtime "kubernetes" says so, and what does it by hand."""
+    if on_kubernetes(ctx.config):
+        raise ConfigError(f"headway {command} is not built for runtime \"kubernetes\"",
+                          hint="kubectl delete deployment,service,job,configmap,secret,ingress,"
+                          "hpa,pdb,networkpolicy,serviceaccount -l app.kubernetes.io/name=APP "
+                          "-n NAMESPACE (PersistentVolumeClaims hold [volumes] data)")

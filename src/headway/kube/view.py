@@ -18,6 +18,7 @@ Row = dict[str, Any]
 
 def releases(rollout: Rollout) -> list[Row]:
     """Newest first: number, status, created, deployed, image, replicas, failure."""
+    rollout.check_namespace()
     live = rollout.live()
     rows: dict[int, Row] = {}
     for d in rollout.deployments():
@@ -42,6 +43,7 @@ def releases(rollout: Rollout) -> list[Row]:
 
 def status(rollout: Rollout) -> dict[str, Any]:
     """The live release, each kept Deployment and each pod of the app."""
+    rollout.check_namespace()
     live = rollout.live()
     deployments = [{
         "deployment": d["metadata"]["name"], "release": rel.release_of(d),
@@ -79,6 +81,7 @@ def logs(rollout: Rollout, *, process: str | None, release: int | None, lines: i
     except re.error as exc:
         raise ConfigError(f"--grep {grep!r}: not a regular expression ({exc})") from None
     out: list[Row] = []
+    rollout.check_namespace()
     for pod in pods_of(rollout.cluster, rollout.app, rollout.env, process=process,
                        release=release):
         name = pod["metadata"]["name"]
