@@ -296,6 +296,10 @@ def test_kubeconfig_list_conflict_and_context_in_process(api: FakeKubeAPI, tmp_p
     with pytest.raises(RuntimeFailure, match="PATCH Service hello-web .*conflicts"):
         cluster.apply(service)
     assert cluster.get("Service", "hello-web") is None
+    monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "stale", token="expired")))
+    with pytest.raises(ConfigError, match=r"context fake refused its credentials \(401\) to GET "
+                       "namespace shop"):
+        Cluster.connect(None, NS).namespace_exists()
 
 
 @pytest.mark.parametrize(("change", "message"), [
