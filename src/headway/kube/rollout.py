@@ -9,6 +9,7 @@ The calls it makes are cluster.API_CALLS."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from headway.errors import ConfigError, DeployFailed, LockedError, NotFound
+from headway.errors import ConfigError, DeployFailed, HeadwayError, LockedError, NotFound
 from headway.kube import release as rel
 from headway.kube.cluster import Cluster, Obj
 from headway.kube.objects import Image
@@ -122,8 +123,9 @@ class Rollout:
                     f"kubectl -n {self.cluster.namespace} delete lease {name}")
         try:
             yield
-        finally:
-            self.cluster.delete("Lease", name)
+        finally:  # a lease left behind (the server went away) expires: the error that matters
+            with contextlib.suppress(HeadwayError):  # is the deploy's own
+                self.cluster.delete("Lease", name)
 
     def _take_over(self, name: str, lease: Obj) -> bool:
         """An expired lease: its holder died. Deleted, then created as ours."""
