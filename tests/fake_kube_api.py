@@ -15,7 +15,9 @@ API_CALLS), and nothing else:
 - pods made up from the Deployments and Jobs (their template's labels), and their logs;
 - 401 without the bearer token, 403 for a (verb, resource) in `forbidden`.
 
-It does not validate objects against schemas (the tests do that with kubernetes-validate), run
+No discovery endpoints: Headway builds its paths itself (headway.kube.cluster.KINDS) and
+never asks a server which APIs it serves, so none are faked. It does not validate objects
+against schemas (the tests do that with kubernetes-validate), run
 controllers, schedule, watch, or do field-ownership merging: an apply replaces what it sets.
 Every request is recorded in `received` (verb, path, query, content type, body)."""
 
