@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,3 +261,39 @@ def agent_pid(app: App) -> int:
             return int(proc)
     raise AssertionError("no agent running")
 
+
+
+@contextmanager
+def registry_server(folder: Path, password: str, *, address: str = "127.0.0.1",
+                    log: Path | None = None) -> Iterator[str]:
+    """A real OCI registry (Debian's docker-registry) on `address`, user `ci` with `password`
+    (htpasswd); its "ADDRESS:PORT". `log`: its request log goes there."""
+    import warnings
+
+    port = free_port()
+    config, users = folder / "registry.yml", folder / "htpasswd"
+    with warnings.catch_warnings():  # the registry reads bcrypt only; glibc's crypt makes it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)  # cost 4: the registry checks it
+    users.write_text(f"ci:{crypt.crypt(password, salt)}\n")  # at every request
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder}/reg\n"
+                      f"http:\n  addr: {address}:{port}\n"
+                      f"auth:\n  htpasswd:\n    realm: test\n    path: {users}\n")
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen(["docker-registry", "serve", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _answers(f"http://{address}:{port}/v2/"), "docker-registry")
+        yield f"{address}:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,15 @@ import pytest
 from headway.agent.control import agent_running
 from headway.runtime.container import secret_prefix
 from tests import images
-from tests.conftest import ROOT, App, agent_pid, assert_nowhere, free_port, wait_for
+from tests.conftest import (
+    ROOT,
+    App,
+    agent_pid,
+    assert_nowhere,
+    free_port,
+    registry_server,
+    wait_for,
+)
 from tests.load import Load
 from tests.test_data import WORKER as REDIS_WORKER
 
@@ -156,28 +163,8 @@ def test_a_failing_containerfile_shows_its_step_and_changes_nothing(podman_app: 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    config, users = tmp_path / "registry.yml", tmp_path / "htpasswd"
-    with warnings.catch_warnings():  # the registry reads bcrypt only; glibc's crypt makes it
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-    salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)  # cost 4: the registry checks it
-    users.write_text(f"ci:{crypt.crypt(REGISTRY_PASSWORD, salt)}\n")  # at every request
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/reg\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n"
-                      f"auth:\n  htpasswd:\n    realm: test\n    path: {users}\n")
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "docker-registry did not start"
-            time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    proc.kill()
+    with registry_server(tmp_path, REGISTRY_PASSWORD) as server:
+        yield server
 
 
 def test_build_pushes_to_a_registry_and_explains_what_it_detected(

@@ -27,8 +27,9 @@ from headway.errors import ConfigError, RuntimeFailure
 from headway.fleet import ssh
 from headway.fleet.artifact import host_config, release_archive
 from headway.fleet.hosts import Host, batches, parse_host, pick
-from tests.conftest import EXAMPLE, App, _kill_leftovers, wait_for
+from tests.conftest import EXAMPLE, App, _kill_leftovers, registry_server, wait_for
 from tests.load import Load
+from tests.test_containers import REGISTRY_PASSWORD, base_images  # noqa: F401 - a fixture
 
 ROUTER_PORT = 18080
 
@@ -47,8 +48,13 @@ class LabHost:
     def url(self) -> str:
         return f"http://{self.address}:{ROUTER_PORT}/"
 
-    def version(self) -> str:
-        return str(httpx.get(self.url, timeout=5).json()["version"])
+    @property
+    def near(self) -> str:
+        """This machine's address on the host's link (the hosts reach it by their routes)."""
+        return self.address.rsplit(".", 1)[0] + ".1"
+
+    def version(self, port: int = ROUTER_PORT) -> str:
+        return str(httpx.get(f"http://{self.address}:{port}/", timeout=5).json()["version"])
 
     def cut(self, up: bool) -> None:
         subprocess.run(["ip", "link", "set", self.dev, "up" if up else "down"], check=True)
@@ -91,7 +97,8 @@ class Lab:
         _run(["ip", "addr", "add", f"{net}.1/30", "dev", host.dev])
         _run(["ip", "link", "set", host.dev, "up"])
         for argv in (["addr", "add", f"{net}.2/30", "dev", f"{name}b"],
-                     ["link", "set", f"{name}b", "up"], ["link", "set", "lo", "up"]):
+                     ["link", "set", f"{name}b", "up"], ["link", "set", "lo", "up"],
+                     ["route", "add", "default", "via", f"{net}.1"]):  # the other near sides
             _run(["ip", "-n", name, *argv])
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")])
         (folder / "sshd_config").write_text(
@@ -101,7 +108,10 @@ class Lab:
             "PermitRootLogin prohibit-password\nStrictModes no\n"
             "Subsystem sftp internal-sftp\n"
             f"SetEnv HEADWAY_HOME={host.home} UV_OFFLINE=1\n")
-        _run(["ip", "netns", "exec", name, "/usr/sbin/sshd", "-f", str(folder / "sshd_config")])
+        # nsenter, not `ip netns exec`: that one mounts a sysfs of its own, without the cgroup
+        # mount podman's runc needs; the host only needs its own network
+        _run(["nsenter", f"--net=/var/run/netns/{name}", "/usr/sbin/sshd", "-f",
+              str(folder / "sshd_config")])
         pidfile = folder / "sshd.pid"
         wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
         self.sshd_pids.append(int(pidfile.read_text()))
@@ -116,7 +126,7 @@ class Lab:
             subprocess.run(["ip", "netns", "del", host.ns], capture_output=True, check=False)
             subprocess.run(["ip", "link", "del", host.dev], capture_output=True, check=False)
 
-    def app(self, name: str, *, replicas: int = 2) -> ControlApp:
+    def app(self, name: str, *, replicas: int = 2, home: Path | None = None) -> ControlApp:
         """A copy of examples/hello whose [servers] are these hosts, and a control home."""
         folder = self.base / name
         shutil.copytree(EXAMPLE, folder)
@@ -131,7 +141,7 @@ class Lab:
                  f"\n[servers]\nweb = [{servers}]\n\n[ssh]\nidentity = \"{self.key}\"\n"
                  'connect_timeout = "3s"\n')
         (folder / "headway.toml").write_text(text)
-        return ControlApp(folder, self.base / f"{name}-control")
+        return ControlApp(folder, home or self.base / f"{name}-control")
 
 
 class ControlApp(App):
@@ -298,6 +308,106 @@ def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("base_images")
+def test_podman_fleet_runs_one_image_pulled_by_digest_on_every_host(
+        lab: Lab, fleet: ControlApp, tmp_path: Path) -> None:
+    # built once here, pushed to a real registry on this machine's side of host 0's link,
+    # pulled by every host by digest (its own request log says from where), then each host's
+    # health-gated podman deploy; a host that cannot reach the registry fails the deploy
+    # before any host switches
+    one, two = lab.hosts
+    log = tmp_path / "registry.log"
+    with registry_server(tmp_path, REGISTRY_PASSWORD, address=one.near, log=log) as server:
+        app = lab.app("boxed", replicas=1, home=fleet.home)  # hello's trust holds
+        toml = app.dir / "headway.toml"
+        toml.write_text(toml.read_text().replace('name = "hello"', 'name = "boxed"')
+                        .replace('runtime = "process"', 'runtime = "podman"')
+                        .replace(f"port = {ROUTER_PORT}", f"port = {BOXED_PORT}"))
+        app.set_parallel(2)
+        refused = app.run("deploy", "--dry-run", check=False)  # no [registry]: said, with keys
+        assert refused.returncode == ConfigError.exit_code
+        assert "needs [registry] server" in refused.stderr and "by digest" in refused.stderr
+        app.configure(registry=f'server = "{server}"\ntls_verify = false\nusername = "ci"')
+        subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "REGISTRY_PASSWORD"],
+                       input=REGISTRY_PASSWORD, text=True, cwd=app.dir, check=True,
+                       capture_output=True, env=app.env())
+        try:
+            app.set_version("1.0.0")
+            first = app.run("deploy", timeout=600)
+            assert "live on 2 host(s)" in first.stdout, first.stdout
+            assert REGISTRY_PASSWORD not in first.stdout + first.stderr
+            assert one.version(BOXED_PORT) == two.version(BOXED_PORT) == "1.0.0"
+            digest = _digest_pulled(first.stdout + first.stderr, server)
+            for host in (one, two):  # each host asked the registry for that manifest
+                assert _pulled_from(log, digest, host.address), host.address
+
+            app.set_version("2.0.0")  # each host's own router keeps answering
+            urls = [f"http://{h.address}:{BOXED_PORT}/" for h in (one, two)]
+            with Load(urls[0], threads=1) as load_one, Load(urls[1], threads=1) as load_two:
+                second = app.run("deploy", timeout=600)
+            assert one.version(BOXED_PORT) == two.version(BOXED_PORT) == "2.0.0", second.stdout
+            assert _digest_pulled(second.stdout + second.stderr, server) != digest
+            for load in (load_one, load_two):
+                assert load.failed == 0 and load.versions["2.0.0"] > 0, load.failures
+            images = {_running_image(h) for h in (one, two)}
+            assert len(images) == 1 and None not in images  # the same image on both
+
+            app.set_version("1.0.0")  # in the registry already (not built again), but host 2
+            # cannot reach the registry: the deploy fails before any host switches
+            subprocess.run(["ip", "-n", two.ns, "route", "del", "default"], check=True)
+            try:
+                third = app.run("deploy", check=False, timeout=600)
+            finally:
+                subprocess.run(["ip", "-n", two.ns, "route", "add", "default", "via",
+                                two.near], check=True)
+            assert third.returncode == RuntimeFailure.exit_code, third.stderr
+            assert f"root@{two.address}: pulling the image failed" in third.stderr
+            assert "cannot pull" in third.stderr and "unreachable" in third.stderr
+            assert "Traceback" not in third.stderr
+            assert one.version(BOXED_PORT) == two.version(BOXED_PORT) == "2.0.0"
+        finally:
+            _destroy_on_hosts(lab, "boxed")
+            close_ssh(lab, app)
+
+
+BOXED_PORT = 18081
+
+
+def _digest_pulled(output: str, server: str) -> str:
+    """The digest a fleet deploy's output names: `image SERVER/boxed@sha256:...`."""
+    found = [w for w in output.split() if w.startswith(f"{server}/boxed@sha256:")]
+    assert found, output
+    return found[0].split("@", 1)[1]
+
+
+def _pulled_from(log: Path, digest: str, address: str) -> bool:
+    return any(f"/v2/boxed/manifests/{digest}" in line and f"{address}:" in line
+               for line in log.read_text().splitlines())
+
+
+def _running_image(host: LabHost) -> str | None:
+    """The image id of the newest release's containers of `boxed` on the host."""
+    rows = subprocess.run(["podman", "ps", "--format", "{{.ImageID}} {{.Labels}}"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    found = {int(row.split("headway.release:")[1].split()[0]): row.split()[0] for row in rows
+             if f"headway.home:{host.home} " in row and "headway.app:boxed" in row}
+    return found[max(found)] if found else None  # the live release's (the previous is warm)
+
+
+def _destroy_on_hosts(lab: Lab, app: str) -> None:
+    for host in lab.hosts:
+        subprocess.run([sys.executable, "-m", "headway", "--app", app, "destroy", "--yes"],
+                       env=dict(os.environ, HEADWAY_HOME=str(host.home)),
+                       capture_output=True, timeout=120, check=False)
+        ids = subprocess.run(["podman", "ps", "-aq", "--filter",
+                              f"label=headway.home={host.home}"], capture_output=True,
+                             text=True, check=False).stdout.split()
+        if ids:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True,
+                           check=False)
+
+
+@pytest.mark.integration
 def test_unknown_host_key_is_refused_under_strict(lab: Lab) -> None:
     stranger = lab.app("stranger", replicas=1)  # its own control home: an empty known_hosts
     shipped = sorted((lab.hosts[0].home / "fleet").rglob("*"))
@@ -407,7 +517,7 @@ def test_release_archive_is_reproducible_and_deploys_locally_on_the_host(tmp_pat
     assert "[servers]" not in toml and "[ssh]" not in toml and 'path = "app"' in toml
 
 
-def test_dry_run_shows_the_batches_and_a_container_runtime_is_refused(tmp_path: Path) -> None:
+def test_dry_run_shows_the_batches_and_auto_runtime_is_refused(tmp_path: Path) -> None:
     app = ControlApp(tmp_path / "hello", tmp_path / "home")
     shutil.copytree(EXAMPLE, app.dir)
     toml = app.dir / "headway.toml"
@@ -416,10 +526,10 @@ def test_dry_run_shows_the_batches_and_a_container_runtime_is_refused(tmp_path: 
     app.set_parallel(2)
     plan = app.run("deploy", "--dry-run").stdout
     assert "batch 1: 10.0.0.5, 10.0.0.6" in plan and "batch 2: deploy@10.0.0.7:2222" in plan
-    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"'))
-    refused = app.run("deploy", "--dry-run", check=False)
+    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "auto"'))
+    refused = app.run("deploy", "--dry-run", check=False)  # each host would pick its own
     assert refused.returncode == ConfigError.exit_code
-    assert 'runtime = "process"' in refused.stderr
+    assert "app.runtime = 'auto'" in refused.stderr and 'runtime = "process"' in refused.stderr
 
 
 def test_fleet_history_goes_forward_on_deploys_and_back_on_rollback(

@@ -39,11 +39,10 @@ def _fleet(ctx: output.Context, spec: Any = None, hosts: tuple[str, ...] = ()) -
     if not spec.servers:
         raise ConfigError(f"{ctx.config}: no [servers]: headway deploys to this machine",
                           hint='list the hosts: [servers] web = ["deploy@10.0.0.5"]')
-    if spec.app.runtime not in ("process",):
-        raise ConfigError(f"{ctx.config}: app.runtime: {spec.app.runtime!r} with [servers]: "
-                          "only the process runtime deploys to servers in this version",
-                          hint='set runtime = "process"')
+    from headway.fleet.images import check
     from headway.store import home_dir
+
+    check(spec, ctx.config)
 
     return Fleet.open(spec, ctx.config, ctx.env, home_dir(), only=hosts,
                       progress=output.progress)

@@ -9,6 +9,7 @@ import base64
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -25,6 +26,7 @@ from headway.errors import ConfigError
 from headway.fleet.remote import build_id, version
 from headway.runtime.artifact import snapshot_files
 
+FLEET_FILE = "fleet.json"  # what the control machine adds for the host: the image by digest
 HOST_ONLY = ("servers", "ssh")  # the host deploys locally: no [servers] in its headway.toml
 
 
@@ -38,13 +40,17 @@ def host_config(config: Path) -> bytes:
     return tomli_w.dumps(data).encode()
 
 
-def release_archive(config: Path, source: Path, home: Path, out: Path) -> tuple[Path, str]:
+def release_archive(config: Path, source: Path, home: Path, out: Path, *,
+                    image: str | None = None) -> tuple[Path, str]:
     """A reproducible .tar.gz of the snapshot (same files, same bytes, same sha256: a second
-    deploy of unchanged code is recognised on every host) in `out`; (path, sha256)."""
+    deploy of unchanged code is recognised on every host) in `out`; (path, sha256). `image`:
+    the digest reference a container release runs, recorded in it as fleet.json."""
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, "headway.toml", host_config(config), 0o644)
+        if image:
+            _add(tar, FLEET_FILE, json.dumps({"image": image}).encode(), 0o644)
         for rel in snapshot_files(source, home):
             path = source / rel
             _add(tar, f"app/{rel}", path.read_bytes(), path.stat().st_mode & 0o777)
@@ -54,6 +60,17 @@ def release_archive(config: Path, source: Path, home: Path, out: Path) -> tuple[
     target = out / f"{sha}.tar.gz"
     target.write_bytes(data)
     return target, sha
+
+
+def archive_image(archive: Path) -> str | None:
+    """The image digest reference a release archive records (None: a process release)."""
+    with tarfile.open(archive) as tar:
+        try:
+            member = tar.extractfile(FLEET_FILE)
+        except KeyError:
+            return None
+        found: str | None = json.loads(member.read()).get("image") if member else None
+        return found
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.fleet import ssh
+from headway.fleet.artifact import archive_image
 from headway.fleet.deploy import FleetOutcome, _control_secrets, _deploy_host, _ship
 from headway.fleet.fleet import Fleet, installed_problem
 from headway.fleet.hosts import Host, batches
@@ -58,9 +59,10 @@ def converge(fleet: Fleet, *, force: bool = False) -> FleetOutcome:
         with fleet.lock(f"headway servers converge {fleet.app} --env {fleet.env}", host=up[0]), \
                 tempfile.TemporaryDirectory(prefix="headway-fleet-") as tmp:
             archive = _fetch(fleet, [h for h in up if h not in behind] or up, sha, Path(tmp))
-            secrets = _control_secrets(fleet)
+            secrets, image = _control_secrets(fleet), archive_image(archive)
             for batch in batches(behind, fleet.spec.deploy.hosts_in_parallel):
-                done = fleet.each(batch, lambda h: _bring(fleet, h, archive, sha, secrets))
+                done = fleet.each(batch, lambda h: _bring(fleet, h, archive, sha, secrets,
+                                                          image))
                 for name, result in done.items():
                     if isinstance(result, HeadwayError):
                         raise DeployFailed(f"{name}: {result.message}", hint=result.hint)
@@ -73,9 +75,10 @@ def converge(fleet: Fleet, *, force: bool = False) -> FleetOutcome:
                         time.monotonic() - started, notes)
 
 
-def _bring(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str) -> int | None:
-    _ship(fleet, host, archive, sha, secrets)
-    return _deploy_host(fleet, host, sha, force=False)
+def _bring(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str,
+           image: str | None) -> int | None:
+    _ship(fleet, host, archive, sha, secrets, image=image)
+    return _deploy_host(fleet, host, sha, force=False, image=image)
 
 
 def _fetch(fleet: Fleet, sources: list[Host], sha: str, tmp: Path) -> Path:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from headway.errors import DeployFailed, HeadwayError, NotFound
-from headway.fleet import ssh
+from headway.fleet import images, ssh
 from headway.fleet.artifact import release_archive
 from headway.fleet.fleet import Fleet
 from headway.fleet.hosts import Host, batches
+from headway.fleet.remote import IMAGE_VAR
 
 
 @dataclass
@@ -36,16 +37,23 @@ class FleetOutcome:
 def deploy(fleet: Fleet, source: Path, *, force: bool = False) -> FleetOutcome:
     started = time.monotonic()
     fleet.probe_all()  # before any change: an unreachable or unready host stops it here
+    images.check_hosts(fleet)
     with tempfile.TemporaryDirectory(prefix="headway-fleet-") as tmp:
-        archive, sha = release_archive(fleet.config, source, fleet.home, Path(tmp))
+        image = None
+        if images.is_container(fleet.spec):  # built once here, pulled by digest everywhere
+            snapshot = release_archive(fleet.config, source, fleet.home, Path(tmp) / "s")[1]
+            image = images.build_and_push(fleet, source, snapshot)
+            fleet.progress(f"image {image}", step="image")
+        archive, sha = release_archive(fleet.config, source, fleet.home, Path(tmp),
+                                       image=image)
         fleet.progress(f"release archive {sha[:12]} ({archive.stat().st_size // 1024} KiB) "
                        f"for {len(fleet.hosts)} host(s)", step="archive")
         with fleet.lock(f"headway deploy {fleet.app} --env {fleet.env}"):
             secrets = _control_secrets(fleet)
             _raise_first(fleet.each(fleet.hosts, lambda h: _ship(fleet, h, archive, sha,
-                                                                  secrets)))
+                                                                  secrets, image=image)))
             before = {h.name: fleet.info[h.name]["headway"].get("active") for h in fleet.hosts}
-            after = _rollout(fleet, sha, before, force=force)
+            after = _rollout(fleet, sha, before, force=force, image=image)
             for name, result in fleet.each(fleet.hosts, lambda h: fleet.remote(
                     h, ["mark", fleet.app, fleet.env, sha, "--current"],
                     what="recording the fleet's release")).items():
@@ -71,9 +79,11 @@ def _control_secrets(fleet: Fleet) -> str:
     return json.dumps({n: v.reveal() for n, v in values.items()})
 
 
-def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str) -> None:
-    """The archive to the host (checked there against its sha256, unpacked) and the secrets
-    into its store (only changed ones are written)."""
+def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str, *,
+          image: str | None = None) -> None:
+    """The archive to the host (checked there against its sha256, unpacked), the secrets
+    into its store (only changed ones are written) and, for a container release, the image
+    pulled there by digest (the registry login on ssh's stdin)."""
     folder = f"{fleet.home_of(host)}/fleet/artifacts"
     fleet.ssh(host, ["mkdir", "-p", folder], what="making the artifacts folder")
     ssh.execute(fleet.conn.scp(host, archive, f"{folder}/{sha}.tar.gz"), host, fleet.conn,
@@ -82,14 +92,21 @@ def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str) -> No
                  what="checking the release archive, setting the secrets")
     fleet.progress(f"{host.name}: archive {sha[:12]} checked, secrets set", host=host.name,
                    step="ship")
+    if image:
+        fleet.remote(host, ["pull", image, fleet.spec.app.runtime], stdin=images.pull_input(fleet),
+                     what="pulling the image")
+        fleet.progress(f"{host.name}: image pulled by digest", host=host.name, step="ship")
 
 
-def _deploy_host(fleet: Fleet, host: Host, sha: str, *, force: bool) -> int | None:
-    """The host's own `headway deploy` of the unpacked archive; its live release after."""
+def _deploy_host(fleet: Fleet, host: Host, sha: str, *, force: bool,
+                 image: str | None = None) -> int | None:
+    """The host's own `headway deploy` of the unpacked archive (of the pulled `image`, not
+    built there); its live release after."""
     config = f"{fleet.home_of(host)}/fleet/releases/{sha}/headway.toml"
     fleet.progress(f"{host.name}: deploying {sha[:12]}", host=host.name, step="deploy")
     fleet.headway(host, ["-c", config, "deploy", *(["--force"] if force else [])],
-                  what="headway deploy", stream=True)
+                  what="headway deploy", stream=True,
+                  env={IMAGE_VAR: image} if image else None)
     record = fleet.remote(host, ["mark", fleet.app, fleet.env, sha],
                           what="recording its release")
     active: int | None = record.get("active")
@@ -97,10 +114,11 @@ def _deploy_host(fleet: Fleet, host: Host, sha: str, *, force: bool) -> int | No
 
 
 def _rollout(fleet: Fleet, sha: str, before: dict[str, int | None], *,
-             force: bool) -> dict[str, int | None]:
+             force: bool, image: str | None = None) -> dict[str, int | None]:
     after: dict[str, int | None] = {}
     for batch in batches(fleet.hosts, fleet.spec.deploy.hosts_in_parallel):
-        results = fleet.each(batch, lambda h: _deploy_host(fleet, h, sha, force=force))
+        results = fleet.each(batch, lambda h: _deploy_host(fleet, h, sha, force=force,
+                                                           image=image))
         failed = {n: r for n, r in results.items() if isinstance(r, HeadwayError)}
         after |= {n: r for n, r in results.items() if not isinstance(r, HeadwayError)}
         if failed:

@@ -1,7 +1,9 @@
 """What Headway runs on a fleet host, in that host's own Headway virtualenv, for the control
-machine: `python -m headway.fleet.remote info|receive|lock|mark ...`. Each prints one
-JSON line. Acts on this host's $HEADWAY_HOME only; reads secrets from stdin, never argv;
-never logs a secret's value. Also: `build_id`, the fingerprint of an installed Headway."""
+machine: `python -m headway.fleet.remote info|receive|lock|mark|pull ...`. Each prints one
+JSON line. Acts on this host's $HEADWAY_HOME only; reads secrets (and the registry password)
+from stdin, never argv; never logs a secret's value. Also: `build_id`, the fingerprint of an
+installed Headway, and `pulled_image`, which the container runtime asks before it builds: in
+a fleet deploy the host runs the image the control machine pulled there by digest."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +24,9 @@ from typing import Any
 import headway
 
 FLEET = "fleet"  # $HEADWAY_HOME/fleet: venv/, artifacts/, releases/
+IMAGE_VAR = "HEADWAY_FLEET_IMAGE"  # REPO@sha256:... a fleet deploy runs instead of a build
+REACH = ("this host must reach [registry] server (routes, firewall, its certificate); nothing "
+         "was switched: fix it, then `headway deploy` again")
 
 
 @functools.lru_cache(maxsize=1)
@@ -155,6 +162,76 @@ def mark(app: str, env: str, sha: str, *, current: bool, back: bool = False) -> 
     return record | {"active": active.number if active else None}
 
 
+def pull(ref: str, runtime: str, login: dict[str, Any]) -> dict[str, Any]:
+    """Pull the image `ref` (REPO@sha256:...) with this host's engine, logged in (when the
+    registry wants it) through a throw-away auth file: no credential stays on the host."""
+    from headway.errors import ConfigError, RuntimeFailure
+    from headway.runtime import engines
+
+    if "@sha256:" not in ref:
+        raise ConfigError(f"{ref}: not a digest reference (REPO@sha256:...)")
+    binary = engines.find(runtime)
+    podman = engines.of(binary).name == "podman"
+    tls = ["--tls-verify=false"] if podman and not login.get("tls_verify", True) else []
+    with tempfile.TemporaryDirectory(prefix="headway-pull-") as tmp:
+        auth = ["--authfile", f"{tmp}/auth.json"] if podman else []
+        cli = [binary] if podman else [binary, "--config", tmp]
+        if login.get("username"):
+            done = subprocess.run([*cli, "login", *auth, *tls, "--username", login["username"],
+                                   "--password-stdin", login["server"]],
+                                  input=login.get("password") or "", capture_output=True,
+                                  text=True, timeout=120, check=False)
+            if done.returncode != 0 and _network(done.stderr):
+                raise RuntimeFailure(f"cannot pull {ref}: registry {login['server']} does not "
+                                     f"answer here: {_last(done.stderr)}", hint=REACH)
+            if done.returncode != 0:
+                raise RuntimeFailure(f"registry {login['server']}: login failed: "
+                                     f"{_last(done.stderr)}", hint="check [registry] username "
+                                     "and its password on the control machine")
+        done = subprocess.run([*cli, "pull", "--quiet", *auth, *tls, ref], capture_output=True,
+                              text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            raise RuntimeFailure(f"cannot pull {ref}: {_last(done.stderr)}", hint=REACH)
+    found = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", ref],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return {"pulled": ref, "image": found}
+
+
+def _last(text: str) -> str:
+    """The engine's error, on one line (podman wraps a network error over two)."""
+    return " ".join(text.replace("Error: ", "").split())[-300:] or "no output"
+
+
+def _network(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in ("connect:", "dial tcp", "unreachable", "connection refused",
+                                  "no such host", "i/o timeout", "no route to host"))
+
+
+def pulled_image(binary: str, *, repo: str, tags: list[str]) -> Any:
+    """In a fleet deploy ($HEADWAY_FLEET_IMAGE set by the control machine): the image it
+    pulled here by digest, tagged for this release, as builder.image.Built; None otherwise
+    (a local deploy builds as usual)."""
+    ref = os.environ.get(IMAGE_VAR)
+    if not ref:
+        return None
+    from headway.builder import image
+    from headway.errors import RuntimeFailure
+
+    found = subprocess.run([binary, "image", "inspect", "--format", "{{.Id}}", ref],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    if not found:
+        raise RuntimeFailure(f"image {ref} is not on this host",
+                             hint="a fleet deploy pulls it first: run `headway deploy` on the "
+                             "control machine")
+    names = [f"{repo}:{t}" for t in tags]
+    for name in names:
+        subprocess.run([binary, "tag", found, name], capture_output=True, check=False)
+    if image.after_build is not None:  # [scan] fail_on holds for it as for any image
+        image.after_build(binary, found)
+    return image.Built(found, names, 0.0)
+
+
 def main(argv: list[str]) -> None:
     from headway.errors import HeadwayError
 
@@ -175,6 +252,8 @@ def _main(cmd: str, args: list[str]) -> None:
     elif cmd == "receive":  # SHA APP ENV, the secrets on stdin
         result = unpack(args[0]) | set_secrets(args[1], args[2],
                                                 json.loads(sys.stdin.read() or "{}"))
+    elif cmd == "pull":  # REF RUNTIME, the registry login on stdin
+        result = pull(args[0], args[1], json.loads(sys.stdin.read() or "{}"))
     elif cmd == "mark":
         result = mark(args[0], args[1], args[2], current="--current" in args,
                       back="--back" in args)

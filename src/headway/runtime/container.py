@@ -174,8 +174,10 @@ class ContainerRuntime:
             f"build-{release.number}.log"
         secrets = reveal_env(self.store, release.app, release.env,
                              json.loads(release.spec)["secrets"].get("version", 0))
-        built = image.pushed_for_commit(self.binary, source, repo=repository(spec), tags=tags,
-                                        registry=spec.registry, secrets=secrets)
+        from headway.fleet.remote import pulled_image  # a fleet host: the image pulled by digest
+        built = pulled_image(self.binary, repo=repository(spec), tags=tags) or \
+            image.pushed_for_commit(self.binary, source, repo=repository(spec), tags=tags,
+                                    registry=spec.registry, secrets=secrets)
         if built is None:
             built = image.build(self.binary, dest, found, repo=repository(spec), tags=tags,
                                 title=spec.app.name, source=source,
