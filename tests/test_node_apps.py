@@ -13,12 +13,14 @@ import subprocess
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
 from headway.builder import node, semver
+from headway.builder.common import Detected
 from headway.builder.containerfile import base_image, render
 from headway.builder.detect import detect
 from headway.errors import ConfigError, RuntimeFailure
@@ -232,6 +234,30 @@ def test_installs_from_the_lock_file_builds_with_dev_deps_then_drops_them(
     assert not (release / "node_modules" / "is-number").exists()  # dev dependency dropped
     if installer == "npm":
         assert (release / "package-lock.json").exists()  # npm install wrote one for the release
+    else:  # a script that calls it (`yarn drizzle-kit migrate`) finds it at run time
+        bins = release / "node_modules" / ".bin"
+        subprocess.run([bins / installer, "--version"], check=True, capture_output=True,
+                       timeout=60)
+
+
+def test_the_package_manager_is_on_the_apps_path_unless_the_app_brings_its_own(
+        tmp_path: Path) -> None:
+    """docker-express-postgres-boilerplate's `migration:run` is `yarn drizzle-kit migrate`:
+    the release command ran `npm run migration:run` and the shell found no yarn."""
+    tool = tmp_path / "tools" / "yarn@1" / "node_modules" / ".bin" / "yarn"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\n")
+    found = Detected("a", "node server.js", "", language="node", installer="yarn")
+    app = tmp_path / "app"
+    node._link_tool(app, found, str(tool))
+    assert (app / "node_modules" / ".bin" / "yarn").resolve() == tool.resolve()
+    own = tmp_path / "own"
+    (own / "node_modules" / ".bin").mkdir(parents=True)
+    (own / "node_modules" / ".bin" / "yarn").symlink_to("../yarn/bin/yarn.js")
+    node._link_tool(own, found, str(tool))  # a dependency's own yarn stays
+    assert (own / "node_modules" / ".bin" / "yarn").readlink() == Path("../yarn/bin/yarn.js")
+    node._link_tool(tmp_path / "npm", replace(found, installer="npm"), "npm")
+    assert not (tmp_path / "npm" / "node_modules").exists()
 
 
 @pytest.mark.integration

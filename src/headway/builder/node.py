@@ -372,7 +372,7 @@ def install(app: Path, found: Detected, cache: Path) -> None:
             shutil.rmtree(app / "node_modules", ignore_errors=True)  # reinstalled without dev
         _step(_prune_argv(app, found, tool, cache), app, env, "dropping dev dependencies",
               found)
-    _link_bun(app, found, tool)
+    _link_tool(app, found, tool)
 
 
 MANIFESTS = ("package.json", ".npmrc", ".yarnrc", ".yarnrc.yml", "bunfig.toml",
@@ -413,22 +413,31 @@ def _link_shared(app: Path, found: Detected, tool: str, env: dict[str, str], cac
         _step(_install_argv(tmp, found, tool, cache, production=True), tmp, env,
               f"{found.installer} install", found)
         (tmp / "node_modules").mkdir(exist_ok=True)
-        _link_bun(tmp, found, tool)
+        _link_tool(tmp, found, tool)
         (tmp / ".complete").touch()
         shutil.rmtree(shared, ignore_errors=True)
         os.replace(tmp, shared)
+    elif not (shared / "node_modules" / ".bin" / found.installer).exists():
+        _link_tool(shared, found, tool)  # made before the tool was linked there
     shutil.rmtree(app / "node_modules", ignore_errors=True)
     (app / "node_modules").symlink_to(shared / "node_modules")
 
 
-def _link_bun(folder: Path, found: Detected, tool: str) -> None:
-    """Instances find bun on PATH through node_modules/.bin."""
-    if found.installer != "bun":
+def _link_tool(folder: Path, found: Detected, tool: str) -> None:
+    """Instances and the release command find bun, yarn or pnpm on PATH through
+    node_modules/.bin (a script such as `yarn drizzle-kit migrate` calls it); a copy the app
+    depends on itself is kept."""
+    if found.installer == "npm":
         return
     bins = folder / "node_modules" / ".bin"
     bins.mkdir(parents=True, exist_ok=True)
-    (bins / "bun").unlink(missing_ok=True)
-    (bins / "bun").symlink_to(tool)
+    link = bins / found.installer
+    if found.installer != "bun" and link.exists() and not link.is_symlink():
+        return
+    if found.installer != "bun" and link.is_symlink() and "/tools/" not in str(link.readlink()):
+        return
+    link.unlink(missing_ok=True)
+    link.symlink_to(tool)
 
 
 def _locked(app: Path, found: Detected) -> bool:
