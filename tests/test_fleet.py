@@ -543,3 +543,42 @@ def test_fleet_history_goes_forward_on_deploys_and_back_on_rollback(
     record = remote.mark("hello", "production", "B", current=False, back=True)
     assert record["history"] == ["A", "B"] and record["current"] == "B"
     assert remote.info("hello", "production")["fleet"]["current"] == "B"
+
+
+def test_env_servers_override_servers_for_that_environment(tmp_path: Path) -> None:
+    app = ControlApp(tmp_path / "hello", tmp_path / "home")
+    shutil.copytree(EXAMPLE, app.dir)
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text() + '\n[servers]\nweb = ["10.0.0.5", "10.0.0.6"]\n'
+                    '\n[env.staging]\nLOG_LEVEL = "debug"\n'
+                    '\n[env.staging.servers]\nweb = ["deploy@10.0.1.5:2222"]\n'
+                    '\n[env.local]\n\n[env.local.servers]\n')
+    production = app.run("deploy", "--dry-run").stdout
+    assert "batch 1: 10.0.0.5" in production and "10.0.1.5" not in production
+    staging = app.run("--env", "staging", "deploy", "--dry-run").stdout
+    assert "batch 1: deploy@10.0.1.5:2222" in staging and "10.0.0.5" not in staging
+    local = app.run("--env", "local", "servers", "check", check=False)  # an empty table: here
+    assert local.returncode == ConfigError.exit_code
+    assert "no [servers] (nor [env.local.servers])" in local.stderr
+    host = host_config(toml).decode()  # what a host deploys: no hosts of any environment
+    assert "servers" not in host and 'LOG_LEVEL = "debug"' in host
+
+    from headway.cli.servers import _has_servers
+    assert _has_servers(toml, "staging") and _has_servers(toml, "production")
+    assert not _has_servers(toml, "local")
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ('web = ["b@@10.0.0.5"]', "env.staging.servers.web: 'b@@10.0.0.5' is not a host"),
+    ('web = "10.0.0.5"', "env.staging.servers.web: a list of hosts"),
+    ('worker = ["10.0.0.5"]', "env.staging.servers.worker: no [processes.worker]"),
+    ('web = ["10.0.0.5", "10.0.0.5"]', "env.staging.servers.web: a host is listed twice"),
+])
+def test_env_servers_errors_name_the_table(extra: str, says: str) -> None:
+    from headway.spec.load import parse_spec
+
+    with pytest.raises(ConfigError, match="headway.toml: ") as caught:
+        parse_spec(f"{(EXAMPLE / 'headway.toml').read_text()}\n[env.staging.servers]\n{extra}\n")
+    assert says in caught.value.message
+    with pytest.raises(ConfigError, match="env.staging.servers: a table of roles"):
+        parse_spec(f"{(EXAMPLE / 'headway.toml').read_text()}\n[env.staging]\nservers = 3\n")

@@ -36,8 +36,9 @@ def _fleet(ctx: output.Context, spec: Any = None, hosts: tuple[str, ...] = ()) -
     from headway.fleet.fleet import Fleet
 
     spec = spec or ctx.spec()
-    if not spec.servers:
-        raise ConfigError(f"{ctx.config}: no [servers]: headway deploys to this machine",
+    if not spec.servers_for(ctx.env):
+        raise ConfigError(f"{ctx.config}: no [servers] (nor [env.{ctx.env}.servers]): headway "
+                          f"deploys --env {ctx.env} to this machine",
                           hint='list the hosts: [servers] web = ["deploy@10.0.0.5"]')
     from headway.fleet.images import check
     from headway.store import home_dir
@@ -48,14 +49,18 @@ def _fleet(ctx: output.Context, spec: Any = None, hosts: tuple[str, ...] = ()) -
                       progress=output.progress)
 
 
-def _has_servers(config: Path) -> bool:
-    """[servers] in headway.toml, read without the spec models (rollback stays fast)."""
+def _has_servers(config: Path, env: str) -> bool:
+    """[servers] or [env.ENV.servers] in headway.toml, read without the spec models (rollback
+    stays fast)."""
     if os.environ.get(ON_HOST) or not config.is_file():
         return False
     try:
-        return bool(tomllib.loads(config.read_text()).get("servers"))
+        data = tomllib.loads(config.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
+    table = data.get("env", {}).get(env)
+    own = table.get("servers") if isinstance(table, dict) else None
+    return bool(own if own is not None else data.get("servers"))
 
 
 def _finish(fleet: Fleet, work: Callable[[], Any]) -> Any:
@@ -67,7 +72,7 @@ def _finish(fleet: Fleet, work: Callable[[], Any]) -> Any:
 
 # hooks for cli/main.py ---------------------------------------------------------------------
 def fleet_deploy(ctx: output.Context, spec: Any, *, dry_run: bool, force: bool) -> bool:
-    if not spec.servers or os.environ.get(ON_HOST):
+    if not spec.servers_for(ctx.env) or os.environ.get(ON_HOST):
         return False
     from headway.cli import output
     from headway.fleet import deploy
@@ -85,7 +90,7 @@ def fleet_deploy(ctx: output.Context, spec: Any, *, dry_run: bool, force: bool) 
 
 
 def fleet_rollback(options: Any, release: int | None) -> bool:
-    if not _has_servers(options.config):
+    if not _has_servers(options.config, options.env):
         return False
     from headway.cli import output
     from headway.fleet import deploy
@@ -102,7 +107,7 @@ def fleet_rollback(options: Any, release: int | None) -> bool:
 
 
 def fleet_status(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> bool:
-    if not _has_servers(ctx.config):
+    if not _has_servers(ctx.config, ctx.env):
         if hosts:
             raise ConfigError("--host: no [servers] in headway.toml")
         return False
@@ -125,7 +130,7 @@ def fleet_status(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> 
 
 
 def fleet_releases(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> bool:
-    if not _has_servers(ctx.config):
+    if not _has_servers(ctx.config, ctx.env):
         if hosts:
             raise ConfigError("--host: no [servers] in headway.toml")
         return False

@@ -31,11 +31,14 @@ HOST_ONLY = ("servers", "ssh")  # the host deploys locally: no [servers] in its 
 
 
 def host_config(config: Path) -> bytes:
-    """headway.toml as a host deploys it: [servers] and [ssh] left out (it deploys to itself),
-    the app in the archive's `app/` folder."""
+    """headway.toml as a host deploys it: [servers], [env.NAME.servers] and [ssh] left out (it
+    deploys to itself), the app in the archive's `app/` folder."""
     data = tomllib.loads(config.read_text())
     for key in HOST_ONLY:
         data.pop(key, None)
+    for table in data.get("env", {}).values():  # [env.NAME.servers] too
+        if isinstance(table, dict):
+            table.pop("servers", None)
     data.setdefault("app", {})["path"] = "app"
     return tomli_w.dumps(data).encode()
 

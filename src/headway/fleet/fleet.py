@@ -68,7 +68,7 @@ class Fleet:
     @classmethod
     def open(cls, spec: Spec, config: Path, env: str, home: Path, *,
              only: tuple[str, ...] = (), progress: Progress = _quiet) -> Fleet:
-        return cls(spec, config, env, home, pick(fleet_hosts(spec), only),
+        return cls(spec, config, env, home, pick(fleet_hosts(spec, env), only),
                    connection(spec, config, home), progress)
 
     @property

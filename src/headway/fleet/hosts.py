@@ -41,14 +41,17 @@ def parse_host(text: str, *, user: str | None = None, port: int = 22) -> Host:
                 port=int(match.group(3) or port))
 
 
-def fleet_hosts(spec: Spec) -> list[Host]:
-    """Every host of [servers], in the order written, once each. A host runs the whole app
-    (all its processes), so for now every host must be listed under `web`."""
-    web = spec.servers.get("web", [])
-    others = [h for role, hosts in spec.servers.items() if role != "web" for h in hosts
+def fleet_hosts(spec: Spec, env: str = "production") -> list[Host]:
+    """Every host of the environment's servers ([env.ENV.servers], else [servers]), in the
+    order written, once each. A host runs the whole app (all its processes), so for now every
+    host must be listed under `web`."""
+    table = spec.servers_for(env)
+    where = f"env.{env}.servers" if env in spec.env_servers else "servers"
+    web = table.get("web", [])
+    others = [h for role, hosts in table.items() if role != "web" for h in hosts
               if h not in web]
     if others:
-        raise ConfigError(f"servers: {others[0]} is not under servers.web: a host runs the "
+        raise ConfigError(f"{where}: {others[0]} is not under {where}.web: a host runs the "
                           "whole app (every process type) in this version of Headway",
                           hint="list every host under web = [...]")
     return [parse_host(h, user=spec.ssh.user, port=spec.ssh.port) for h in web]

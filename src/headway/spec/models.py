@@ -8,7 +8,7 @@ import datetime
 import ipaddress
 import math
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -508,6 +508,23 @@ def _ssh_target(value: str) -> str:
 SSHTarget = Annotated[str, BeforeValidator(lambda v: _ssh_target(str(v)))]
 
 
+def _env_hosts(env: str, table: Any) -> Any:
+    """[env.NAME.servers] checked where the error can name that table."""
+    if not isinstance(table, dict):
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueError only
+            f"env.{env}.servers: a table of roles, e.g. web = [\"10.0.0.5\"]")
+    for role, hosts in table.items():
+        if not isinstance(hosts, list):
+            raise ValueError(  # noqa: TRY004 - pydantic reports ValueError only
+                f"env.{env}.servers.{role}: a list of hosts, e.g. [\"deploy@10.0.0.5\"]")
+        for host in hosts:
+            try:
+                _ssh_target(str(host))
+            except ValueError as exc:
+                raise ValueError(f"env.{env}.servers.{role}: {exc}") from None
+    return table
+
+
 class SSHSpec(Model):
     """How this machine reaches the [servers] hosts (the system's OpenSSH client)."""
 
@@ -556,16 +573,39 @@ class Spec(Model):
         default_factory=dict, description="hosts per process role, deployed over SSH, e.g. web "
         "= [\"deploy@10.0.0.5\", \"10.0.0.6:2222\"]; unset = this machine")
     ssh: SSHSpec = Field(SSHSpec(), description="how the [servers] hosts are reached")
+    # [env.NAME.servers]: that environment's hosts instead of [servers] (moved here on load)
+    env_servers: dict[str, dict[str, list[SSHTarget]]] = Field(default_factory=dict,
+                                                               exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_servers(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "env_servers" in data:
+            raise ValueError("env_servers: unknown key; an environment's hosts go in "
+                             "[env.NAME.servers]")
+        if isinstance(data, dict) and isinstance(data.get("env"), dict):
+            data = {**data, "env": dict(data["env"]), "env_servers": {}}
+            for name, table in data["env"].items():
+                if isinstance(table, dict) and "servers" in table:
+                    data["env"][name] = {k: v for k, v in table.items() if k != "servers"}
+                    data["env_servers"][name] = _env_hosts(name, table["servers"])
+        return data
 
     @model_validator(mode="after")
     def _servers(self) -> Spec:
-        for role, hosts in self.servers.items():
-            if role not in self.processes:
-                raise ValueError(f"servers.{role}: no [processes.{role}] "
-                                 f"(declared: {', '.join(self.processes)})")
-            if len(set(hosts)) != len(hosts):
-                raise ValueError(f"servers.{role}: a host is listed twice")
+        for where, table in [("servers", self.servers),
+                             *[(f"env.{n}.servers", t) for n, t in self.env_servers.items()]]:
+            for role, hosts in table.items():
+                if role not in self.processes:
+                    raise ValueError(f"{where}.{role}: no [processes.{role}] "
+                                     f"(declared: {', '.join(self.processes)})")
+                if len(set(hosts)) != len(hosts):
+                    raise ValueError(f"{where}.{role}: a host is listed twice")
         return self
+
+    def servers_for(self, env: str) -> dict[str, list[str]]:
+        """The hosts of one environment: [env.NAME.servers] when it has one, else [servers]."""
+        return self.env_servers.get(env, self.servers)
 
     @field_validator("processes")
     @classmethod
