@@ -9,6 +9,7 @@ Fast unit tests pin the ssh argv, host parsing and error messages."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -281,6 +282,12 @@ def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
     assert two.address in status and one.address not in status
     releases = fleet.run("releases", "--json").stdout
     assert f'"host": "root@{one.address}"' in releases
+    events = json.loads(fleet.run("events", "--host", two.address, "--json").stdout)
+    assert {e["host"] for e in events} == {f"root@{two.address}"}
+    assert any(e["release"] == 2 for e in events)
+    logs = [json.loads(line) for line in fleet.run("logs", "-n", "2", "--json").stdout.split("\n")
+            if line]
+    assert {row["host"] for row in logs} == {f"root@{h.address}" for h in (one, two)}
 
     fleet.set_parallel(1)  # one host after the other: the second is cut off as it starts
     fleet.set_version("3.0.0")
@@ -582,3 +589,68 @@ def test_env_servers_errors_name_the_table(extra: str, says: str) -> None:
     assert says in caught.value.message
     with pytest.raises(ConfigError, match="env.staging.servers: a table of roles"):
         parse_spec(f"{(EXAMPLE / 'headway.toml').read_text()}\n[env.staging]\nservers = 3\n")
+
+
+class FakeFleet:
+    """What fleet/reads.py asks of a Fleet, with canned host answers; a host named `down`
+    does not answer."""
+
+    app, env = "hello", "production"
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.hosts = [parse_host(name) for name in answers]
+        self.answers, self.asked = answers, []  # type: list[list[str]]
+
+    def each(self, hosts, work):  # type: ignore[no-untyped-def]
+        from headway.errors import HeadwayError
+
+        out = {}
+        for host in hosts:
+            try:
+                out[host.name] = work(host)
+            except HeadwayError as exc:
+                out[host.name] = exc
+        return out
+
+    def probe(self, host: Host) -> dict[str, object]:
+        if host.name == "down":
+            raise ssh.Unreachable("down: cannot be reached over SSH (probing it): timed out")
+        return {}
+
+    def headway(self, host, args, *, what, timeout=0, on_line=None):  # type: ignore[no-untyped-def]
+        self.asked.append(args)
+        for line in self.answers[host.name]:
+            if on_line:
+                on_line(line)
+        return "\n".join(self.answers[host.name])
+
+
+def test_events_across_hosts_are_merged_by_time_with_a_row_for_a_host_away() -> None:
+    from headway.fleet import reads
+
+    fleet = FakeFleet({
+        "h1": [('[{"ts": 10, "release": 1, "kind": "deploy", "message": "a"},'
+               ' {"ts": 30, "release": 2, "kind": "deploy", "message": "c"}]')],
+        "h2": ['[{"ts": 20, "release": 1, "kind": "deploy", "message": "b"}]'], "down": []})
+    rows = reads.events(fleet, 2)  # type: ignore[arg-type]
+    assert [(r["host"], r["message"]) for r in rows] == [
+        ("h2", "b"), ("h1", "c"), ("down", ("down: cannot be reached over SSH (probing it): "
+                                   "timed out"))]
+    assert rows[-1]["kind"] == "unreachable"
+    assert fleet.asked[0] == ["--app", "hello", "events", "--json", "-n", "2"]
+
+
+def test_logs_across_hosts_tag_each_line_with_its_host() -> None:
+    from headway.fleet import reads
+
+    args = reads.log_args(process="web", lines=5, since="10m", grep="GET", release=None,
+                          follow=False)
+    assert args == ["logs", "--json", "--process", "web", "-n", "5", "--since", "10m",
+                    "--grep", "GET"]
+    fleet = FakeFleet({"h1": [('{"instance": "web-r1-a", "process": "web", "release": 1, '
+                              '"line": "GET /"}')], "h2": ["not json"], "down": []})
+    rows: list[dict[str, object]] = []
+    failed = reads.logs(fleet, args, rows.append)  # type: ignore[arg-type]
+    assert rows == [{"host": "h1", "instance": "web-r1-a", "process": "web", "release": 1,
+                     "line": "GET /"}, {"host": "h2", "instance": "-", "line": "not json"}]
+    assert list(failed) == ["down"] and isinstance(failed["down"], ssh.Unreachable)

@@ -241,11 +241,14 @@ def status(ctx: output.Context, as_json: bool, watch: bool, interval: float,
 @cli.command()
 @click.option("-n", "--limit", default=50, show_default=True)
 @json_option
+@click.option("--host", "hosts", multiple=True, help="[servers]: only this host (repeatable)")
 @pass_ctx
-def events(ctx: output.Context, limit: int, as_json: bool) -> None:
+def events(ctx: output.Context, limit: int, as_json: bool, hosts: tuple[str, ...]) -> None:
     """What happened to the app, oldest first."""
     from headway.cli import output
 
+    if servers_cli().fleet_events(ctx, limit, as_json, hosts):  # [servers]: every host's
+        return
     output.table(ctx.recovered_store().events(ctx.app(), ctx.env, limit=limit), as_json,
                  ["ts", "release", "kind", "message"])
 
@@ -263,9 +266,11 @@ def events(ctx: output.Context, limit: int, as_json: bool) -> None:
 @click.option("--grep", metavar="PATTERN", default=None, help="only lines matching this regex")
 @click.option("--release", type=int, default=None, help="only this release's instances")
 @json_option
+@click.option("--host", "hosts", multiple=True, help="[servers]: only this host (repeatable)")
 @pass_ctx
 def logs(ctx: output.Context, follow: bool, process: str | None, lines: int | None,
-         since: str | None, grep: str | None, release: int | None, as_json: bool) -> None:
+         since: str | None, grep: str | None, release: int | None, as_json: bool,
+         hosts: tuple[str, ...] = ()) -> None:
     """The instances' output, each line tagged with its instance."""
     from headway.cli import output
 
@@ -273,6 +278,9 @@ def logs(ctx: output.Context, follow: bool, process: str | None, lines: int | No
                        release=release, as_json=as_json):  # runtime = "kubernetes"
         return
     only = output.log_filter(since, grep)
+    if servers_cli().fleet_logs(ctx, hosts, as_json, process=process, lines=lines, since=since,
+                                grep=grep, release=release, follow=follow):  # [servers]
+        return
     output.logs(ctx.recovered_store(), ctx.app(), ctx.env, process=process, lines=lines,
                 follow=follow, as_json=as_json, release=release, only=only)
 

@@ -1,5 +1,5 @@
 """`headway servers check|setup|trust|converge`, and the fleet side of `deploy`, `rollback`,
-`status` and `releases` when headway.toml has [servers] (cli/main.py calls the fleet_*
+`status`, `releases`, `logs` and `events` when headway.toml has [servers] (cli/main.py calls the fleet_*
 functions; each returns False, changing nothing, when there is no [servers]). Prints; the
 work is in headway.fleet."""
 
@@ -144,6 +144,47 @@ def fleet_releases(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -
     return True
 
 
+def fleet_events(ctx: output.Context, limit: int, as_json: bool,
+                 hosts: tuple[str, ...]) -> bool:
+    if not _has_servers(ctx.config, ctx.env):
+        if hosts:
+            raise ConfigError("--host: no [servers] in headway.toml")
+        return False
+    from headway.cli import output
+    from headway.fleet import reads
+
+    fleet = _fleet(ctx, hosts=hosts)
+    rows = _finish(fleet, lambda: reads.events(fleet, limit))
+    output.table(rows, as_json, ["host", "ts", "release", "kind", "message"])
+    return True
+
+
+def fleet_logs(ctx: output.Context, hosts: tuple[str, ...], as_json: bool,
+               **options: Any) -> bool:
+    """`headway logs` on every host (or --host), each line with its host."""
+    if not _has_servers(ctx.config, ctx.env):
+        if hosts:
+            raise ConfigError("--host: no [servers] in headway.toml")
+        return False
+    from headway.fleet import reads
+
+    def emit(row: dict[str, Any]) -> None:
+        if as_json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{row['host']} | {row.get('instance', '-')} | {row.get('line', '')}",
+                  flush=True)
+    fleet = _fleet(ctx, hosts=hosts)
+    failed = _finish(fleet, lambda: reads.logs(fleet, reads.log_args(**options), emit))
+    if failed:
+        name, exc = next(iter(failed.items()))
+        others = f" (and {len(failed) - 1} more host(s))" if len(failed) > 1 else ""
+        exc.message = f"{exc.message}{others}" if exc.message.startswith(name) \
+            else f"{name}: {exc.message}{others}"
+        raise exc
+    return True
+
+
 def _outcome(result: Any) -> None:
     from headway.cli import output
 
@@ -234,5 +275,5 @@ def register(group: click.Group) -> None:
     group.add_command(servers)
 
 
-__all__ = ["fleet_deploy", "fleet_releases", "fleet_rollback", "fleet_status",
-           "host_option", "register", "servers"]
+__all__ = ["fleet_deploy", "fleet_events", "fleet_logs", "fleet_releases", "fleet_rollback",
+           "fleet_status", "host_option", "register", "servers"]

@@ -122,12 +122,15 @@ class Fleet:
         return str(self.info[host.name]["home"])
 
     def headway(self, host: Host, args: list[str], *, what: str, stream: bool = False,
-                timeout: float = 1800, env: dict[str, str] | None = None) -> str:
-        """The host's own `headway --env ENV ARGS`; with `stream`, its lines as progress.
-        `env`: variables for it (never a secret: they are in the remote command line)."""
+                timeout: float = 1800, env: dict[str, str] | None = None,
+                on_line: Callable[[str], None] | None = None) -> str:
+        """The host's own `headway --env ENV ARGS`; with `stream`, its lines as progress, with
+        `on_line` to that callback. `env`: variables for it (never a secret: they are in the
+        remote command line)."""
         binary = f"{self.home_of(host)}/fleet/venv/bin/headway"
-        on_line = (lambda line: self.progress(f"{host.name}: {line}", host=host.name)) \
-            if stream else None
+        if stream:
+            on_line = lambda line: self.progress(f"{host.name}: {line}",
+                                                 host=host.name)
         variables = [f"{k}={v}" for k, v in (env or {}).items()]
         return self.ssh(host, ["env", "HEADWAY_FLEET_HOST=1", *variables, binary, "--env",
                                self.env, *args], what=what, timeout=timeout, on_line=on_line)
