@@ -297,6 +297,11 @@ class ObserveSpec(Model):
                               "judge); off only to measure its cost")
     dashboard: bool = Field(False, description="a web dashboard at / of the metrics address "
                             "(actions need `headway dashboard token`)")
+    prometheus_url: str | None = Field(None, pattern=r"^https?://\S+$", description="runtime "
+                                       "kubernetes, canary: the Prometheus the judge queries")
+    prometheus_queries: dict[Literal["requests", "errors", "latency"], str] = Field(
+        default_factory=dict, description="canary PromQL per release ($pod, $namespace, "
+        "$window); unset: the defaults the README gives")
 
     @field_validator("metrics_address")
     @classmethod
