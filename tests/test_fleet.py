@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from headway.errors import ConfigError, RuntimeFailure
+from headway.errors import ConfigError, NotFound, RuntimeFailure
 from headway.fleet import ssh
 from headway.fleet.artifact import host_config, release_archive
 from headway.fleet.hosts import Host, batches, parse_host, pick
@@ -312,6 +312,13 @@ def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
 
     back = fleet.run("rollback")  # the fleet's release before, on every host
     assert one.version() == two.version() == "1.0.0", back.stdout
+
+    lacking = fleet.run("rollback", "3", check=False)  # 3.0.0 went live on host 1 only
+    assert lacking.returncode == NotFound.exit_code, lacking.stderr
+    assert f"root@{two.address}: has no release of artifact" in lacking.stderr
+    assert one.version() == two.version() == "1.0.0"  # nothing changed anywhere
+    named = fleet.run("rollback", "2")  # a named release: the artifact both numbered 2
+    assert one.version() == two.version() == "2.0.0", named.stdout
 
 
 @pytest.mark.integration
@@ -654,3 +661,37 @@ def test_logs_across_hosts_tag_each_line_with_its_host() -> None:
     assert rows == [{"host": "h1", "instance": "web-r1-a", "process": "web", "release": 1,
                      "line": "GET /"}, {"host": "h2", "instance": "-", "line": "not json"}]
     assert list(failed) == ["down"] and isinstance(failed["down"], ssh.Unreachable)
+
+
+def _fleet_of(records: dict[str, dict[str, object]]) -> object:
+    """A Fleet as fleet/rollback.py reads it: hosts and what their probes recorded."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(app="hello", env="production",
+                           hosts=[parse_host(n) for n in records],
+                           info={n: {"headway": r} for n, r in records.items()})
+
+
+def test_rollback_release_is_the_artifact_the_hosts_numbered_so() -> None:
+    from headway.fleet import rollback
+
+    fleet = _fleet_of({
+        "h1": {"active": 3, "fleet": {"releases": {"1": "A", "2": "B", "3": "C"},
+                                      "history": ["A", "B", "C"], "at": 2}},
+        "h2": {"active": 4, "fleet": {"releases": {"1": "A", "2": "B", "4": "C"},
+                                      "history": ["A", "B", "C"], "at": 1}}})
+    assert rollback.artifact_of(fleet, 2) == "B"  # type: ignore[arg-type]
+    assert rollback.plan(fleet, "B") == {"h1": 2, "h2": 2}  # type: ignore[arg-type]
+    assert rollback.plan(fleet, "C") == {"h1": None, "h2": None}  # type: ignore[arg-type]
+    assert rollback.previous_artifact(fleet) == "B"  # type: ignore[arg-type]
+    assert rollback.artifact_of(fleet, 3) == "C"  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match="no host has a release 9"):
+        rollback.artifact_of(fleet, 9)  # type: ignore[arg-type]
+
+    fleet.info["h2"]["headway"]["fleet"]["releases"]["3"] = "X"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"release 3 is not the same code on every host "
+                       r"\(h1: artifact C, h2: artifact X\)"):
+        rollback.artifact_of(fleet, 3)  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match="h2: has no release of artifact D: nothing was rolled"):
+        fleet.info["h1"]["headway"]["fleet"]["releases"]["5"] = "D"  # type: ignore[attr-defined]
+        rollback.plan(fleet, "D")  # type: ignore[arg-type]

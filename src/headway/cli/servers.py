@@ -93,16 +93,12 @@ def fleet_rollback(options: Any, release: int | None) -> bool:
     if not _has_servers(options.config, options.env):
         return False
     from headway.cli import output
-    from headway.fleet import deploy
+    from headway.fleet import rollback
 
     output.use_log_format(options.log_format)
     ctx = output.Context(config=options.config, env=options.env, app_name=options.app_name)
-    if release is not None:
-        raise ConfigError("rollback RELEASE with [servers]: each host numbers its own releases",
-                          hint="`headway rollback` (each host's previous release), or "
-                          "`headway releases` then a deploy of that code")
     fleet = _fleet(ctx)
-    _outcome(_finish(fleet, lambda: deploy.rollback(fleet)))
+    _outcome(_finish(fleet, lambda: rollback.rollback(fleet, release)))
     return True
 
 

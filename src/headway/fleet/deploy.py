@@ -1,4 +1,4 @@
-"""Fleet deploy, rollback and converge. A deploy builds the release archive once, checks every
+"""Fleet deploy (rollback is fleet/rollback.py, converge fleet/converge.py). A deploy builds the release archive once, checks every
 host first (reachable, this Headway), takes the fleet lock, ships the archive and secrets to
 every host, then runs each host's own `headway deploy` in batches of [deploy]
 hosts_in_parallel. The first batch with a failure stops the rollout and the hosts that had
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headway.errors import DeployFailed, HeadwayError, NotFound
+from headway.errors import DeployFailed, HeadwayError
 from headway.fleet import images, ssh
 from headway.fleet.artifact import release_archive
 from headway.fleet.fleet import Fleet
@@ -160,36 +160,3 @@ def _raise_first(results: dict[str, Any]) -> None:
     for result in results.values():
         if isinstance(result, HeadwayError):
             raise result
-
-
-def rollback(fleet: Fleet) -> FleetOutcome:
-    """The fleet back to the release it had before its current one (by artifact, as the
-    hosts recorded it): each host switches to its own release of that artifact."""
-    started = time.monotonic()
-    fleet.probe_all()
-    records = [fleet.info[h.name]["headway"].get("fleet") or {} for h in fleet.hosts]
-    newest = max(records, key=lambda r: r.get("at", 0))
-    history = newest.get("history", [])
-    if len(history) < 2:
-        raise NotFound(f"no earlier fleet release of {fleet.app} ({fleet.env}) is recorded",
-                       hint="`headway releases` lists each host's releases")
-    target = history[-2]
-
-    def back(host: Host) -> int:
-        there = (fleet.info[host.name]["headway"].get("fleet") or {}).get("releases", {})
-        numbers = [int(n) for n, sha in there.items() if sha == target]
-        if not numbers:
-            raise NotFound(f"{host.name}: has no release of artifact {target[:12]}",
-                           hint="`headway servers converge` after the others are back")
-        fleet.headway(host, ["--app", fleet.app, "rollback", str(max(numbers))],
-                      what=f"headway rollback {max(numbers)}", stream=True)
-        fleet.remote(host, ["mark", fleet.app, fleet.env, target, "--back"], what="recording")
-        return max(numbers)
-
-    with fleet.lock(f"headway rollback {fleet.app} --env {fleet.env}"):
-        results = fleet.each(fleet.hosts, back)
-    _raise_first(results)
-    return FleetOutcome(fleet.app, fleet.env, target, {n: r for n, r in results.items()
-                                                       if isinstance(r, int)}, True,
-                        f"artifact {target[:12]} is live again on {len(results)} host(s)",
-                        time.monotonic() - started)
