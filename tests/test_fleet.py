@@ -695,3 +695,17 @@ def test_rollback_release_is_the_artifact_the_hosts_numbered_so() -> None:
     with pytest.raises(NotFound, match="h2: has no release of artifact D: nothing was rolled"):
         fleet.info["h1"]["headway"]["fleet"]["releases"]["5"] = "D"  # type: ignore[attr-defined]
         rollback.plan(fleet, "D")  # type: ignore[arg-type]
+
+
+def test_a_podman_app_needs_podman_on_every_host() -> None:
+    from types import SimpleNamespace
+
+    from headway.fleet import bootstrap, images
+
+    podman = SimpleNamespace(spec=SimpleNamespace(app=SimpleNamespace(runtime="podman")),
+                             hosts=[parse_host("h1")], info={"h1": {"podman": None}})
+    assert bootstrap.packages(podman)["podman"] == "podman"  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"h1: lacks podman \(app.runtime = \"podman\"\)"):
+        images.check_hosts(podman)  # type: ignore[arg-type]
+    process = SimpleNamespace(spec=SimpleNamespace(app=SimpleNamespace(runtime="process")))
+    assert "podman" not in bootstrap.packages(process)  # type: ignore[arg-type]

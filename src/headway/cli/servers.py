@@ -221,7 +221,8 @@ def check(ctx: output.Context, hosts: tuple[str, ...], as_json: bool) -> None:
 @servers.command()
 @host_option
 @click.option("--install-packages", is_flag=True,
-              help="apt-get install what a host lacks (haproxy, python3-venv): root or sudo")
+              help="apt-get install what a host lacks (haproxy, python3-venv; podman for "
+              "runtime = podman): root or sudo")
 @pass_ctx
 def setup(ctx: output.Context, hosts: tuple[str, ...], install_packages: bool) -> None:
     """Install this very Headway on each host, in its own virtualenv."""

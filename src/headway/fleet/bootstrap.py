@@ -17,6 +17,11 @@ from headway.fleet.remote import version
 PACKAGES = {"haproxy": "haproxy", "python_venv": "python3-venv"}  # probe key: Debian package
 
 
+def packages(fleet: Fleet) -> dict[str, str]:
+    """What a host needs for this app: podman too when the app runs on it."""
+    return PACKAGES | ({"podman": "podman"} if fleet.spec.app.runtime == "podman" else {})
+
+
 def check(fleet: Fleet) -> list[dict[str, Any]]:
     """One row per host: what it has, and what it lacks for a deploy ("ready")."""
     rows = []
@@ -27,7 +32,7 @@ def check(fleet: Fleet) -> list[dict[str, Any]]:
                          "hint": result.hint})
             continue
         there = result.get("headway") or {}
-        missing = [pkg for key, pkg in PACKAGES.items() if not result.get(key)]
+        missing = [pkg for key, pkg in packages(fleet).items() if not result.get(key)]
         problem = installed_problem(name, result)
         if problem:
             missing.append("headway " + version())
@@ -84,7 +89,7 @@ def setup(fleet: Fleet, *, install_packages: bool = False) -> list[dict[str, Any
 
 def _packages(fleet: Fleet, host: Host, found: dict[str, Any],
               allowed: bool) -> dict[str, Any]:
-    missing = [pkg for key, pkg in PACKAGES.items() if not found.get(key)]
+    missing = [pkg for key, pkg in packages(fleet).items() if not found.get(key)]
     if not missing:
         return {"packages": "present"}
     if not allowed:
