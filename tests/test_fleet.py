@@ -26,7 +26,7 @@ import pytest
 
 from headway.errors import ConfigError, NotFound, RuntimeFailure
 from headway.fleet import ssh
-from headway.fleet.artifact import host_config, release_archive
+from headway.fleet.artifact import archive_image, host_config, release_archive
 from headway.fleet.hosts import Host, batches, parse_host, pick
 from tests.conftest import EXAMPLE, App, _kill_leftovers, registry_server, wait_for
 from tests.load import Load
@@ -529,6 +529,11 @@ def test_release_archive_is_reproducible_and_deploys_locally_on_the_host(tmp_pat
     assert first[1] == second[1]
     toml = host_config(app / "headway.toml").decode()
     assert "[servers]" not in toml and "[ssh]" not in toml and 'path = "app"' in toml
+    assert archive_image(first[0]) is None  # a process release; a container one names its image
+    ref = "reg.example.com/hello@sha256:" + "ab" * 32
+    boxed = release_archive(app / "headway.toml", app, tmp_path / "home", tmp_path / "c",
+                            image=ref)
+    assert archive_image(boxed[0]) == ref and boxed[1] != first[1]
 
 
 def test_dry_run_shows_the_batches_and_auto_runtime_is_refused(tmp_path: Path) -> None:
