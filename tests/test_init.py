@@ -200,6 +200,16 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
                     "\nfs.mkdirSync(tmpdir);\n",
         "worker.py": "from pathlib import Path\nPath('reports').mkdir(exist_ok=True)\n",
     }, {"volumes": {"exports": "exports", "reports": "reports"}}),
+    ("express-own-port-variable-knexfile-in-src", {  # knex-express-for-backend-team's shape
+        "package.json": '{"scripts": {"start": "node src/main.js"}, "dependencies": '
+                        '{"express": "4", "knex": "3", "pg": "8"}}',
+        "src/knexfile.js": "module.exports = {[process?.env?.APP_ENV]: {client: 'pg'}};\n",
+        "src/main.js": "const app = require('express')();\napp.listen(process.env.APP_PORT);\n",
+        ".env.sample": "APP_PORT=2001\nAPP_ENV=development\n"
+                       "CSP=\"default-src 'self'; frame-src 'self'\"  # quoted\n",
+    }, {"command": "env APP_PORT=$PORT node src/main.js",
+        "release": "npx knex migrate:latest --knexfile src/knexfile.js",
+        "env": {"APP_ENV": "production", "CSP": "default-src 'self'; frame-src 'self'"}}),
     ("node-pg-bare-pool", {
         "package.json": '{"main": "db.js", "dependencies": {"pg": "^8"}}',
         "db.js": "const { Pool } = require('pg');\nexport const pool = new Pool();\n",

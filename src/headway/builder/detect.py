@@ -257,6 +257,8 @@ def render_toml(found: Detected, *, port: int, needs: Needs | None = None) -> st
 
     plan = needs or Needs()
     command = found.command or PLACEHOLDER
+    if plan.port_env and found.command and "$PORT" not in command:
+        command = f"env {plan.port_env[0]}=$PORT {command}"  # the port where it listens
     return "".join([f'''# headway.toml, written by `headway init` ({found.explain}).
 # Reference: every key, its type and default, is in the README ("Config reference").
 
@@ -345,7 +347,8 @@ def _volumes(plan: Needs) -> str:
 
 def _env(plan: Needs) -> str:
     lines = ["", "[env]"]
-    lines += [_pad(f"{k} = {_toml(v)}", f"from {w}") for k, (v, w) in plan.env.items()]
+    lines += [_pad(f"{k} = {_toml(v)}", w if w.startswith("not ") or ": " in w else f"from {w}")
+              for k, (v, w) in plan.env.items()]
     required = [v for v in plan.unset if not v.optional]
     if required:
         lines.append("# read by the app with no default, no value known (set them here, or as "

@@ -54,6 +54,15 @@ class Var:
     example_file: str = ""
 
 
+def _unquote(raw: str) -> str:
+    """An example file's value: a quoted one whole (its own quotes and #s kept), else up to
+    a comment."""
+    raw = raw.strip()
+    if len(raw) > 1 and raw[0] in "\"'" and (end := raw.find(raw[0], 1)) > 0:
+        return raw[1:end]
+    return re.split(r"\s+#", raw)[0].strip().strip("\"'")
+
+
 def variables(folder: Path, files: dict[str, str], top: Path | None = None) -> dict[str, Var]:
     """Variables the code reads (required when any read has no default) and those an example
     env file lists (in `folder`, else in `top`, the repository holding it), with its value;
@@ -69,7 +78,7 @@ def variables(folder: Path, files: dict[str, str], top: Path | None = None) -> d
     for example in EXAMPLES:
         for line in read(home / example).splitlines():
             if m := re.match(r"^\s*(?:export\s+)?([A-Z][A-Z0-9_]*)\s*=\s*(.*?)\s*$", line):
-                value = re.split(r"\s+#", m.group(2))[0].strip().strip("\"'")
+                value = _unquote(m.group(2))
                 examples.setdefault(m.group(1), (value, example))
     out = {name: Var(name, var.where, var.optional, *examples.get(name, (None, "")))
            for name, var in code.items()}

@@ -99,9 +99,12 @@ def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
         out.append((f"npx prisma migrate deploy{flag}" if migrations else
                     f"npx prisma db push --skip-generate{flag}",
                     where + ("" if migrations else " without migrations/")))
-    knexfile = next(folder.glob("knexfile.*"), None)
+    knexfile = next(folder.glob("knexfile.*"), None) or next(
+        (f for f in sorted(folder.glob("*/knexfile.*")) if f.parent.name != "node_modules"), None)
     if knexfile:
-        out.append(("npx knex migrate:latest", knexfile.name))
+        where = knexfile.relative_to(folder).as_posix()
+        flag = "" if knexfile.parent == folder else f" --knexfile {where}"
+        out.append((f"npx knex migrate:latest{flag}", where))
     return out
 
 

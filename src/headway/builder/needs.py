@@ -124,6 +124,15 @@ MKDIR = re.compile(r"\b(?:os\.(?:mkdir|makedirs)|(?:fs\.)?mkdirSync|fs\.promises
 # a switch that sends the app's log to stdout instead of a file (Heroku's LOG_TO_STDOUT=1):
 # stdout is what `headway logs` keeps, so init sets it
 LOG_TO_STDOUT = re.compile(r"^(?:[A-Z]+_)?LOGS?_(?:TO_)?STDOUT$")
+# a server that listens on its own variable (`app.listen(process.env.APP_PORT)`): the web
+# command gives it Headway's $PORT there
+LISTEN_VAR = re.compile(r"\.listen\(\s*(?:Number\(|parseInt\(|\+)?\s*(?:process\??\.env\??\.|"
+                        r"[\w?]+\??\.)?([A-Z][A-Z0-9_]*PORT)\b")
+# the variable that names the app's environment: a production deploy is "production",
+# whatever the development example says (a knexfile keyed by it wants NODE_ENV's name)
+ENV_NAMES = {"APP_ENV", "APP_ENVIRONMENT", "ENVIRONMENT", "ENV", "STAGE", "APP_STAGE",
+             "FLASK_ENV", "RAILS_ENV", "RACK_ENV"}
+DEV_NAMES = {"development", "dev", "local", "develop"}
 
 
 @dataclass
@@ -157,6 +166,7 @@ class Needs:
     env: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (value, why)
     unset: list[Var] = field(default_factory=list)  # read, no value known
     volumes: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (path, why)
+    port_env: tuple[str, str] | None = None  # the variable the server listens on, where
     found: list[str] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
@@ -170,6 +180,7 @@ def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
     _workers(folder, needs)
     _health(files, needs)
     variables = read_variables(folder, files, top)
+    _listen_var(files, variables, needs)
     kinds = _accessories(folder, files, deps, dep_files, needs)
     wired = _wire(kinds, variables, needs, _url_values(folder, top))
     _release(folder, found, deps, needs)
@@ -358,6 +369,9 @@ def _classify(variables: list[Var], needs: Needs) -> None:
         elif LOG_TO_STDOUT.match(var.name) and not var.example:
             why = f"{var.where}: the log goes to stdout, which `headway logs` shows"
             needs.env[var.name] = ("1", why)
+        elif var.name in ENV_NAMES and (var.example or "").lower() in DEV_NAMES:
+            why = f"not {var.example!r} as in {var.example_file}: a production deploy"
+            needs.env[var.name] = ("production", why)
         elif var.example is not None and not PLACEHOLDER.search(var.example) and \
                 "localhost" not in var.example and "127.0.0.1" not in var.example:
             needs.env[var.name] = (var.example, var.example_file)
@@ -481,6 +495,21 @@ def _volumes(files: dict[str, str], *, has_postgres: bool, needs: Needs) -> None
                     "own folder: each release starts from the committed copy, so its data "
                     "does not survive a deploy", 'put it in a folder, e.g. data/, and set '
                     '[volumes] data = "data"'))
+
+
+def _listen_var(files: dict[str, str], variables: dict[str, Var], needs: Needs) -> None:
+    """The server listens on a variable of its own rather than PORT: it gets $PORT there
+    (and that variable's example value, a development port, is never written)."""
+    for name, body in files.items():
+        for m in LISTEN_VAR.finditer(body):
+            var = m.group(1)
+            if var != "PORT" and var in variables and not any(
+                    var in names for parts in PARTS.values() for names in parts.values()):
+                del variables[var]
+                needs.port_env = (var, f"{name}:{_line(body, m.start())}")
+                needs.found.append(f"[processes.web] command starts with env {var}=$PORT  (the "
+                                   f"server listens on {var}, {needs.port_env[1]})")
+                return
 
 
 def _made_folders(files: dict[str, str], needs: Needs) -> None:
