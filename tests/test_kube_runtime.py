@@ -315,8 +315,8 @@ def test_what_the_runtime_does_not_do_is_refused_before_the_cluster(
 
     text = TOML.format(timeout="5s", namespace=NS).replace(*change)
     if message is None:
-        text = text.replace("[deploy]\n", '[deploy]\nstrategy = "canary"\n')
-        message = "deploy.strategy = 'canary' is not built for runtime \"kubernetes\""
+        text = text.replace("[deploy]\n", '[deploy]\nstrategy = "rolling"\n')
+        message = "deploy.strategy = 'rolling' is not built for runtime \"kubernetes\""
     with pytest.raises(ConfigError) as refused:
         refuse_unsupported(parse_spec(text, source="headway.toml"), "headway.toml")
     assert message in refused.value.message

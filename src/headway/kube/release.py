@@ -63,11 +63,16 @@ class ReleaseObjects:
 def refuse_unsupported(spec: Spec, config: str) -> None:
     """What runtime = "kubernetes" does not do (yet), before anything is read or applied."""
     strategy = spec.deploy.strategy
-    if strategy != "blue-green":
+    if strategy not in {"blue-green", "canary"}:
         raise ConfigError(f"{config}: deploy.strategy = {strategy!r} is not built for runtime "
-                          "\"kubernetes\" (only blue-green: one Deployment per release, the "
-                          "Service switched once it is Available)",
+                          "\"kubernetes\" (blue-green: one Deployment per release, the "
+                          "Service switched once it is Available; or canary)",
                           hint='set deploy.strategy = "blue-green" (the default)')
+    if strategy == "canary" and not spec.observe.prometheus_url:
+        raise ConfigError(f"{config}: deploy.strategy = \"canary\" with runtime \"kubernetes\" "
+                          "needs [observe] prometheus_url: the judge reads both releases' "
+                          "requests from Prometheus", hint='e.g. prometheus_url = '
+                          '"http://prometheus.monitoring:9090" (a port-forward works too)')
     for name, acc in spec.accessories.items():
         if not acc.external:
             raise ConfigError(f"{config}: accessories.{name}: runtime \"kubernetes\" runs no "

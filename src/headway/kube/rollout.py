@@ -1,5 +1,5 @@
 """`headway deploy` and `headway rollback` with runtime = "kubernetes": blue-green across
-Deployments. A deploy checks every object with a server-side dry run before the first real
+Deployments (canary: headway.kube.canary, from the same first steps). A deploy checks every object with a server-side dry run before the first real
 apply, applies the shared objects and the release's ConfigMap/Secret, runs the release Job and
 waits for it, starts the release's Deployments and waits until they are Available, and only
 then switches the web Service's selector to the release. Anything failing before the switch
@@ -171,6 +171,10 @@ class Rollout:
             self.cluster.apply(obj)
         if objects.job is not None:
             self.run_job(objects.job, number)
+        if self.spec.deploy.strategy == "canary" and live is not None:  # a first deploy has
+            from headway.kube.canary import Canary  # nothing to compare: blue-green
+
+            return Canary(self, objects, number, live).run()
         for obj in objects.deployments:
             self.cluster.apply(obj)
         self.wait_available(objects.deployments, number)
