@@ -177,6 +177,26 @@ def test_without_a_build_production_dependencies_are_their_own_layer(tmp_path: P
     assert "ENV NODE_ENV=production" in text
 
 
+def test_an_install_script_that_runs_a_dev_dependency_installs_with_dev_then_prunes(
+        tmp_path: Path) -> None:
+    """knex-express-for-backend-team's `"prepare": "husky install"` with husky a dev
+    dependency: a production-only install failed ('sh: husky: not found')."""
+    folder(tmp_path, {"package.json": {"scripts": {"start": "node server.js",
+                                                   "prepare": "husky install"},
+                                       "devDependencies": {"husky": "^8"}},
+                      "package-lock.json": "{}"})
+    found = detect(tmp_path)
+    assert found.dev_install and not found.build
+    assert "scripts.prepare runs husky, a dev dependency" in " ".join(found.reasons)
+    build, final = render(found).split("\n\nFROM ")
+    assert "npm ci --include=dev" in build and "RUN npm prune --omit=dev" in build
+    assert "COPY --from=build /app ./" in final
+    folder(tmp_path / "b", {"package.json": {"scripts": {"start": "node server.js",
+                                                         "postinstall": "husky install"},
+                                             "dependencies": {"husky": "^8"}}})
+    assert not detect(tmp_path / "b").dev_install  # a production dependency: installed anyway
+
+
 @pytest.mark.parametrize(("files", "tool", "install"), [
     ({"pnpm-lock.yaml": "lockfileVersion: '6.0'\n"}, "pnpm@8", "pnpm install --frozen-lockfile"),
     ({"pnpm-lock.yaml": "lockfileVersion: '9.0'\n"}, "pnpm@9", "pnpm install --frozen-lockfile"),

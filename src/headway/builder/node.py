@@ -77,12 +77,29 @@ def detect(folder: Path, name: str) -> Detected:
                        "uses this machine's node)")
     build = _build_steps(folder, pkg, installer)
     reasons += [f"build: {step}" for step in build]
+    dev_tool = _dev_lifecycle(pkg)
+    if dev_tool:
+        reasons.append(f"scripts.{dev_tool[0]} runs {dev_tool[1]}, a dev dependency: installed "
+                       "with dev dependencies, which are dropped after")
     command, explain = _command(folder, pkg, installer, bool(build))
     if command:
         reasons.append(f"command: {command} ({explain}; it must listen on $PORT)")
     return Detected(name, command, f"{language.title()} app: {explain}" if command else
                     f"{package}: {explain}", language, version, installer, None, reasons, build,
-                    version_range=wanted, version_from=source, installer_version=tool)
+                    version_range=wanted, version_from=source, installer_version=tool,
+                    dev_install=bool(dev_tool))
+
+
+def _dev_lifecycle(pkg: dict[str, object]) -> tuple[str, str] | None:
+    """(script, package) when an install script of the app's own runs a dev dependency
+    (`"prepare": "husky install"`): a production-only install would fail on it."""
+    dev = set(_dict(pkg.get("devDependencies"))) - set(_dict(pkg.get("dependencies")))
+    scripts = _scripts(pkg)
+    for name in LIFECYCLE:
+        for word in re.findall(r"[\w@/.-]+", scripts.get(name, "")):
+            if word in dev:
+                return name, word
+    return None
 
 
 def tool_version(folder: Path, pkg: dict[str, object], installer: str) -> str:
@@ -313,7 +330,7 @@ WORKDIR /app
 EXPOSE {PORT}
 CMD {exec_form(found.command)}
 """
-    if not found.build:
+    if not found.build and not found.dev_install:
         copy, install = _install_lines(found, production=True)
         return f"""FROM {image} AS deps
 WORKDIR /app
@@ -361,13 +378,14 @@ def install(app: Path, found: Detected, cache: Path) -> None:
     if _shareable(app, found):
         _link_shared(app, found, tool, env, cache, _shared_key(app, found, node_version))
         return
-    _step(_install_argv(app, found, tool, cache, production=not found.build), app, env,
+    dev = bool(found.build) or found.dev_install
+    _step(_install_argv(app, found, tool, cache, production=not dev), app, env,
           f"{found.installer} install", found)
     build_env = env | {"NODE_ENV": "production",
                        "PATH": f"{app / 'node_modules' / '.bin'}:{env['PATH']}"}
     for step in found.build:
         _step(shlex.split(step), app, build_env, step, found)
-    if found.build:
+    if dev:
         if found.installer in ("bun", "yarn") and not _berry(found):
             shutil.rmtree(app / "node_modules", ignore_errors=True)  # reinstalled without dev
         _step(_prune_argv(app, found, tool, cache), app, env, "dropping dev dependencies",
