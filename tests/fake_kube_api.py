@@ -11,7 +11,8 @@ API_CALLS), and nothing else:
   AlreadyExists when the name is taken; the deploy lock's Lease); GET, LIST with an equality
   labelSelector, DELETE;
 - a Deployment's status becomes Available `delay` seconds after its last change, unless its
-  name is in `never_available`; a Job completes after `delay`, or fails when in `failing_jobs`;
+  name is in `never_available`; a Job completes after `delay`, or fails when in `failing_jobs`
+  (a one-off Job of `headway run`, component "run": exits `run_exit`, its pod terminated);
 - pods made up from the Deployments and Jobs (their template's labels), and their logs;
 - 401 without the bearer token, 403 for a (verb, resource) in `forbidden`.
 
@@ -58,6 +59,7 @@ class FakeKubeAPI:
     delay: float = 0.3
     never_available: set[str] = field(default_factory=set)
     failing_jobs: set[str] = field(default_factory=set)
+    run_exit: int = 0  # the exit code of a one-off Job's command (`headway run`)
     invalid: dict[str, tuple[str, str]] = field(default_factory=dict)  # "Kind/name" -> cause
     conflicts: set[str] = field(default_factory=set)  # "Kind/name"
     forbidden: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural)
@@ -253,7 +255,7 @@ class FakeKubeAPI:
                                 "message": "Deployment has minimum availability." if ok else
                                 "Deployment does not have minimum availability."}]}
         if plural == "jobs" and settled:
-            failed = name in self.failing_jobs
+            failed = name in self.failing_jobs or self.exit_code(obj) != 0
             obj["status"] = {"failed": 1} if failed else {"succeeded": 1}
             obj["status"]["conditions"] = [{
                 "type": "Failed" if failed else "Complete", "status": "True",
@@ -271,13 +273,27 @@ class FakeKubeAPI:
             if plural == "jobs":
                 labels["job-name"] = name
             ready = plural == "deployments" and name not in self.never_available
+            phase, state = ("Running" if ready or plural == "jobs" else "Pending"), {}
+            settled = time.monotonic() - self.changed.get((ns, plural, name), 0) >= self.delay
+            if plural == "jobs" and settled:
+                code = self.exit_code(obj)
+                phase, state = ("Succeeded" if code == 0 else "Failed",
+                                {"terminated": {"exitCode": code}})
             for index in range(count):
                 pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {
                     "name": f"{name}-fake{index}", "namespace": ns, "labels": labels},
-                    "status": {"phase": "Running" if ready or plural == "jobs" else "Pending",
+                    "spec": copy.deepcopy(obj["spec"]["template"]["spec"]),
+                    "status": {"phase": phase,
                                "containerStatuses": [{"name": "c", "restartCount": 0,
-                                                      "ready": ready}]}})
+                                                      "ready": ready, "state": state}]}})
         return pods
+
+    def exit_code(self, job: Obj) -> int:
+        """A release Job in failing_jobs exits 1; a one-off (`headway run`) exits run_exit."""
+        if job["metadata"]["name"] in self.failing_jobs:
+            return 1
+        labels = job["spec"]["template"]["metadata"].get("labels") or {}
+        return self.run_exit if labels.get("app.kubernetes.io/component") == "run" else 0
 
     def pods(self, namespace: str, name: str | None, log: str | None,
              query: dict[str, str]) -> tuple[int, Any]:
@@ -293,6 +309,10 @@ class FakeKubeAPI:
         job = pod["metadata"]["labels"].get("job-name")
         lines = ([f"migrating {job}", "error: relation already exists"]
                  if job in self.failing_jobs else [f"{name} listening", f"{name} GET /up 200"])
+        if pod["metadata"]["labels"].get("app.kubernetes.io/component") == "run":
+            container = pod["spec"]["containers"][0]  # a one-off: what it ran, and where from
+            lines = [f"ran {json.dumps(container.get('args'))} in {container.get('image')}",
+                     f"exit {self.exit_code(self.objects[(namespace, 'jobs', job)])}"]
         tail = int(query.get("tailLines", len(lines)))
         return 200, ("\n".join(lines[-tail:]) + "\n").encode()
 

@@ -320,3 +320,31 @@ def test_what_the_runtime_does_not_do_is_refused_before_the_cluster(
     with pytest.raises(ConfigError) as refused:
         refuse_unsupported(parse_spec(text, source="headway.toml"), "headway.toml")
     assert message in refused.value.message
+
+
+def test_run_is_a_job_of_the_live_release_and_accessories_are_refused(
+        kube_app: KubeApp, api: FakeKubeAPI) -> None:
+    kube_app.invoke("deploy")
+    done = kube_app.run("run", "--", "python3", "manage.py", "check")  # as a user sees it
+    assert '["python3", "manage.py", "check"] in ' in done.stdout and "exit 0" in done.stdout
+    assert "running in Job hello-run-r1-" in done.stderr
+    (name,) = [n for n in api.names(NS, "jobs") if n.startswith("hello-run-r1-")]
+    pod = api.get(NS, "jobs", name)["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "run"  # no Service's
+    assert "ports" not in container and "readinessProbe" not in container
+    assert {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "hello-secrets-r1", "key": "API_TOKEN"}}} in container["env"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "hello-env-r1"}}]
+
+    api.run_exit = 3
+    assert "exit 3" in kube_app.invoke("run", "--", "false", code=3)
+    assert selected(api) == "1"  # a one-off changes no release
+    check_applied(api)
+
+    for command in (["accessory", "status"], ["backup", "list"]):
+        refused = kube_app.invoke(*command, code=2)
+        assert f"headway {command[0]} is not built for runtime \"kubernetes\"" in refused
+        assert "external = true" in refused
+    no_canary = kube_app.invoke("promote", code=7)
+    assert "no canary of hello (production) is running in namespace shop" in no_canary

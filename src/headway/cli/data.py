@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from headway.cli import output
+from headway.cli import kube_runtime, output
 
 pass_ctx = click.make_pass_decorator(output.Context, ensure=True)
 
@@ -35,8 +35,10 @@ def _one(ctx: output.Context, name: str | None, kind: str | None = None) -> Any:
 
 
 @click.group()
-def accessory() -> None:
+@pass_ctx
+def accessory(ctx: output.Context) -> None:
     """The app's PostgreSQL and Redis servers (created by `headway deploy`)."""
+    kube_runtime.refuse_data(ctx, "accessory")  # runtime = "kubernetes": not built
 
 
 @accessory.command("status")
@@ -110,8 +112,10 @@ def redis_cli(ctx: output.Context, name: str | None, args: tuple[str, ...]) -> N
 
 
 @click.group()
-def backup() -> None:
+@pass_ctx
+def backup(ctx: output.Context) -> None:
     """Backups of the accessories and volumes: create, list, restore, verify, prune."""
+    kube_runtime.refuse_data(ctx, "backup")  # runtime = "kubernetes": not built
 
 
 _COLUMNS = ["id", "accessory", "type", "created", "size", "release", "reason", "verified",

@@ -1,4 +1,5 @@
-"""`headway deploy|rollback|status|releases|logs` when [app] runtime = "kubernetes": each
+"""`headway deploy|rollback|status|releases|logs|run|promote|abort` when [app] runtime =
+"kubernetes" (and the refusal of `accessory` and `backup`): each
 function returns False when the app is not on that runtime (the command goes on as before),
 else does the command against the cluster (headway.kube.rollout / view) and returns True.
 Secret values go from Headway's vault into the release's Secret object only: never printed,
@@ -164,3 +165,37 @@ def refuse(ctx: Any, command: str) -> None:
                           hint="kubectl delete deployment,service,job,configmap,secret,ingress,"
                           "hpa,pdb,networkpolicy,serviceaccount -l app.kubernetes.io/name=APP "
                           "-n NAMESPACE (PersistentVolumeClaims hold [volumes] data)")
+
+
+def signal(ctx: Any, what: str) -> bool:
+    """`headway promote|abort` for a canary running on the cluster (from any machine)."""
+    if not on_kubernetes(ctx.config):
+        return False
+    from headway.kube.canary import send_signal
+
+    rollout = _rollout(ctx.config, ctx.env)
+    number = send_signal(rollout, what)
+    click.echo(f"{what} sent to the canary of release {number}")
+    return True
+
+
+def run(ctx: Any, argv: list[str], release: int | None) -> None:
+    """`headway run -- CMD`: a Job in the cluster; exits with its code (returns when the app
+    is not on runtime "kubernetes")."""
+    if not on_kubernetes(ctx.config):
+        return
+    import sys
+
+    from headway.kube import oneoff
+
+    code = oneoff.run(_rollout(ctx.config, ctx.env), argv, release=release,
+                      output=click.echo, progress=_progress)
+    sys.exit(code)
+
+
+def refuse_data(ctx: Any, command: str) -> None:
+    """`headway accessory|backup` on runtime "kubernetes": not built, says why."""
+    if on_kubernetes(ctx.config):
+        from headway.kube.oneoff import refusal
+
+        raise ConfigError(**refusal(command))

@@ -40,6 +40,8 @@ def run(ctx: output.Context, release: int | None, command: tuple[str, ...]) -> N
     """Run a one-off command in a new instance of the release: headway run -- CMD ARGS."""
     dashes = click.get_current_context().meta["dashes"]
     argv = _command(dashes[1] if dashes else command, "headway run -- python manage.py shell")
+    from headway.cli import kube_runtime  # runtime = "kubernetes": a Job, exits with its code
+    kube_runtime.run(ctx, argv, release)
     code = ctx.engine().run(ctx.app(), ctx.env, argv, release=release,
                             tty=sys.stdin.isatty())
     sys.exit(code)
