@@ -52,7 +52,25 @@ class BenchApp:
 
     def close(self) -> None:
         self.headway("destroy", "--yes", check=False)
+        _stop_leftovers(str(self.tmp / "home"))
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _stop_leftovers(home: str) -> None:
+    """Processes still running from this bench's home after destroy (seen: an HAProxy started
+    again after `destroy` with an HTTPS site), stopped so they do not hold the next run's ports."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if f"{home}/" in cmd:
+            try:
+                os.kill(int(entry), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 def wrk(url: str, seconds: float, *, connections: int = 16) -> subprocess.Popen[str]:
