@@ -9,18 +9,22 @@ API_CALLS (NS: [kubernetes] namespace, default APP-ENV; KIND: see KINDS):
     PATCH  PREFIX/namespaces/NS/KINDS/NAME?fieldManager=headway&force=true[&dryRun=All]
            Content-Type: application/apply-patch+yaml              server-side apply
     PATCH  /apis/apps/v1/namespaces/NS/deployments/NAME?fieldManager=headway
-           Content-Type: application/merge-patch+json              replicas, release annotations
+           Content-Type: application/merge-patch+json              replicas, release annotations,
+                                                                   a canary's promote/abort
     GET    PREFIX/namespaces/NS/KINDS/NAME                         read one object (its status)
     GET    PREFIX/namespaces/NS/KINDS?labelSelector=...            list an app's objects
     DELETE PREFIX/namespaces/NS/KINDS/NAME?propagationPolicy=Background   retention
     POST   /apis/coordination.k8s.io/v1/namespaces/NS/leases       the deploy lock (APP-ENV-deploy)
     GET, DELETE /apis/coordination.k8s.io/v1/namespaces/NS/leases/APP-ENV-deploy   its release
-    GET    /api/v1/namespaces/NS/pods/NAME/log?container=C&tailLines=N    logs
+    GET    /api/v1/namespaces/NS/pods/NAME/log?container=C&tailLines=N    logs (headway run:
+                                                                   polled while its Job runs)
 PREFIX is /api/v1 (ServiceAccount, ConfigMap, Secret, Service, PersistentVolumeClaim, Pod),
 /apis/apps/v1 (Deployment), /apis/batch/v1 (Job), /apis/policy/v1 (PodDisruptionBudget),
 /apis/networking.k8s.io/v1 (NetworkPolicy, Ingress), /apis/autoscaling/v2
 (HorizontalPodAutoscaler), /apis/coordination.k8s.io/v1 (Lease). No discovery, watch, exec, or
-cluster-scoped write."""
+cluster-scoped write. A canary (deploy.strategy = "canary") also reads Prometheus, not the
+cluster: GET PROMETHEUS_URL/api/v1/query?query=... (headway.kube.prometheus), three instant
+queries per release at each verdict, once a second."""
 
 from __future__ import annotations
 
