@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from headway.builder.detect import detect, render_toml
+from headway.builder import pydeps
+from headway.builder.detect import apps_below, detect, render_toml
 from headway.builder.needs import scan
+from headway.errors import ConfigError
 from headway.spec.load import parse_spec
 from headway.spec.models import Spec
 from tests.conftest import ROOT, free_port
@@ -802,3 +804,36 @@ def test_a_driver_scheme_the_apps_compose_gives_its_url_is_the_accessorys(
     spec, _, notes = init(write(tmp_path / "b", files))  # no driver named: a note, as before
     assert spec.accessories["db"].scheme is None
     assert any("wants a postgresql+asyncpg:// URL" in n for n in notes)
+
+
+def test_an_app_in_src_below_a_tooling_pyproject_with_its_startup_scripts_migration(
+        tmp_path: Path) -> None:
+    """azure-flask-postgres-flexible-appservice's shape: the top pyproject.toml configures
+    ruff only; src/ holds requirements.txt (gunicorn alone) and a pyproject.toml whose
+    [project] lists the rest, and entrypoint.sh migrates with its own flags."""
+    top = write(tmp_path / "repo", {
+        "pyproject.toml": "[tool.ruff]\nline-length = 120\n",
+        "requirements-dev.txt": "-r src/requirements.txt\npytest\n",
+        "src/requirements.txt": "# global requirements\ngunicorn==22.0.0\n",
+        "src/pyproject.toml": '[project]\nname = "flaskapp"\nversion = "1"\ndependencies = '
+                              '["Flask==2.3.2", "Flask-Migrate==4.0.4", "psycopg2-binary"]\n'
+                              '[build-system]\nrequires = ["flit_core<4"]\n'
+                              'build-backend = "flit_core.buildapi"\n',
+        "src/flaskapp/__init__.py": "from flask import Flask\n\ndef create_app():\n"
+                                    "    return Flask(__name__)\n",
+        "src/flaskapp/migrations/env.py": "",
+        "src/entrypoint.sh": "#!/bin/bash\nset -e\npython3 -m pip install -e .\npython3 -m "
+                             "flask --app flaskapp db upgrade --directory flaskapp/migrations\n"
+                             "python3 -m gunicorn \"flaskapp:create_app()\"\n"})
+    with pytest.raises(ConfigError):
+        detect(top)  # no app at the top: `headway init` looks in the folders below
+    assert apps_below(top) == [top / "src"]
+    spec, _, _ = init(top / "src")
+    assert spec.release.command == ("python3 -m flask --app flaskapp db upgrade --directory "
+                                    "flaskapp/migrations")
+    deps = pydeps.dependencies(top / "src")
+    assert deps.generated == ("gunicorn==22.0.0", "Flask==2.3.2", "Flask-Migrate==4.0.4",
+                              "psycopg2-binary")
+    assert "pyproject.toml [project] dependencies" in deps.source
+    write(top / "src", {"requirements.txt": "-e .\ngunicorn\n"})  # installs the project: as is
+    assert pydeps.dependencies(top / "src").generated is None

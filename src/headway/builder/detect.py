@@ -74,7 +74,7 @@ def detect(folder: Path, *, command: str | None = None, containerfile: str | Non
     procs = procfile(folder)
     if (folder / "package.json").exists():
         found = node.detect(folder, name)
-    elif any((folder / f).exists() for f in python.MARKERS):
+    elif any((folder / f).exists() for f in python.MARKERS) and not _tooling_only(folder):
         found = python.detect(folder, name)
     elif own or procs.get("web"):
         cmd = command or _usable(procs.get("web")) or own_command(folder / own if own else None)
@@ -97,6 +97,20 @@ def detect(folder: Path, *, command: str | None = None, containerfile: str | Non
         raise ConfigError(f"{folder}: {found.explain}",
                           hint="set it in headway.toml: [processes.web] command = \"...\"")
     return found
+
+
+def _tooling_only(folder: Path) -> bool:
+    """A pyproject.toml that configures only tools (ruff, pytest) and is the folder's only
+    Python marker: a repository whose app is in a folder below it (src/ with its own
+    pyproject and requirements), not an app."""
+    others = [f for f in python.MARKERS if f != "pyproject.toml" and (folder / f).exists()]
+    if others or not (folder / "pyproject.toml").is_file():
+        return False
+    text = read(folder / "pyproject.toml")
+    return not re.search(r"^\[(project|build-system|tool\.(poetry|pdm|uv|hatch))\b", text,
+                         re.MULTILINE) and any(
+        (folder / sub / marker).is_file() for sub in ("src", "app", "backend", "server", "api")
+        for marker in ("requirements.txt", "pyproject.toml"))
 
 
 def _own_file(folder: Path, policy: str | None) -> str | None:

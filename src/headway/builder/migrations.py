@@ -74,6 +74,7 @@ def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
         out.append((bind_host(release), "Procfile release:"))
     if steps := split_web(lines.get("web", ""))[1]:
         out.append((bind_host(" && ".join(steps)), "the Procfile's web line, before its server"))
+    out += _script_migration(folder)
     scripts = package_json(folder).get("scripts", {})
     runner = "bun run" if found.installer == "bun" else "npm run"  # npm is in every Node image
     for script in ("migrate", "db:migrate", "migrate:deploy", "migration:run", "migrate:prod"):
@@ -106,6 +107,23 @@ def candidates(folder: Path, found: Detected, deps: set[str]) -> list[Finding]:
         flag = "" if knexfile.parent == folder else f" --knexfile {where}"
         out.append((f"npx knex migrate:latest{flag}", where))
     return out
+
+
+# a migration the app's own startup script runs before its server (entrypoint.sh, startup.sh)
+SCRIPT_MIGRATION = re.compile(
+    r"^[ \t]*(?:exec\s+)?((?:python3?\s+-m\s+)?flask\b[^\n;&|]*\bdb\s+upgrade\b[^\n;&|]*|"
+    r"(?:python3?\s+)?(?:\./)?manage\.py\s+migrate\b[^\n;&|]*|"
+    r"(?:python3?\s+-m\s+)?alembic\s+upgrade\s+\w+[^\n;&|]*|"
+    r"npx\s+(?:knex\s+migrate:latest|prisma\s+migrate\s+deploy)\b[^\n;&|]*)$", re.MULTILINE)
+
+
+def _script_migration(folder: Path) -> list[Finding]:
+    """The migration line of the app's startup script: its authors' own command, flags
+    included (`flask --app flaskapp db upgrade --directory flaskapp/migrations`)."""
+    for script in sorted(folder.glob("*.sh")):
+        if m := SCRIPT_MIGRATION.search(read(script)):
+            return [(m.group(1).strip(), f"{script.name}, before its server")]
+    return []
 
 
 def _compose_migration(folder: Path) -> list[Finding]:

@@ -65,7 +65,9 @@ def dependencies(folder: Path) -> Deps:
     if (folder / "requirements.txt").is_file():
         files = tuple(requirement_files(folder, "requirements.txt"))
         more = f" (+ {', '.join(files[1:])})" if len(files) > 1 else ""
-        return _script_server(folder, Deps("pip", files, f"requirements.txt{more} -> pip"))
+        deps = _with_project(folder, Deps("pip", files, f"requirements.txt{more} -> pip"),
+                             pyproject.get("project", {}).get("dependencies"))
+        return _script_server(folder, deps)
     if (folder / "Pipfile").is_file():
         return Deps("pipenv", ("Pipfile",), "Pipfile (no Pipfile.lock) -> pip",
                     tuple(pipfile_requirements(folder / "Pipfile")))
@@ -103,13 +105,31 @@ def requirement_files(folder: Path, first: str) -> list[str]:
     return seen
 
 
+def _with_project(folder: Path, deps: Deps, project: object) -> Deps:
+    """requirements.txt beside a pyproject.toml whose [project] lists the app's own
+    dependencies, the requirements not installing the project itself (`-e .`): both are
+    installed (azure-flask-postgres-flexible-appservice's requirements.txt holds gunicorn
+    only; its startup script runs `pip install -e .` for the rest)."""
+    if not isinstance(project, list) or not project:
+        return deps
+    lines = [line for f in deps.files
+             for line in _logical_lines((folder / f).read_text(errors="replace"))]
+    if any(re.match(r"(-e\s+|--editable\s+)?\.(\[.*\])?$", line) or
+           line.startswith(("-c", "--constraint")) for line in lines):
+        return deps
+    kept = tuple(line for line in lines if not _INCLUDE.match(line))
+    return Deps("pip", (*deps.files, "pyproject.toml"), f"{deps.source.removesuffix(' -> pip')}"
+                " + pyproject.toml [project] dependencies -> pip",
+                (*kept, *(str(d) for d in project)))
+
+
 def _script_server(folder: Path, deps: Deps) -> Deps:
     """The server the app's own startup script runs when its requirements do not name one
     (Azure App Service supplies gunicorn to `startup.sh`): installed with them, so the app
     deploys as its authors run it. Requirements that install local folders or take
     constraints are left as they are."""
-    lines = [line for f in deps.files
-             for line in _logical_lines((folder / f).read_text(errors="replace"))]
+    lines = list(deps.generated) if deps.generated is not None else [
+        line for f in deps.files for line in _logical_lines((folder / f).read_text(errors="replace"))]
     if _requirement_names(lines) & set(SERVER_PACKAGES.values()) or any(
             line.startswith(("-c", "--constraint", "-e", "--editable", ".", "/", "file:"))
             for line in lines):
