@@ -208,3 +208,57 @@ def test_canary_without_prometheus_url_is_refused_before_the_cluster() -> None:
     with pytest.raises(ConfigError) as refused:
         refuse_unsupported(parse_spec(text, source="headway.toml"), "headway.toml")
     assert "needs [observe] prometheus_url" in refused.value.message
+
+
+def test_manual_canary_waits_for_promote_and_abort_and_no_series_is_no_verdict(
+        kube_app: KubeApp, api: FakeKubeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, Prometheus stubbed (its figures: 100 good requests per release; the canary's
+    requests query matching no series when `missing`), `headway promote|abort` sent through
+    the cluster (the annotation) while the deploy waits."""
+    from types import SimpleNamespace
+
+    from headway.cli import kube_runtime
+    from headway.kube.prometheus import Prometheus
+    from headway.observer.requests import Counts
+
+    toml = kube_app.dir / "headway.toml"
+    plan: dict[str, Any] = {"send": None, "missing": False, "calls": 0, "stable": "r1"}
+
+    def counts(self: Prometheus, *, pod: str, namespace: str, window: float) -> Counts | None:
+        canary = not pod.startswith(f"hello-web-{plan['stable']}-")
+        if canary:
+            plan["calls"] += 1
+            if plan["send"] and plan["calls"] == 2:  # from "another terminal": the CLI's hook
+                ctx = SimpleNamespace(config=toml, env="production")
+                assert kube_runtime.signal(ctx, plan["send"])
+            if plan["missing"]:
+                return None
+        out = Counts()
+        out.codes["2xx"] = 100
+        out.hist[2] = 100
+        return out
+
+    monkeypatch.setattr(Prometheus, "counts", counts)
+    toml.write_text(canary_toml("http://127.0.0.1:9").replace('pause = "2s"',
+                                                              'pause = "1s"\nmanual = true'))
+    kube_app.invoke("deploy")
+
+    plan["send"] = "promote"
+    promoted = kube_app.invoke("deploy", "--force")
+    assert "release 2 is live after its canary" in promoted and plan["calls"] == 2
+    assert selected(api) == "2"
+    assert "headway.dev/signal" not in api.get(NS, "deployments", "hello-web-r2")[
+        "metadata"]["annotations"]
+
+    plan.update(send="abort", calls=0, stable="r2")
+    aborted = kube_app.invoke("deploy", "--force", code=4)
+    assert "canary at 50% (2 of 4 pods, 50%): aborted by `headway abort`" in aborted
+    assert selected(api) == "2" and replicas(api, "hello-web-r3") == 0
+
+    toml.write_text(toml.read_text().replace("manual = true", 'max_wait = "2s"'))
+    plan.update(send=None, missing=True, calls=0)
+    unseen = kube_app.invoke("deploy", "--force", code=4)
+    assert "the judge cannot judge release 4" in unseen
+    assert "has no series for the canary release's pods (hello-web-r4-.*)" in unseen
+    assert "observe.prometheus_queries.requests" in unseen
+    assert selected(api) == "2" and replicas(api, "hello-web-r4") == 0

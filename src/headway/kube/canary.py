@@ -23,6 +23,7 @@ from headway.kube import release as rel
 from headway.kube.cluster import Obj
 from headway.kube.prometheus import Prometheus, pod_regex
 from headway.observer.judge import Limits, Verdict, judge
+from headway.observer.requests import Counts
 
 if TYPE_CHECKING:
     from headway.kube.rollout import Outcome, Rollout
@@ -144,14 +145,16 @@ class Canary:
         limits = Limits(**spec.analysis.model_dump())
         since, reported = self.r.clock(), 0.0
         ns = self.r.cluster.namespace
+        pods = {"canary": pod_regex(self.r.app, "web", self.number),
+                "stable": pod_regex(self.r.app, "web", self.live)}
+        unseen = set(pods)  # whose requests query has matched no series yet
         while True:
             self.r.sleep(JUDGE_EVERY)
             window = self.r.clock() - since
-            canary = self.prometheus.counts(pod=pod_regex(self.r.app, "web", self.number),
-                                            namespace=ns, window=window)
-            stable = self.prometheus.counts(pod=pod_regex(self.r.app, "web", self.live),
-                                            namespace=ns, window=window)
-            verdict = judge(canary, stable, limits)
+            found = {who: self.prometheus.counts(pod=pod, namespace=ns, window=window)
+                     for who, pod in pods.items()}
+            unseen -= {who for who, counts in found.items() if counts is not None}
+            verdict = judge(found["canary"] or Counts(), found["stable"] or Counts(), limits)
             figures = json.dumps({k: v for k, v in verdict.figures.items() if v is not None})
             signal = self.take_signal()
             if signal == "abort":
@@ -168,6 +171,15 @@ class Canary:
             if not spec.manual and verdict.decision == "pass" and window >= spec.pause:
                 self.r.progress(f"{label}: pass — {figures}")
                 return verdict
+            if not spec.manual and verdict.decision == "wait" and window >= spec.max_wait \
+                    and unseen:
+                raise RuntimeFailure(
+                    f"{label}: [observe] prometheus_url ({self.prometheus.url}) has no series "
+                    f"for the {' and the '.join(sorted(unseen))} release's pods "
+                    f"({', '.join(pods[w] for w in sorted(unseen))}) after "
+                    f"{math.ceil(window)}s", hint="check observe.prometheus_queries.requests "
+                    "(its metric names and labels) against what Prometheus scrapes; the "
+                    f"query sent: {self.prometheus.queries['requests']}")
             if not spec.manual and verdict.decision == "wait" and window >= spec.max_wait:
                 self.r.progress(f"{label}: too little traffic to judge ({verdict.reason}) in "
                                 f"{math.ceil(window)}s; moving on, as the pods are Available")

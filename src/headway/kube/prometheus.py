@@ -49,10 +49,14 @@ class Prometheus:
     def of(cls, url: str, queries: dict[str, str]) -> Prometheus:
         return cls(url.rstrip("/"), DEFAULTS | dict(queries))
 
-    def counts(self, *, pod: str, namespace: str, window: float) -> Counts:
-        """One release's figures over the last `window` seconds."""
+    def counts(self, *, pod: str, namespace: str, window: float) -> Counts | None:
+        """One release's figures over the last `window` seconds; None when the requests
+        query matches no series (not scraped yet, or metric names that are not the app's)."""
         args = {"pod": pod, "namespace": namespace, "window": window}
-        requests = scalar(self.query(expand(self.queries["requests"], **args), "requests"))
+        found = self.query(expand(self.queries["requests"], **args), "requests")
+        if not found:
+            return None
+        requests = scalar(found)
         errors = scalar(self.query(expand(self.queries["errors"], **args), "errors"))
         latency = self.query(expand(self.queries["latency"], **args), "latency")
         out = Counts()
