@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from headway.errors import ConfigError
+from headway.errors import ConfigError, RuntimeFailure
 from headway.kube.canary import canary_replicas
-from headway.kube.prometheus import DEFAULTS, expand, histogram
+from headway.kube.prometheus import DEFAULTS, Prometheus, expand, histogram
 from headway.observer.requests import BUCKETS
 from tests import test_kube_runtime
 from tests.conftest import free_port
@@ -167,6 +167,14 @@ def test_canary_judged_from_prometheus_promotes_a_good_release_and_rolls_back_a_
     assert [(r["number"], r["status"]) for r in rows][:2] == [(3, "failed"), (2, "live")]
     assert "error rate" in rows[0]["failure"]
     check_applied(api)
+
+    broken = Prometheus.of(prometheus, {"requests": "sum(rate(x[$window]"})
+    with pytest.raises(RuntimeFailure) as refused:  # a user's PromQL that does not parse
+        broken.counts(pod="hello-web-r1-.*", namespace=NS, window=5)
+    assert f"[observe] prometheus_url ({prometheus}) refused the requests query " \
+        "(observe.prometheus_queries.requests): invalid parameter \"query\": 1:15: parse " \
+        "error: unclosed left parenthesis" in refused.value.message
+    assert "sum(rate(x[5s]" in str(refused.value.hint)
 
 
 def test_no_answer_from_prometheus_rolls_the_canary_back_naming_prometheus_url(

@@ -188,8 +188,12 @@ def run(ctx: Any, argv: list[str], release: int | None) -> None:
 
     from headway.kube import oneoff
 
-    code = oneoff.run(_rollout(ctx.config, ctx.env), argv, release=release,
-                      output=click.echo, progress=_progress)
+    rollout = _rollout(ctx.config, ctx.env)
+    if sys.stdin.isatty():
+        _progress("no stdin on runtime \"kubernetes\" (a Job): for an interactive command, "
+                  f"kubectl -n {rollout.cluster.namespace} exec -it "
+                  f"deployment/{rollout.app}-web-rN -- CMD")
+    code = oneoff.run(rollout, argv, release=release, output=click.echo, progress=_progress)
     sys.exit(code)
 
 

@@ -3,7 +3,7 @@ objects `headway generate kubernetes` writes), renamed per release: a Deployment
 APP-PROC-rN per process (label headway.dev/release=N), the release Job APP-release-rN, and
 the release's own ConfigMap APP-env-rN and Secret APP-secrets-rN (so a rollback gets the
 variables and secrets it was deployed with). The web Service (and HPAs) select one release:
-that is the switch. Also the retention rules, as a pure function of what the cluster holds.
+that is the switch (during a canary the Service selects both: headway.kube.canary). Also the retention rules, as a pure function of what the cluster holds.
 The Secret is the only object that may carry a secret value. Pure: no I/O, no clock."""
 
 from __future__ import annotations
