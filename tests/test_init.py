@@ -824,13 +824,15 @@ def test_an_app_in_src_below_a_tooling_pyproject_with_its_startup_scripts_migrat
         "src/flaskapp/migrations/env.py": "",
         "src/entrypoint.sh": "#!/bin/bash\nset -e\npython3 -m pip install -e .\npython3 -m "
                              "flask --app flaskapp db upgrade --directory flaskapp/migrations\n"
-                             "python3 -m gunicorn \"flaskapp:create_app()\"\n"})
+                             "python3 -m flask --app flaskapp seed --filename=\"seed_data.json\""
+                             "\npython3 -m gunicorn \"flaskapp:create_app()\"\n"})
     with pytest.raises(ConfigError):
         detect(top)  # no app at the top: `headway init` looks in the folders below
     assert apps_below(top) == [top / "src"]
     spec, _, _ = init(top / "src")
-    assert spec.release.command == ("python3 -m flask --app flaskapp db upgrade --directory "
-                                    "flaskapp/migrations")
+    assert spec.release.command == ("sh -c 'python3 -m flask --app flaskapp db upgrade "
+                                    "--directory flaskapp/migrations && python3 -m flask --app "
+                                    'flaskapp seed --filename="seed_data.json"\'')
     deps = pydeps.dependencies(top / "src")
     assert deps.generated == ("gunicorn==22.0.0", "Flask==2.3.2", "Flask-Migrate==4.0.4",
                               "psycopg2-binary")

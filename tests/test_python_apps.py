@@ -344,6 +344,20 @@ def test_psycopg2_from_source_gets_libpq_in_the_image(tmp_path: Path) -> None:
     assert "apt-get" not in render(detect(app), source=app)
 
 
+def test_an_old_psycopg2_binary_pin_without_wheels_for_the_python_builds_against_libpq(
+        tmp_path: Path) -> None:
+    """azure-flask-postgres-flexible-appservice pins psycopg2-binary==2.9.6, which has no
+    wheel for Python 3.12 (the default image): pip builds it from source and needs pg_config."""
+    files = {"app.py": FLASK, "requirements.txt": "flask\ngunicorn\npsycopg2-binary==2.9.6\n"}
+    app = folder(tmp_path / "old", files)
+    deps_stage, final = render(detect(app), source=app).split("\nFROM ", 2)[1:]
+    assert "gcc libc6-dev libpq-dev" in deps_stage and "libpq5" in final
+    app = folder(tmp_path / "py311", {**files, ".python-version": "3.11\n"})  # it has wheels
+    assert "apt-get" not in render(detect(app), source=app)
+    app = folder(tmp_path / "new", {**files, "requirements.txt": "gunicorn\npsycopg2-binary==2.9.10\n"})
+    assert "apt-get" not in render(detect(app), source=app)
+
+
 # build steps ------------------------------------------------------------------------------
 MANAGE = ("import os\nimport sys\n\nif __name__ == '__main__':\n"
           "    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n"

@@ -117,12 +117,29 @@ SCRIPT_MIGRATION = re.compile(
     r"npx\s+(?:knex\s+migrate:latest|prisma\s+migrate\s+deploy)\b[^\n;&|]*)$", re.MULTILINE)
 
 
+# what else such a script runs with the app's own CLI between its migration and its server
+# (`flask --app flaskapp seed --filename=seed_data.json`)
+SCRIPT_APP_CLI = re.compile(r"^[ \t]*((?:python3?\s+-m\s+)?flask\s[^\n;&|]*|"
+                            r"(?:python3?\s+)?(?:\./)?manage\.py\s[^\n;&|]*)$")
+
+
 def _script_migration(folder: Path) -> list[Finding]:
     """The migration line of the app's startup script: its authors' own command, flags
-    included (`flask --app flaskapp db upgrade --directory flaskapp/migrations`)."""
+    included (`flask --app flaskapp db upgrade --directory flaskapp/migrations`), and the
+    app's own commands it runs after it before the server (a seed), in one `sh -c`."""
     for script in sorted(folder.glob("*.sh")):
-        if m := SCRIPT_MIGRATION.search(read(script)):
-            return [(m.group(1).strip(), f"{script.name}, before its server")]
+        text = read(script)
+        if m := SCRIPT_MIGRATION.search(text):
+            steps = [m.group(1).strip()]
+            for line in text[m.end():].splitlines()[1:]:
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                if not (more := SCRIPT_APP_CLI.match(line)) or re.search(
+                        r"\b(run|runserver|shell|gunicorn|uvicorn)\b", line):
+                    break
+                steps.append(more.group(1).strip())
+            command = steps[0] if len(steps) == 1 else f"sh -c {shlex.quote(' && '.join(steps))}"
+            return [(command, f"{script.name}, before its server")]
     return []
 
 

@@ -150,6 +150,20 @@ def _logical_lines(text: str) -> list[str]:
     return [line for line in lines if line]
 
 
+def pin(folder: Path, deps: Deps, package: str) -> str | None:
+    """The exact version (`==X`) a pip requirement list pins `package` to, if any."""
+    if deps.installer not in ("pip", "pipenv"):
+        return None
+    lines = deps.generated if deps.generated is not None else [
+        line for f in deps.files if f.endswith(".txt")
+        for line in _logical_lines((folder / f).read_text(errors="replace"))]
+    for line in lines:
+        if (m := _NAME.match(line)) and _normal(m.group(1)) == package and (
+                v := re.search(r"===?\s*([\w.]+)", line)):
+            return v.group(1)
+    return None
+
+
 def names(folder: Path, deps: Deps) -> set[str]:
     """Normalised names of the packages the app installs (extras that bring a server too)."""
     if deps.installer in ("uv", "poetry", "pdm"):

@@ -31,6 +31,8 @@ TYPICAL = {"uv": ("pyproject.toml", "uv.lock"), "poetry": ("pyproject.toml", "po
 SYSTEM_LIBS = {"psycopg2": (("gcc", "libc6-dev", "libpq-dev"), ("libpq5",)),
                "mysqlclient": (("gcc", "libc6-dev", "pkg-config", "default-libmysqlclient-dev"),
                                ("libmariadb3",))}
+# psycopg2-binary's first release with wheels for a Python: an older pin builds from source
+BINARY_WHEELS = {"psycopg2-binary": {"3.12": (2, 9, 9), "3.13": (2, 9, 10), "3.14": (2, 9, 11)}}
 SERVERS = {"asgi": ("uvicorn", "hypercorn", "daphne", "granian"),
            "wsgi": ("gunicorn", "waitress", "granian", "hypercorn")}
 
@@ -274,7 +276,7 @@ def stages(found: Detected, image: str, source: Path | None) -> str:
         found.installer, TYPICAL.get(found.installer, ("requirements.txt",)), found.installer)
     copy, install = _install_lines(deps, source)
     build = _build_stage(found, source)
-    compile_with, run_with = _system_packages(deps, source)
+    compile_with, run_with = _system_packages(deps, source, found.version)
     return f"""FROM {image} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 {compile_with}RUN python -m venv /venv
@@ -297,11 +299,16 @@ CMD {exec_form(found.command)}
 """
 
 
-def _system_packages(deps: pydeps.Deps, source: Path | None) -> tuple[str, str]:
+def _system_packages(deps: pydeps.Deps, source: Path | None,
+                     python: str = "") -> tuple[str, str]:
     """apt-get lines for packages pip builds from source against a system library (psycopg2
-    has no wheel without libpq): the compiler and headers in the deps stage, the library
-    alone in the final image. Empty when the app needs none."""
+    has no wheel without libpq; psycopg2-binary pinned to a release older than its wheels for
+    the image's Python): the compiler and headers in the deps stage, the library alone in the
+    final image. Empty when the app needs none."""
     named = pydeps.names(source, deps) if source else set()
+    if source and "psycopg2-binary" in named and _older_than_wheels(
+            pydeps.pin(source, deps, "psycopg2-binary"), "psycopg2-binary", python):
+        named = named | {"psycopg2"}
     build = sorted({p for name in named & set(SYSTEM_LIBS) for p in SYSTEM_LIBS[name][0]})
     run = sorted({p for name in named & set(SYSTEM_LIBS) for p in SYSTEM_LIBS[name][1]})
     if not build:
@@ -312,6 +319,16 @@ def _system_packages(deps: pydeps.Deps, source: Path | None) -> tuple[str, str]:
         f"apt-get install -y --no-install-recommends {' '.join(p)} && rm -rf /var/lib/apt/lists/*\n"
         for p in (build, run))
     return compile_with, run_with
+
+
+def _older_than_wheels(pinned: str | None, package: str, python: str) -> bool:
+    first = BINARY_WHEELS[package].get(".".join(python.split(".")[:2]))
+    if not pinned or not first:
+        return False
+    try:
+        return tuple(int(n) for n in pinned.split(".")[:3]) < first
+    except ValueError:
+        return False
 
 
 def _installer_only(deps: pydeps.Deps, source: Path | None) -> list[str]:
