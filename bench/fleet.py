@@ -1,18 +1,24 @@
 """Fleet deploy time over SSH for 1, 2 and 4 test hosts (network namespaces with their own
 sshd, made here as tests/test_fleet.py makes them), with load through every host's router
 during each timed deploy. Prints JSON: seconds per fleet deploy, hosts_in_parallel, requests
-and failed requests per host. Needs root. Traffic goes only to the namespaces' addresses."""
+and failed requests per host, the load average, and where the time went: each progress line of
+the deploy with the second it was printed at, and a breakdown (CLI start + probe + archive,
+ship, each host's own deploy, recording the release). Needs root. Traffic goes only to the namespaces' addresses.
+The CLI runs from a copy of src/headway taken at the start (PYTHONPATH): a host refuses a
+control machine whose Headway differs from its own by one byte, and other work in the same
+checkout would otherwise change it between `servers setup` and the deploys."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import machine
+from bench.common import ROOT, machine
 from tests.load import Load
 from tests.test_fleet import Lab, close_ssh, stop_hosts, warm_uv_cache
 
@@ -23,18 +29,51 @@ def timed_deploy(app, hosts, version: str) -> dict[str, object]:  # type: ignore
     for load in loads:
         load.__enter__()
     started = time.monotonic()
+    lines: list[tuple[float, str]] = []
     try:
-        out = app.run("deploy", check=False)
+        deploy = app.popen("deploy")
+        assert deploy.stdout is not None
+        for line in deploy.stdout:
+            lines.append((round(time.monotonic() - started, 2), line.rstrip()))
+        deploy.wait(timeout=60)
     finally:
         seconds = time.monotonic() - started
         time.sleep(0.5)
         for load in loads:
             load.__exit__(None, None, None)
-    return {"seconds": round(seconds, 2), "exit_code": out.returncode,
+    return {"seconds": round(seconds, 2), "exit_code": deploy.returncode,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "breakdown": breakdown(lines, [h.address for h in hosts], seconds), "lines": lines,
             "requests": sum(load.total for load in loads),
             "failed": sum(load.failed for load in loads),
             "per_host": {h.address: {"requests": load.total, "failed": load.failed}
                          for h, load in zip(hosts, loads, strict=True)}}
+
+
+def breakdown(lines: list[tuple[float, str]], hosts: list[str],
+              total: float) -> dict[str, object]:
+    """Seconds until the archive was made (probe of every host + archive), until every host
+    had it (ship), each host's own deploy (from 'deploying' to its last line), and the rest."""
+    summary = next((n for n, (_, line) in enumerate(lines) if "host(s)" in line
+                    and "release archive" not in line), len(lines))
+    lines = lines[:summary]  # the closing summary names every host again
+
+    def first(word: str) -> float | None:
+        return next((t for t, line in lines if word in line), None)
+
+    def last(word: str) -> float | None:
+        return next((t for t, line in reversed(lines) if word in line), None)
+
+    archive, shipped = first("release archive"), last("secrets set")
+    per_host = {}
+    for host in hosts:
+        began, ended = first(f"{host}: deploying"), last(f"{host}: ")
+        if began is not None and ended is not None:
+            per_host[host] = {"from_s": began, "deploy_s": round(ended - began, 2)}
+    ends = [v["from_s"] + v["deploy_s"] for v in per_host.values()]
+    return {"probe_and_archive_s": archive,
+            "ship_s": round(shipped - archive, 2) if shipped and archive else None,
+            "hosts": per_host, "after_last_host_s": round(total - max(ends), 2) if ends else None}
 
 
 def main() -> None:
@@ -44,6 +83,10 @@ def main() -> None:
                         "for fleets of more than one host")
     args = parser.parse_args()
     sizes = [int(n) for n in args.hosts.split(",")]
+    frozen = Path(tempfile.mkdtemp(prefix="headway-bench-src-"))
+    shutil.copytree(ROOT / "src" / "headway", frozen / "headway",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.environ["PYTHONPATH"] = f"{frozen}:{os.environ.get('PYTHONPATH', '')}".rstrip(":")
     warm_uv_cache()
     lab = Lab.make(Path(tempfile.mkdtemp(prefix="headway-bench-fleet-")), max(sizes))
     app = lab.app("hello")
@@ -72,8 +115,9 @@ def main() -> None:
         close_ssh(lab, app)
         stop_hosts(lab)
         lab.remove()
+        shutil.rmtree(frozen, ignore_errors=True)
     one = next((r["seconds"] for r in results if r["hosts"] == 1), None)
-    report = {"machine": machine(), "load_average": os.getloadavg()[0], "setup_seconds": setup,
+    report = {"machine": machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "setup_seconds": setup,
               "runs": results,
               "ratio_to_one_host": {str(r["hosts"]): round(float(r["seconds"]) / float(one), 2)
                                     for r in results} if one else None}
