@@ -117,27 +117,32 @@ SCRIPT_MIGRATION = re.compile(
     r"npx\s+(?:knex\s+migrate:latest|prisma\s+migrate\s+deploy)\b[^\n;&|]*)$", re.MULTILINE)
 
 
-# what else such a script runs with the app's own CLI between its migration and its server
-# (`flask --app flaskapp seed --filename=seed_data.json`)
+# what else such a script runs of the app's own before its server: its CLI (`flask --app
+# flaskapp seed`, `manage.py loaddata`) or one of its scripts (`python3 fastapi_app/seed_data.py`)
 SCRIPT_APP_CLI = re.compile(r"^[ \t]*((?:python3?\s+-m\s+)?flask\s[^\n;&|]*|"
-                            r"(?:python3?\s+)?(?:\./)?manage\.py\s[^\n;&|]*)$")
+                            r"(?:python3?\s+)?(?:\./)?manage\.py\s[^\n;&|]*|"
+                            r"python3?\s+(?!-)[\w./-]+\.py(?:\s[^\n;&|]*)?)$")
+SCRIPT_SERVER = re.compile(r"\b(gunicorn|uvicorn|hypercorn|daphne|waitress-serve|granian|"
+                           r"runserver|flask\s+run|npm\s+(run\s+)?start|node)\b")
+NOT_RELEASE = re.compile(r"\b(collectstatic|compilemessages|translate|shell|pip|createsuperuser|"
+                         r"test|pytest)\b")
 
 
 def _script_migration(folder: Path) -> list[Finding]:
-    """The migration line of the app's startup script: its authors' own command, flags
-    included (`flask --app flaskapp db upgrade --directory flaskapp/migrations`), and the
-    app's own commands it runs after it before the server (a seed), in one `sh -c`."""
+    """What the app's startup script runs before its server, pip installs and build steps
+    aside: its migration with its authors' flags (`flask --app flaskapp db upgrade --directory
+    flaskapp/migrations`), a seed, a script that makes the tables; several in one `sh -c`."""
     for script in sorted(folder.glob("*.sh")):
-        text = read(script)
-        if m := SCRIPT_MIGRATION.search(text):
-            steps = [m.group(1).strip()]
-            for line in text[m.end():].splitlines()[1:]:
-                if not line.strip() or line.lstrip().startswith("#"):
-                    continue
-                if not (more := SCRIPT_APP_CLI.match(line)) or re.search(
-                        r"\b(run|runserver|shell|gunicorn|uvicorn)\b", line):
-                    break
-                steps.append(more.group(1).strip())
+        steps = []
+        for line in read(script).splitlines():
+            if SCRIPT_SERVER.search(line) and not SCRIPT_MIGRATION.match(line):
+                break
+            m = SCRIPT_MIGRATION.match(line) or SCRIPT_APP_CLI.match(line)
+            if m and not NOT_RELEASE.search(line):
+                steps.append(m.group(1).strip())
+        else:
+            continue  # no server started: not a startup script
+        if steps:
             command = steps[0] if len(steps) == 1 else f"sh -c {shlex.quote(' && '.join(steps))}"
             return [(command, f"{script.name}, before its server")]
     return []
