@@ -840,6 +840,8 @@ def test_an_app_in_src_below_a_tooling_pyproject_with_its_startup_scripts_migrat
     write(top / "src", {"requirements.txt": "-e .\ngunicorn\n"})  # installs the project: as is
     assert pydeps.dependencies(top / "src").generated is None
     # azure-fastapi-postgres-flexible-aca: a script of the app makes the tables and seeds them
+    # (its package is not installed: run as a module, it imports itself from the app folder)
     write(top / "src", {"entrypoint.sh": "#!/bin/bash\npython3 -m pip install -e .\npython3 "
-                        "fastapi_app/seed_data.py\npython3 -m gunicorn fastapi_app:app\n"})
-    assert init(top / "src")[0].release.command == "python3 fastapi_app/seed_data.py"
+                        "fastapi_app/seed_data.py\npython3 -m gunicorn fastapi_app:app\n",
+                        "fastapi_app/__init__.py": "", "fastapi_app/seed_data.py": ""})
+    assert init(top / "src")[0].release.command == "python3 -m fastapi_app.seed_data"

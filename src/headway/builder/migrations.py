@@ -139,13 +139,24 @@ def _script_migration(folder: Path) -> list[Finding]:
                 break
             m = SCRIPT_MIGRATION.match(line) or SCRIPT_APP_CLI.match(line)
             if m and not NOT_RELEASE.search(line):
-                steps.append(m.group(1).strip())
+                steps.append(_as_module(folder, m.group(1).strip()))
         else:
             continue  # no server started: not a startup script
         if steps:
             command = steps[0] if len(steps) == 1 else f"sh -c {shlex.quote(' && '.join(steps))}"
             return [(command, f"{script.name}, before its server")]
     return []
+
+
+def _as_module(folder: Path, step: str) -> str:
+    """`python3 pkg/seed.py` -> `python3 -m pkg.seed` when pkg is a package: the script
+    imports its own package, which the authors' `pip install -e .` put on the path and
+    Headway does not install; run as a module, the app's folder is on the path."""
+    m = re.match(r"(python3?)\s+([\w/-]+)\.py\b(.*)$", step)
+    if not m or "/" not in m.group(2) or not (folder / m.group(2)).parent.joinpath(
+            "__init__.py").is_file():
+        return step
+    return f"{m.group(1)} -m {m.group(2).replace('/', '.')}{m.group(3)}"
 
 
 def _compose_migration(folder: Path) -> list[Finding]:
