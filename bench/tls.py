@@ -78,7 +78,10 @@ def _compare(app: BenchApp, http: str, https: str, conns: int,
              extra: list[str]) -> dict[str, object]:
     """HTTP and HTTPS runs taken in turns, ROUNDS times (the machine's other work drifts):
     the median of each figure, and the CPU each side used per 1,000 requests."""
-    plain, tls, plain_cpu, tls_cpu = [], [], [], []
+    plain: list[dict[str, float]] = []
+    tls: list[dict[str, float]] = []
+    plain_cpu: list[dict[str, float]] = []
+    tls_cpu: list[dict[str, float]] = []
     for _ in range(ROUNDS):
         for url, results, cpus in ((http, plain, plain_cpu), (https, tls, tls_cpu)):
             text, cpu = _measured(app, url, conns, extra)
