@@ -845,3 +845,17 @@ def test_an_app_in_src_below_a_tooling_pyproject_with_its_startup_scripts_migrat
                         "fastapi_app/seed_data.py\npython3 -m gunicorn fastapi_app:app\n",
                         "fastapi_app/__init__.py": "", "fastapi_app/seed_data.py": ""})
     assert init(top / "src")[0].release.command == "python3 -m fastapi_app.seed_data"
+
+
+def test_a_procfile_step_that_loads_data_is_released_not_built() -> None:
+    """`manage.py loaddata` or a seed before the server needs the database: it goes to the
+    release command with the migration (a build has no database); collectstatic stays a build
+    step."""
+    from headway.builder.detect import split_web
+    line = ("python manage.py migrate && python manage.py loaddata seed.json && python manage.py"
+            " collectstatic --noinput && gunicorn site.wsgi")
+    assert split_web(line) == ("gunicorn site.wsgi", [
+        "python manage.py migrate", "python manage.py loaddata seed.json"],
+        ["python manage.py collectstatic --noinput"])
+    assert split_web("flask db upgrade; flask --app web seed; gunicorn web:app")[1] == [
+        "flask db upgrade", "flask --app web seed"]

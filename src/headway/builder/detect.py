@@ -39,6 +39,10 @@ DEV_SERVER = re.compile(r"\brunserver\b|\bflask\s+run\b|--reload\b|--debug\b"
 MIGRATE = re.compile(r"manage\.py\s+migrate\b|\bflask\s+db\s+upgrade\b|\balembic\s+upgrade\b"
                      r"|\bprisma\s+migrate\s+deploy\b|\bknex\s+migrate\b"
                      r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?(db:)?migrate\b")
+# steps that write the database without being migrations: they belong to the release too,
+# never to the build (no database there): loaddata, a seed
+DATA = re.compile(r"manage\.py\s+(loaddata|createcachetable|seed\w*|populate\w*)\b|"
+                  r"\bflask\b.*\s(seed\w*|init-db|init_db|create-db|create_db)\b|\bseed\w*\.(py|js)\b")
 SHELL = re.compile(r"&&|\|\||[;|<>`]|\$\(|\$\{\w+:|^\s*(cd|export|source|\.)\s|^\s*\w+=\S")
 
 
@@ -159,7 +163,7 @@ def split_web(line: str) -> tuple[str, list[str], list[str]]:
     *steps, server = parts
     if MIGRATE.search(server):
         return line, [], []
-    migrations = [s for s in steps if MIGRATE.search(s)]
+    migrations = [s for s in steps if MIGRATE.search(s) or DATA.search(s)]
     return server, migrations, [s for s in steps if s not in migrations]
 
 
