@@ -138,6 +138,8 @@ def router_stats(metrics_port: int, backend: str = "") -> dict[str, float]:
     except httpx.HTTPError:
         return {}
     out: dict[str, float] = {}
+    for server, seconds in slow_servers(metrics_port, backend).items():
+        out[f"slow_server {server}"] = seconds
     for line in text.splitlines():
         m = re.match(r'haproxy_backend_(\w+)\{proxy="([^"]+)"[^}]*\} (\S+)', line)
         if not m or m.group(1) not in ROUTER_STATS or backend not in m.group(2):
@@ -188,3 +190,22 @@ class TimedLoad:
                     self.answers.append((time.time(), "?", 0))
                 if gap:
                     time.sleep(max(0.0, gap - (time.monotonic() - started)))
+
+
+def slow_servers(metrics_port: int, backend: str = "", over: float = 1.0) -> dict[str, float]:
+    """Servers (instances: name-r<release>-id) whose longest request took over `over` seconds
+    since they were added, as HAProxy reports them while they exist."""
+    import httpx
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics?scope=server",
+                         timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'haproxy_server_max_total_time_seconds\{proxy="([^"]+)",server="([^"]+)"'
+                     r'[^}]*\} (\S+)', line)
+        if m and backend in m.group(1) and float(m.group(3)) > over:
+            out[m.group(2)] = float(m.group(3))
+    return out
