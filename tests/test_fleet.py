@@ -333,14 +333,12 @@ def test_podman_fleet_runs_one_image_pulled_by_digest_on_every_host(
     log = tmp_path / "registry.log"
     with registry_server(tmp_path, REGISTRY_PASSWORD, address=one.near, log=log) as server:
         app = lab.app("boxed", replicas=1, home=fleet.home)  # hello's trust holds
+        _small_image(app.dir)
         toml = app.dir / "headway.toml"
         toml.write_text(toml.read_text().replace('name = "hello"', 'name = "boxed"')
                         .replace('runtime = "process"', 'runtime = "podman"')
                         .replace(f"port = {ROUTER_PORT}", f"port = {BOXED_PORT}"))
         app.set_parallel(2)
-        refused = app.run("deploy", "--dry-run", check=False)  # no [registry]: said, with keys
-        assert refused.returncode == ConfigError.exit_code
-        assert "needs [registry] server" in refused.stderr and "by digest" in refused.stderr
         app.configure(registry=f'server = "{server}"\ntls_verify = false\nusername = "ci"')
         subprocess.run([sys.executable, "-m", "headway", "secrets", "set", "REGISTRY_PASSWORD"],
                        input=REGISTRY_PASSWORD, text=True, cwd=app.dir, check=True,
@@ -382,9 +380,53 @@ def test_podman_fleet_runs_one_image_pulled_by_digest_on_every_host(
         finally:
             _destroy_on_hosts(lab, "boxed")
             close_ssh(lab, app)
+            _remove_images(server)
 
 
 BOXED_PORT = 18081
+BOXED_APP = """import json, os, signal, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERSION = open("VERSION").read().strip()
+BODY = json.dumps({"app": "boxed", "version": VERSION}).encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args):
+        pass
+
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+ThreadingHTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])),
+                    Handler).serve_forever()
+"""
+
+
+def _small_image(folder: Path) -> None:
+    """The app as a one-layer image on the stand-in base (standard library only, its own
+    Containerfile): what is measured is the fleet's build, push and pull, not pip."""
+    (folder / "app.py").write_text(BOXED_APP)
+    (folder / "requirements.txt").unlink()
+    (folder / "Containerfile").write_text(
+        "FROM docker.io/library/python:3.11-slim\nWORKDIR /app\nCOPY app.py VERSION ./\n"
+        'USER 10001\nCMD ["python3", "app.py"]\n')
+
+
+def _remove_images(server: str) -> None:
+    """This test's images, by id: pulls by digest leave references without a tag."""
+    ids = subprocess.run(["podman", "images", "-q", "--filter", f"reference={server}/boxed"],
+                         capture_output=True, text=True, check=False).stdout.split()
+    if ids:
+        subprocess.run(["podman", "rmi", "-f", *set(ids)], capture_output=True, check=False)
 
 
 def _digest_pulled(output: str, server: str) -> str:
@@ -409,16 +451,20 @@ def _running_image(host: LabHost) -> str | None:
 
 
 def _destroy_on_hosts(lab: Lab, app: str) -> None:
-    for host in lab.hosts:
-        subprocess.run([sys.executable, "-m", "headway", "--app", app, "destroy", "--yes"],
-                       env=dict(os.environ, HEADWAY_HOME=str(host.home)),
-                       capture_output=True, timeout=120, check=False)
-        ids = subprocess.run(["podman", "ps", "-aq", "--filter",
-                              f"label=headway.home={host.home}"], capture_output=True,
-                             text=True, check=False).stdout.split()
-        if ids:
-            subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True,
-                           check=False)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(lab.hosts)) as pool:
+        list(pool.map(lambda host: _destroy_on(host, app), lab.hosts))
+
+
+def _destroy_on(host: LabHost, app: str) -> None:
+    subprocess.run([sys.executable, "-m", "headway", "--app", app, "destroy", "--yes"],
+                   env=dict(os.environ, HEADWAY_HOME=str(host.home)),
+                   capture_output=True, timeout=120, check=False)
+    ids = subprocess.run(["podman", "ps", "-aq", "--filter", f"label=headway.home={host.home}"],
+                         capture_output=True, text=True, check=False).stdout.split()
+    if ids:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, check=False)
 
 
 @pytest.mark.integration
@@ -714,3 +760,20 @@ def test_a_podman_app_needs_podman_on_every_host() -> None:
         images.check_hosts(podman)  # type: ignore[arg-type]
     process = SimpleNamespace(spec=SimpleNamespace(app=SimpleNamespace(runtime="process")))
     assert "podman" not in bootstrap.packages(process)  # type: ignore[arg-type]
+
+
+def test_a_container_runtime_with_servers_needs_a_registry_and_one_runtime() -> None:
+    from headway.fleet import images
+    from headway.spec.load import parse_spec
+
+    base = (EXAMPLE / "headway.toml").read_text() + '\n[servers]\nweb = ["10.0.0.5"]\n'
+    boxed = parse_spec(base.replace('runtime = "process"', 'runtime = "podman"'))
+    with pytest.raises(ConfigError, match="needs \\[registry\\] server") as caught:
+        images.check(boxed, Path("headway.toml"))
+    assert "by digest" in caught.value.message and "REGISTRY_PASSWORD" in str(caught.value.hint)
+    images.check(parse_spec(base.replace('runtime = "process"', 'runtime = "podman"')
+                            + '[registry]\nserver = "reg.example.com"\n'), Path("headway.toml"))
+    with pytest.raises(ConfigError, match="registry.verify with \\[servers\\]"):
+        images.check(parse_spec(base.replace('runtime = "process"', 'runtime = "podman"')
+                                + '[registry]\nserver = "reg.example.com"\nverify = true\n'),
+                     Path("headway.toml"))
