@@ -591,7 +591,11 @@ def test_dry_run_shows_the_batches_and_auto_runtime_is_refused(tmp_path: Path) -
     app.set_parallel(2)
     plan = app.run("deploy", "--dry-run").stdout
     assert "batch 1: 10.0.0.5, 10.0.0.6" in plan and "batch 2: deploy@10.0.0.7:2222" in plan
-    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "auto"'))
+    toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"')
+                    + '\n[registry]\nserver = "reg.example.com"\n')
+    boxed = app.run("deploy", "--dry-run").stdout
+    assert "push it to reg.example.com; every host pulls it by digest" in boxed, boxed
+    toml.write_text(toml.read_text().replace('runtime = "podman"', 'runtime = "auto"'))
     refused = app.run("deploy", "--dry-run", check=False)  # each host would pick its own
     assert refused.returncode == ConfigError.exit_code
     assert "app.runtime = 'auto'" in refused.stderr and 'runtime = "process"' in refused.stderr

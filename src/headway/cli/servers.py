@@ -80,6 +80,9 @@ def fleet_deploy(ctx: output.Context, spec: Any, *, dry_run: bool, force: bool) 
 
     fleet = _fleet(ctx, spec)
     if dry_run:
+        if spec.app.runtime in ("podman", "docker"):
+            output.out.print(f"build the image here (unless the registry has it), push it to "
+                             f"{spec.registry.server}; every host pulls it by digest")
         for n, batch in enumerate(batches(fleet.hosts, spec.deploy.hosts_in_parallel), 1):
             output.out.print(f"batch {n}: " + ", ".join(h.name for h in batch)
                              + ": ship the release archive, then `headway deploy` there")
