@@ -186,14 +186,16 @@ def recorded_app_name(options: Options) -> str:
 @pass_ctx
 def promote(ctx: output.Context) -> None:
     """Move a canary on to its next step now (or past a manual pause)."""
-    kube_cli().signal(ctx, "promote") or ctx.signal("promote")  # kubernetes: in the cluster
+    if not kube_cli().signal(ctx, "promote"):  # kubernetes: in the cluster
+        ctx.signal("promote")
 
 
 @cli.command()
 @pass_ctx
 def abort(ctx: output.Context) -> None:
     """Stop a running canary: its traffic goes back to the stable release at once."""
-    kube_cli().signal(ctx, "abort") or ctx.signal("abort")  # kubernetes: in the cluster
+    if not kube_cli().signal(ctx, "abort"):  # kubernetes: in the cluster
+        ctx.signal("abort")
 
 
 @cli.command()

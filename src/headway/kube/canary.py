@@ -68,7 +68,8 @@ class Canary:
         observe = rollout.spec.observe
         assert observe.prometheus_url  # release.refuse_unsupported checked it
         self.prometheus = Prometheus.of(observe.prometheus_url,
-                                        dict(observe.prometheus_queries))
+                                        {str(k): v for k, v in
+                                         observe.prometheus_queries.items()})
         self.web = rel.deployment_name(rollout.app, "web", number)
         self.stable_web = rel.deployment_name(rollout.app, "web", live)
 

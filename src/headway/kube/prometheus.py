@@ -52,13 +52,16 @@ class Prometheus:
     def counts(self, *, pod: str, namespace: str, window: float) -> Counts | None:
         """One release's figures over the last `window` seconds; None when the requests
         query matches no series (not scraped yet, or metric names that are not the app's)."""
-        args = {"pod": pod, "namespace": namespace, "window": window}
-        found = self.query(expand(self.queries["requests"], **args), "requests")
+        def ask(name: str) -> list[dict[str, object]]:
+            return self.query(expand(self.queries[name], pod=pod, namespace=namespace,
+                                     window=window), name)
+
+        found = ask("requests")
         if not found:
             return None
         requests = scalar(found)
-        errors = scalar(self.query(expand(self.queries["errors"], **args), "errors"))
-        latency = self.query(expand(self.queries["latency"], **args), "latency")
+        errors = scalar(ask("errors"))
+        latency = ask("latency")
         out = Counts()
         total, bad = round(requests), min(round(errors), round(requests))
         out.codes["5xx"], out.codes["2xx"] = bad, total - bad
@@ -112,7 +115,8 @@ def histogram(vector: list[dict[str, object]]) -> list[int]:
     +Inf), linearly interpolated within a bucket as histogram_quantile does."""
     points: list[tuple[float, float]] = []
     for sample in vector:
-        le = str((sample.get("metric") or {}).get("le", ""))  # type: ignore[union-attr]
+        metric = sample.get("metric")
+        le = str(metric.get("le", "")) if isinstance(metric, dict) else ""
         try:
             points.append((float(le), float(sample["value"][1])))  # type: ignore[index]
         except ValueError:
