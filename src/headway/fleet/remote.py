@@ -17,7 +17,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,8 @@ def build_id() -> str:
 
 
 def version() -> str:
+    from importlib import metadata  # here: a host starts this module often, version() rarely
+
     try:
         return metadata.version("headway")
     except metadata.PackageNotFoundError:
