@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,7 +167,12 @@ def test_second_concurrent_deploy_names_the_holder(app: App) -> None:
 def test_destroy_stops_everything(app: App) -> None:
     app.run("deploy")
     pids = [i["pid"] for i in status(app)["instances"]]
-    app.run("destroy", "--yes")
+    router = int((app.home / "router" / "haproxy.pid").read_text().split()[0])
+    # a client half-way through its request would hold a soft-stopping HAProxy for 60 s
+    with socket.create_connection(("127.0.0.1", app.port)) as slow:
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        app.run("destroy", "--yes")
+        assert not os.path.exists(f"/proc/{router}"), "HAProxy outlived destroy"
     time.sleep(0.2)
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}")

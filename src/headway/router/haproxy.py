@@ -11,6 +11,7 @@ single quotes). Never prints, never exits."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -372,6 +373,12 @@ class HAProxy:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.05)
+            if _alive(pid):  # a kept-alive client still holds it: stop now, not at hard-stop-after
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and _alive(pid):
+                    time.sleep(0.05)
         for path in (self.admin, self.master, self.pidfile):
             path.unlink(missing_ok=True)
         if self.sockets != self.dir and not self.log_socket.exists():  # the agent's is gone too
