@@ -297,3 +297,28 @@ def _answers(url: str) -> bool:
         return True
     except httpx.HTTPError:
         return False
+
+
+@contextmanager
+def prometheus_server(config: Path, tsdb: Path) -> Iterator[str]:
+    """A real Prometheus (Debian's) with this config on a free loopback port, ready; its URL."""
+    if not shutil.which("prometheus"):
+        pytest.fail("prometheus is not installed: run .ci/run or `apt-get install -y prometheus`")
+    port = free_port()
+    proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

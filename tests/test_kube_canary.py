@@ -9,8 +9,6 @@ not answer rolls the canary back with a message naming prometheus_url."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from headway.errors import ConfigError, RuntimeFailure
@@ -26,7 +23,7 @@ from headway.kube.canary import canary_replicas
 from headway.kube.prometheus import DEFAULTS, Prometheus, expand, histogram
 from headway.observer.requests import BUCKETS
 from tests import test_kube_runtime
-from tests.conftest import free_port
+from tests.conftest import free_port, prometheus_server
 from tests.fake_kube_api import FakeKubeAPI
 from tests.test_kube_runtime import NS, TOML, KubeApp, check_applied, replicas, selected
 
@@ -107,30 +104,13 @@ def exporter(api: FakeKubeAPI) -> Iterator[Exporter]:
 
 @pytest.fixture
 def prometheus(exporter: Exporter, tmp_path: Path) -> Iterator[str]:
-    if not shutil.which("prometheus"):
-        pytest.fail("prometheus is not installed: run .ci/run or `apt-get install -y prometheus`")
     config = tmp_path / "prometheus.yml"
     config.write_text(json.dumps({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": "pods", "honor_labels": True,
                             "static_configs": [{"targets": [exporter.address]}]}]}))
-    port = free_port()
-    proc = subprocess.Popen(["prometheus", f"--config.file={config}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with prometheus_server(config, tmp_path / "tsdb") as url:
+        yield url
 
 
 def canary_toml(url: str) -> str:

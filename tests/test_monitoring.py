@@ -4,7 +4,6 @@ dashboard query and alert expression returns data, and the deploy-failed alert f
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from headway.observer.monitoring import ALERTS, ANNOTATIONS, QUERIES
-from tests.conftest import App, free_port
+from tests.conftest import App, prometheus_server
 
 pytestmark = pytest.mark.integration  # promtool, Prometheus, HAProxy and processes
 
@@ -38,24 +37,8 @@ def test_promtool_accepts_the_generated_rules_and_config(generated: Path) -> Non
 
 @pytest.fixture
 def prometheus(generated: Path, tmp_path: Path) -> Iterator[str]:
-    if not shutil.which("prometheus"):
-        pytest.fail("prometheus is not installed: run .ci/run or `apt-get install -y prometheus`")
-    port = free_port()
-    proc = subprocess.Popen(["prometheus", f"--config.file={generated / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with prometheus_server(generated / "prometheus.yml", tmp_path / "tsdb") as url:
+        yield url
 
 
 def query(url: str, expr: str) -> list[dict]:  # type: ignore[type-arg]
