@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -383,6 +385,74 @@ def test_podman_fleet_runs_one_image_pulled_by_digest_on_every_host(
             _remove_images(server)
 
 
+@pytest.mark.integration
+def test_a_worker_host_runs_only_the_worker_and_no_router(lab: Lab, fleet: ControlApp) -> None:
+    # [servers] roles: web on host 1 (no worker there), the worker on host 2 (no web, no
+    # router there); deploys and a rollback replace each host's own processes
+    one, two = lab.hosts
+    app = lab.app("roles", replicas=1, home=fleet.home)  # hello's trust and setup hold
+    toml = app.dir / "headway.toml"
+    (app.dir / "worker.py").write_text(
+        "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "while True:\n    time.sleep(1)\n")
+    text = re.sub(r"\nweb = \[.*\]\n", f'\nweb = ["root@{one.address}"]\n'
+                  f'worker = ["root@{two.address}"]\n', toml.read_text())
+    (app.dir / "migrate.py").write_text("print('migrated')\n")
+    toml.write_text(text.replace('name = "hello"', 'name = "roles"')
+                    .replace(f"port = {ROUTER_PORT}", f"port = {ROLES_PORT}")
+                    + '\n[processes.worker]\ncommand = "python3 worker.py"\n'
+                    '\n[release]\ncommand = "python3 migrate.py"\n')
+    try:
+        app.set_version("1.0.0")
+        plan = app.run("deploy", "--dry-run").stdout
+        assert f"root@{one.address} (web)" in plan and f"root@{two.address} (worker)" in plan
+        first = app.run("deploy")
+        assert "live on 2 host(s)" in first.stdout, first.stdout
+        assert one.version(ROLES_PORT) == "1.0.0"
+        web, worker = _host_status(one, "roles"), _host_status(two, "roles")
+        assert {(i["process"], i["release"]) for i in web["instances"]} == {("web", 1)}
+        assert {(i["process"], i["release"]) for i in worker["instances"]} == {("worker", 1)}
+        assert worker["router"] == "not used (no web process here)"
+        assert _migrated(app) == [(f"root@{one.address}", 1)]  # once, on the first host
+        with pytest.raises(httpx.ConnectError):  # nothing listens for the app on host 2
+            httpx.get(f"http://{two.address}:{ROLES_PORT}/", timeout=5)
+
+        app.set_version("2.0.0")
+        with Load(f"http://{one.address}:{ROLES_PORT}/", threads=1) as load:
+            app.run("deploy")
+        assert load.failed == 0 and load.versions["2.0.0"] > 0, load.failures
+        worker = _host_status(two, "roles")
+        assert {(i["process"], i["release"]) for i in worker["instances"]} == {("worker", 2)}
+        assert worker["active_release"] == 2
+        assert _migrated(app) == [(f"root@{one.address}", 1), (f"root@{one.address}", 2)]
+
+        back = app.run("rollback")
+        assert one.version(ROLES_PORT) == "1.0.0", back.stdout
+        worker = _host_status(two, "roles")
+        assert {(i["process"], i["release"]) for i in worker["instances"]} == {("worker", 1)}
+    finally:
+        _destroy_on_hosts(lab, "roles")
+        close_ssh(lab, app)
+
+
+def _migrated(app: ControlApp) -> list[tuple[str, int]]:
+    """(host, release) of each release command run, from the events of every host: the app
+    has no accessories (its data is shared), so once per fleet deploy."""
+    events = json.loads(app.run("events", "--json").stdout)
+    return sorted((e["host"], e["release"]) for e in events if e["kind"] == "release.command")
+
+
+def _host_status(host: LabHost, app: str) -> dict[str, Any]:
+    """`headway status --json` of `app` on the host, read in its own $HEADWAY_HOME."""
+    out = subprocess.run([sys.executable, "-m", "headway", "--app", app, "status", "--json"],
+                         env=dict(os.environ, HEADWAY_HOME=str(host.home)), capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    found: dict[str, Any] = json.loads(out.stdout)
+    return found
+
+
+ROLES_PORT = 18082
 BOXED_PORT = 18081
 BOXED_APP = """import json, os, signal, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -531,6 +601,25 @@ def test_hosts_parse_batch_and_filter() -> None:
         pick(hosts, ("nope",))
 
 
+def test_roles_put_each_process_on_its_hosts() -> None:
+    from headway.fleet.hosts import fleet_hosts
+    from headway.spec.load import parse_spec
+
+    base = (EXAMPLE / "headway.toml").read_text() + ('[processes.worker]\ncommand = "w"\n'
+                                                     '[processes.mailer]\ncommand = "m"\n')
+    spec = parse_spec(base + '[servers]\nworker = ["10.0.0.7", "10.0.0.5"]\n'
+                      'web = ["10.0.0.5", "10.0.0.6"]\n')
+    hosts = fleet_hosts(spec)  # web hosts first; mailer is listed nowhere: on the web hosts
+    assert [(h.name, h.processes) for h in hosts] == [
+        ("10.0.0.5", ("web", "worker", "mailer")), ("10.0.0.6", ("web", "mailer")),
+        ("10.0.0.7", ("worker",))]
+    only = spec.running_only(list(hosts[2].processes))
+    assert not only.serves_web() and only.processes["worker"].replicas == 1
+    assert spec.serves_web()  # the spec itself is left as it was
+    with pytest.raises(ConfigError, match=r"servers.web: no host runs the web process"):
+        fleet_hosts(parse_spec(base + '[servers]\nworker = ["10.0.0.7"]\n'))
+
+
 @pytest.mark.parametrize(("code", "stderr", "error", "says"), [
     (255, "Host key verification failed.", ssh.HostKeyRefused, "servers trust"),
     (255, "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@", ssh.HostKeyRefused,
@@ -590,7 +679,16 @@ def test_dry_run_shows_the_batches_and_auto_runtime_is_refused(tmp_path: Path) -
                     '"deploy@10.0.0.7:2222"]\n')
     app.set_parallel(2)
     plan = app.run("deploy", "--dry-run").stdout
-    assert "batch 1: 10.0.0.5, 10.0.0.6" in plan and "batch 2: deploy@10.0.0.7:2222" in plan
+    assert "batch 1: 10.0.0.5 (web), 10.0.0.6 (web)" in plan, plan
+    assert "batch 2: deploy@10.0.0.7:2222 (web)" in plan
+    app.configure(release='command = "python3 migrate.py"')  # shared data: migrated once
+    plan = app.run("deploy", "--dry-run").stdout
+    assert "the release command runs on 10.0.0.5 only" in plan, plan
+    assert "batch 1: 10.0.0.5 (web):" in plan
+    assert "batch 2: 10.0.0.6 (web), deploy@10.0.0.7:2222 (web)" in plan
+    app.configure(accessories__db='type = "postgres"')  # each host's own database: each migrates
+    plan = app.run("deploy", "--dry-run").stdout
+    assert "batch 1: 10.0.0.5 (web), 10.0.0.6 (web)" in plan and "only" not in plan, plan
     toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"')
                     + '\n[registry]\nserver = "reg.example.com"\n')
     boxed = app.run("deploy", "--dry-run").stdout

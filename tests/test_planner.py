@@ -69,6 +69,14 @@ analysis = "30s"\n'''), running("o1"), [
     (spec("rolling", replicas=1), running("o1", "o2"), [
         "start:web.1:1:", "wait_healthy:web.1::", "switch:web.1::o1", "wait_drained:::o1",
         "stop:::o1", "switch:::o2", "wait_drained:::o2", "stop:::o2", "activate:::"]),
+    # a fleet host of the worker role ([servers]): its workers replaced, nothing routed
+    (spec("blue-green", worker=True).running_only(["worker"]), running("w1"), [
+        "start:worker:1:", "wait_healthy:worker::", "stop:::w1", "activate:::"]),
+    (spec("rolling", worker=True).running_only(["worker"]), running("o1", "w1"), [
+        "start:worker:1:", "wait_healthy:worker::", "stop:::o1+w1", "activate:::"]),
+    (spec("blue-green", worker=True).running_only(["web"]), running("o1", "w1"), [
+        "start:web:2:", "wait_healthy:web::", "switch:web::o1", "wait_drained:::o1",
+        "park:::o1", "stop:::w1", "activate:::"]),
 ])
 def test_plan(the_spec, live, expected) -> None:
     assert kinds(plan_deploy(the_spec, live)) == expected

@@ -85,8 +85,8 @@ def no_healthy_server(status: dict[str, Any]) -> str | None:
     """For `headway status`: why no request can be served (every web instance in rotation is
     failing its health check, or none is in rotation), or None when one can. `status`: the
     dict Context.status() returns (instances with process, router and health)."""
-    if not status.get("active_release"):
-        return None
+    if not status.get("active_release") or not status.get("routed", True):
+        return None  # not live, or a fleet host that runs no web process of the app
     web = [i for i in status.get("instances", []) if i.get("process") == "web"]
     routed = [i for i in web if i.get("router") == "ready"]
     if not routed:

@@ -299,7 +299,7 @@ def housekeeping(store: Store, router: HAProxy, engine: Engine) -> bool:
     apps = store.apps()
     if not apps and not store.instances():
         return False
-    if apps and not router.running():
+    if any(a["router_port"] for a in apps) and not router.running():  # 0: not routed here
         routing.configure(store, router)
     if store.get(routing.PENDING):
         routing.purge(store, router)

@@ -103,6 +103,7 @@ def check_agent(home: Path, has_apps: bool) -> list[dict[str, Any]]:
 def check_router(home: Path, apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from headway.router import HAProxy
 
+    apps = [a for a in apps if a["router_port"]]  # 0: a fleet host without web: no router
     if not apps:
         return []
     rows = [_row("haproxy", HAProxy(home).running(),

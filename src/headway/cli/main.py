@@ -99,6 +99,7 @@ def deploy(ctx: output.Context, dry_run: bool, force: bool) -> None:
     ctx.effective_config()  # refuses before anything runs if a required secret is missing
     if servers_cli().fleet_deploy(ctx, spec, dry_run=dry_run, force=force):  # [servers]: SSH
         return
+    spec = servers_cli().on_host(spec)  # a fleet host: its roles' processes
     engine = ctx.engine()
     if dry_run:
         output.plan(spec, ctx.env, engine.plan(spec, ctx.env), ctx)

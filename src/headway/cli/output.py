@@ -168,8 +168,11 @@ class Context:
         accessories = [row | {"last_backup": next(
             (b.created for b in backups.listing(store, app, self.env, row["name"])), None)}
             for row in manage.status(store, app, self.env, None)]
-        return {"app": app, "env": self.env, "active_release": active,
-                "router": "running" if live or router.running() else "stopped",
+        routed = any(a["router_port"] for a in store.apps() if (a["app"], a["env"]) ==
+                     (app, self.env))  # 0: a fleet host that runs no web process of it
+        return {"app": app, "env": self.env, "active_release": active, "routed": routed,
+                "router": ("running" if live or router.running() else "stopped") if routed
+                else "not used (no web process here)",
                 "traffic": self.traffic(store, app), "instances": rows,
                 "accessories": accessories}
 

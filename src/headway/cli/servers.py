@@ -71,21 +71,40 @@ def _finish(fleet: Fleet, work: Callable[[], Any]) -> Any:
 
 
 # hooks for cli/main.py ---------------------------------------------------------------------
+def on_host(spec: Any) -> Any:
+    """On a fleet host, the spec as the control machine says this host deploys it: only the
+    processes of its [servers] roles, and no release command when the fleet's first host ran
+    it already (fleet/deploy.py once); elsewhere the spec as it is."""
+    from headway.fleet.remote import PROCESSES_VAR, RELEASE_VAR
+
+    if not os.environ.get(ON_HOST):
+        return spec
+    if only := os.environ.get(PROCESSES_VAR):
+        spec = spec.running_only(only.split(","))
+    if os.environ.get(RELEASE_VAR) == "done":
+        spec = spec.model_copy(update={"release": spec.release.model_copy(
+            update={"command": None})})
+    return spec
+
+
 def fleet_deploy(ctx: output.Context, spec: Any, *, dry_run: bool, force: bool) -> bool:
     if not spec.servers_for(ctx.env) or os.environ.get(ON_HOST):
         return False
     from headway.cli import output
     from headway.fleet import deploy
-    from headway.fleet.hosts import batches
+    from headway.fleet.deploy import release_once, rollout_batches
 
     fleet = _fleet(ctx, spec)
     if dry_run:
         if spec.app.runtime in ("podman", "docker"):
             output.out.print(f"build the image here (unless the registry has it), push it to "
                              f"{spec.registry.server}; every host pulls it by digest")
-        for n, batch in enumerate(batches(fleet.hosts, spec.deploy.hosts_in_parallel), 1):
-            output.out.print(f"batch {n}: " + ", ".join(h.name for h in batch)
-                             + ": ship the release archive, then `headway deploy` there")
+        if release_once(spec) and len(fleet.hosts) > 1:
+            output.out.print(f"the release command runs on {fleet.hosts[0].name} only, which "
+                             "deploys alone first (the data is shared: no [accessories])")
+        for n, batch in enumerate(rollout_batches(spec, fleet.hosts), 1):
+            output.out.print(f"batch {n}: " + ", ".join(f"{h.name} ({', '.join(h.processes)})"
+                                                       for h in batch) + ": ship the release archive, then `headway deploy` there")
         return True
     result = _finish(fleet, lambda: deploy.deploy(fleet, ctx.source(spec), force=force))
     _outcome(result)

@@ -33,7 +33,8 @@ def overview(store: Store) -> list[dict[str, Any]]:
         releases = store.releases(name, env)
         running = [d for d in store.deploys(name, env, limit=1) if d["status"] == "running"]
         rows.append({"app": name, "env": env, "router": f"{app['router_address']}:"
-                     f"{app['router_port']}", "live": _number(releases, "active"),
+                     f"{app['router_port']}" if app["router_port"] else "none (no web here)",
+                     "live": _number(releases, "active"),
                      "warm": _number(releases, "previous"),
                      "instances": len(store.instances(name, env)),
                      "deploying": running[0]["release"] if running else None})

@@ -81,7 +81,7 @@ def _spec_of(recorded: str) -> Spec:
     release of every app every second (prunable): validate each record once."""
     from headway.spec.models import Spec
 
-    return Spec.model_validate(json.loads(recorded)["spec"])
+    return Spec.of_record(recorded)
 
 
 class Engine:
@@ -476,22 +476,24 @@ class Engine:
 
     # helpers ---------------------------------------------------------------------------------
     def _route_app(self, spec: Spec, env: str) -> None:
-        """Make the router serve this app (a reload only when its routing changed)."""
-        row = {"app": spec.app.name, "env": env, "router_port": spec.router.port,
-               "router_address": spec.router.address, "hosts": spec.router.hosts,
-               "is_default": spec.router.default,
-               "health_path": spec.processes["web"].health.path or "/",
-               "health_interval": spec.processes["web"].health.interval,
-               "health_timeout": spec.processes["web"].health.timeout,
-               "health_expect": spec.processes["web"].health.expect,
-               "request_timeout": spec.router.request_timeout}
+        """Make the router serve this app (a reload only when its routing changed). A fleet
+        host without web ([servers] roles) records the app with router port 0: not routed."""
+        routed = spec.serves_web()
+        web = spec.processes["web"].health
+        row: dict[str, Any] = {
+            "app": spec.app.name, "env": env, "router_port": spec.router.port if routed else 0,
+            "router_address": spec.router.address, "hosts": spec.router.hosts,
+            "is_default": spec.router.default, "health_path": web.path or "/",
+            "health_interval": web.interval, "health_timeout": web.timeout,
+            "health_expect": web.expect, "request_timeout": spec.router.request_timeout}
         # refused before anything is recorded: a port another home's agent serves, or a router
         # port whose Host headers could not tell this app from another
         ports.check_service_ports(self.store.home,
                                   {"observe.metrics_port": spec.observe.metrics_port})
-        ports.check_router_port(self.store.apps(), app=spec.app.name, env=env,
-                                port=spec.router.port, hosts=spec.router.hosts,
-                                default=spec.router.default)
+        if routed:
+            ports.check_router_port(self.store.apps(), app=spec.app.name, env=env,
+                                    port=spec.router.port, hosts=spec.router.hosts,
+                                    default=spec.router.default)
         current = next((a for a in self.store.apps()
                         if (a["app"], a["env"]) == (spec.app.name, env)), None)
         same = current is not None and all(current[k] == v for k, v in row.items())
@@ -499,7 +501,9 @@ class Engine:
         if self.store.get(routing.OBSERVE) != observe:
             self.store.put(routing.OBSERVE, observe)
             same = False
-        if not same or not self.router.running():
+        if not routed and not self.router.running():
+            self.store.upsert_app(**row)  # no HAProxy for an app it would not serve
+        elif not same or not self.router.running():
             routing.configure(self.store, self.router, pending=row)
         self.ensure_agent()  # after the app is recorded: an agent with no app exits
         routing.sync_from_router(self.store, self.router, spec.app.name, env)

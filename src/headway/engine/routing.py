@@ -35,6 +35,8 @@ def backends(store: Store, *, pending: dict[str, Any] | None = None) -> list[Bac
         rows.append(pending)
     result = []
     for app in rows:
+        if not app["router_port"]:  # a fleet host that runs no web process of it
+            continue
         servers = [(i.id, i.port, i.routed, i.weight or base.FULL)
                    for i in store.instances(app["app"], app["env"]) if i.routed != "none"]
         result.append(Backend(
@@ -65,10 +67,11 @@ def configure(store: Store, router: Router, *, pending: dict[str, Any] | None = 
 def sync_from_router(store: Store, router: Router, app: str, env: str) -> None:
     """Believe the live router over the store (a killed command may have moved traffic without
     recording it)."""
+    web = [i for i in store.instances(app, env) if i.process == "web" and i.desired == "running"]
+    if not web:  # nothing the router could hold (and a host without web may run no router)
+        return
     live = router.servers(base.backend_name(app, env))
-    for inst in store.instances(app, env):
-        if inst.process != "web" or inst.desired != "running":
-            continue
+    for inst in web:
         state = live[inst.id].admin if inst.id in live else "none"
         if state != inst.routed:
             store.set_instance(inst.id, routed=state)

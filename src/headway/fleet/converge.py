@@ -15,7 +15,13 @@ from typing import Any
 from headway.errors import DeployFailed, HeadwayError, NotFound
 from headway.fleet import ssh
 from headway.fleet.artifact import archive_image
-from headway.fleet.deploy import FleetOutcome, _control_secrets, _deploy_host, _ship
+from headway.fleet.deploy import (
+    FleetOutcome,
+    _control_secrets,
+    _deploy_host,
+    _ship,
+    release_once,
+)
 from headway.fleet.fleet import Fleet, installed_problem
 from headway.fleet.hosts import Host, batches
 
@@ -78,7 +84,9 @@ def converge(fleet: Fleet, *, force: bool = False) -> FleetOutcome:
 def _bring(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str,
            image: str | None) -> int | None:
     _ship(fleet, host, archive, sha, secrets, image=image)
-    return _deploy_host(fleet, host, sha, force=False, image=image)
+    # the fleet's release went live on a host before: its release command ran
+    return _deploy_host(fleet, host, sha, force=False, image=image,
+                        release=not release_once(fleet.spec))
 
 
 def _fetch(fleet: Fleet, sources: list[Host], sha: str, tmp: Path) -> Path:

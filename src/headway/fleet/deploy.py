@@ -1,9 +1,11 @@
-"""Fleet deploy (rollback is fleet/rollback.py, converge fleet/converge.py). A deploy builds the release archive once, checks every
-host first (reachable, this Headway), takes the fleet lock, ships the archive and secrets to
-every host, then runs each host's own `headway deploy` in batches of [deploy]
-hosts_in_parallel. The first batch with a failure stops the rollout and the hosts that had
-switched go back to their previous release: the fleet ends on one release. Never leaves the
-fleet lock behind; never sends a secret anywhere but ssh's stdin."""
+"""Fleet deploy (rollback is fleet/rollback.py, converge fleet/converge.py). A deploy builds
+the release archive once, checks every host first (reachable, this Headway), takes the fleet
+lock, ships the archive and secrets to every host, then runs each host's own `headway deploy`
+(with the processes of its [servers] roles) in batches of [deploy] hosts_in_parallel, the
+first host alone when it runs the release command for the whole fleet (release_once). The
+first batch with a failure stops the rollout and the hosts that had switched go back to their
+previous release: the fleet ends on one release. Never leaves the fleet lock behind; never
+sends a secret anywhere but ssh's stdin."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from headway.fleet import images, ssh
 from headway.fleet.artifact import release_archive
 from headway.fleet.fleet import Fleet
 from headway.fleet.hosts import Host, batches
-from headway.fleet.remote import IMAGE_VAR
+from headway.fleet.remote import IMAGE_VAR, PROCESSES_VAR, RELEASE_VAR
+from headway.spec.models import Spec
 
 
 @dataclass
@@ -98,15 +101,26 @@ def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str, *,
         fleet.progress(f"{host.name}: image pulled by digest", host=host.name, step="ship")
 
 
+def release_once(spec: Spec) -> bool:
+    """Whether the release command (migrations) runs on the fleet's first host only: when the
+    data is shared, i.e. the app has no [accessories] (those are each host's own, so each
+    host's deploy migrates its own). The first host then deploys alone, before the others:
+    two hosts migrating one database at once would race."""
+    return bool(spec.release.command) and not spec.accessories
+
+
 def _deploy_host(fleet: Fleet, host: Host, sha: str, *, force: bool,
-                 image: str | None = None) -> int | None:
+                 image: str | None = None, release: bool = True) -> int | None:
     """The host's own `headway deploy` of the unpacked archive (of the pulled `image`, not
-    built there); its live release after."""
+    built there), with the processes of its roles and, unless `release` is False, its release
+    command; its live release after."""
     config = f"{fleet.home_of(host)}/fleet/releases/{sha}/headway.toml"
     fleet.progress(f"{host.name}: deploying {sha[:12]}", host=host.name, step="deploy")
+    variables = {PROCESSES_VAR: ",".join(host.processes)} | ({IMAGE_VAR: image} if image else {})
+    if not release:
+        variables[RELEASE_VAR] = "done"
     fleet.headway(host, ["-c", config, "deploy", *(["--force"] if force else [])],
-                  what="headway deploy", stream=True,
-                  env={IMAGE_VAR: image} if image else None)
+                  what="headway deploy", stream=True, env=variables)
     record = fleet.remote(host, ["mark", fleet.app, fleet.env, sha],
                           what="recording its release")
     active: int | None = record.get("active")
@@ -116,9 +130,10 @@ def _deploy_host(fleet: Fleet, host: Host, sha: str, *, force: bool,
 def _rollout(fleet: Fleet, sha: str, before: dict[str, int | None], *,
              force: bool, image: str | None = None) -> dict[str, int | None]:
     after: dict[str, int | None] = {}
-    for batch in batches(fleet.hosts, fleet.spec.deploy.hosts_in_parallel):
-        results = fleet.each(batch, lambda h: _deploy_host(fleet, h, sha, force=force,
-                                                           image=image))
+    first, once = fleet.hosts[0], release_once(fleet.spec)
+    for batch in rollout_batches(fleet.spec, fleet.hosts):
+        results = fleet.each(batch, lambda h: _deploy_host(
+            fleet, h, sha, force=force, image=image, release=not once or h == first))
         failed = {n: r for n, r in results.items() if isinstance(r, HeadwayError)}
         after |= {n: r for n, r in results.items() if not isinstance(r, HeadwayError)}
         if failed:
@@ -137,6 +152,14 @@ def _rollout(fleet: Fleet, sha: str, before: dict[str, int | None], *,
                 hint=exc.hint or "fix that host, then `headway deploy` again (or "
                 "`headway servers converge` once it is back)")
     return after
+
+
+def rollout_batches(spec: Spec, hosts: list[Host]) -> list[list[Host]]:
+    """[deploy] hosts_in_parallel at a time; the first host alone when it runs the release
+    command for the fleet (release_once)."""
+    if release_once(spec) and len(hosts) > 1:
+        return [hosts[:1], *batches(hosts[1:], spec.deploy.hosts_in_parallel)]
+    return batches(hosts, spec.deploy.hosts_in_parallel)
 
 
 def _undo(fleet: Fleet, switched: list[Host], before: dict[str, int | None]) -> list[str]:

@@ -3,7 +3,7 @@ Pure: no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from headway.errors import ConfigError
 from headway.spec.models import SSH_TARGET, Spec
@@ -17,6 +17,7 @@ class Host:
     address: str
     user: str | None = None
     port: int = 22
+    processes: tuple[str, ...] = ()  # what it runs ([servers] roles); () = every process
 
     @property
     def target(self) -> str:
@@ -42,19 +43,19 @@ def parse_host(text: str, *, user: str | None = None, port: int = 22) -> Host:
 
 
 def fleet_hosts(spec: Spec, env: str = "production") -> list[Host]:
-    """Every host of the environment's servers ([env.ENV.servers], else [servers]), in the
-    order written, once each. A host runs the whole app (all its processes), so for now every
-    host must be listed under `web`."""
+    """Every host of the environment's servers ([env.ENV.servers], else [servers]), once
+    each: the web hosts first, in the order written, then the others. A process listed in the
+    table runs on its hosts only; one not listed runs on every web host."""
     table = spec.servers_for(env)
     where = f"env.{env}.servers" if env in spec.env_servers else "servers"
-    web = table.get("web", [])
-    others = [h for role, hosts in table.items() if role != "web" for h in hosts
-              if h not in web]
-    if others:
-        raise ConfigError(f"{where}: {others[0]} is not under {where}.web: a host runs the "
-                          "whole app (every process type) in this version of Headway",
-                          hint="list every host under web = [...]")
-    return [parse_host(h, user=spec.ssh.user, port=spec.ssh.port) for h in web]
+    if not table.get("web"):
+        raise ConfigError(f"{where}.web: no host runs the web process", hint=f"list them: "
+                          f'[{where}] web = ["deploy@10.0.0.5"]')
+    runs = {name: table.get(name, table["web"]) for name in spec.processes}
+    names = list(dict.fromkeys(h for hosts in (table["web"], *table.values()) for h in hosts))
+    return [replace(parse_host(h, user=spec.ssh.user, port=spec.ssh.port),
+                    processes=tuple(p for p, hosts in runs.items() if h in hosts))
+            for h in names]
 
 
 def batches(hosts: list[Host], size: int) -> list[list[Host]]:

@@ -24,6 +24,8 @@ import headway
 
 FLEET = "fleet"  # $HEADWAY_HOME/fleet: venv/, artifacts/, releases/
 IMAGE_VAR = "HEADWAY_FLEET_IMAGE"  # REPO@sha256:... a fleet deploy runs instead of a build
+PROCESSES_VAR = "HEADWAY_FLEET_PROCESSES"  # web,worker: what a host runs ([servers] roles)
+RELEASE_VAR = "HEADWAY_FLEET_RELEASE"  # "done": the fleet's first host ran the release command
 REACH = ("this host must reach [registry] server (routes, firewall, its certificate); nothing "
          "was switched: fix it, then `headway deploy` again")
 

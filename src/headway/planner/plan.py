@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from headway.spec.models import Spec
+from headway.spec.models import ProcessSpec, Spec
 from headway.store import Instance
 
 
@@ -39,9 +39,11 @@ class Step:
 def plan_deploy(spec: Spec, running: list[Instance]) -> list[Step]:
     """Steps that replace `running` (the live release's instances) with the spec's release."""
     old_web = [i.id for i in running if i.process == "web"]
-    workers = {name: p for name, p in spec.processes.items() if name != "web"}
+    workers = {name: p for name, p in spec.processes.items() if name != "web" and p.replicas}
     web_replicas = spec.processes["web"].replicas
-    if spec.deploy.strategy in {"blue-green", "canary"}:
+    if not web_replicas:  # a fleet host of other processes ([servers] roles): nothing routed
+        steps = _workers(workers)
+    elif spec.deploy.strategy in {"blue-green", "canary"}:
         steps = [Step("start", group="web", process="web", count=web_replicas)]
         steps += [Step("start", group=n, process=n, count=p.replicas) for n, p in workers.items()]
         steps.append(Step("wait_healthy", groups=("web", *workers)))
@@ -54,15 +56,18 @@ def plan_deploy(spec: Spec, running: list[Instance]) -> list[Step]:
             if spec.deploy.strategy == "blue-green" and spec.deploy.analysis:
                 steps.append(Step("analyze", groups=("web",), old=tuple(old_web)))
     else:
-        steps = _rolling_web(web_replicas, old_web, spec.deploy.max_surge)
-        for name, p in workers.items():
-            steps += [Step("start", group=name, process=name, count=p.replicas),
-                      Step("wait_healthy", groups=(name,))]
-    old_workers = tuple(i.id for i in running if i.process != "web")
+        steps = _rolling_web(web_replicas, old_web, spec.deploy.max_surge) + _workers(workers)
+    old_workers = tuple(i.id for i in running if i.process != "web" or not web_replicas)
     if old_workers:
         steps.append(Step("stop", old=old_workers))
     steps.append(Step("activate"))
     return [Step("release"), *steps] if spec.release.command else steps
+
+
+def _workers(workers: dict[str, ProcessSpec]) -> list[Step]:
+    return [s for name, p in workers.items() for s in (
+        Step("start", group=name, process=name, count=p.replicas),
+        Step("wait_healthy", groups=(name,)))]
 
 
 def _rolling_web(replicas: int, old: list[str], surge: int) -> list[Step]:

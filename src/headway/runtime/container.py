@@ -162,7 +162,7 @@ class ContainerRuntime:
         self.processes = ProcessRuntime(store)  # records instances; the agent supervises them
 
     def prepare(self, source: Path, files: list[Path], release: Release) -> None:
-        spec = Spec.model_validate(json.loads(release.spec)["spec"])
+        spec = Spec.of_record(release.spec)
         dest = Path(release.path)
         materialize(source, files, dest)
         if spec.registry.server:

@@ -88,7 +88,7 @@ def ensure_volumes(store: Store, release: Release) -> dict[str, Path]:
     """[volumes]: path in the app -> its folder outside every release. A new volume is seeded
     once with what the release's snapshot has at that path (or, as root, taken over from
     where a Headway before app users kept it, under $HEADWAY_HOME)."""
-    spec = Spec.model_validate(json.loads(release.spec)["spec"])
+    spec = Spec.of_record(release.spec)
     out = {}
     if spec.volumes:
         appuser.open_app_folder(store.home, release.app, release.env)
@@ -208,7 +208,7 @@ class ProcessRuntime:
         dest = Path(release.path)
         user = appuser.open_app_folder(self.store.home, release.app, release.env)
         materialize(source, files, dest)
-        spec = Spec.model_validate(json.loads(release.spec)["spec"])
+        spec = Spec.of_record(release.spec)
         install_dependencies(dest, spec, appuser.deps_cache(self.store.home))
         if user and (dest / ".venv" / "bin" / "python").exists():  # before volumes are linked
             compile_bytecode(dest / ".venv" / "bin" / "python", dest)

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -23,6 +24,7 @@ from pydantic import (
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 NAME = r"^[a-z][a-z0-9-]{0,39}$"
+RECORD = "record"  # validation context: a release's recorded spec (see Spec.of_record)
 MAX_DURATION = 366 * 86400.0  # a year: longer is a typo, and time arithmetic stays finite
 # What HAProxy may be given: an HTTP path of URI characters only (no space, control character,
 # quote, backslash or "#", which would end or comment out the config line), host names.
@@ -608,13 +610,32 @@ class Spec(Model):
                     raise ValueError(f"{where}.{role}: a host is listed twice")
         return self
 
+    @classmethod
+    def of_record(cls, release_spec: str) -> Spec:
+        """The spec a release recorded (its `spec` JSON): it was checked when it was made, and
+        on a fleet host that runs no web process ([servers] roles) it has web at 0 replicas."""
+        import json
+
+        return cls.model_validate(json.loads(release_spec)["spec"], context={RECORD: True})
+
+    def running_only(self, processes: list[str]) -> Spec:
+        """This spec on a fleet host that runs only `processes` ([servers] roles): the others
+        at 0 replicas; without web, the host's router does not serve the app."""
+        return self.model_copy(update={"processes": {
+            name: proc if name in processes else proc.model_copy(update={"replicas": 0})
+            for name, proc in self.processes.items()}})
+
+    def serves_web(self) -> bool:
+        return self.processes["web"].replicas > 0
+
     def servers_for(self, env: str) -> dict[str, list[str]]:
         """The hosts of one environment: [env.NAME.servers] when it has one, else [servers]."""
         return self.env_servers.get(env, self.servers)
 
     @field_validator("processes")
     @classmethod
-    def _processes(cls, value: dict[str, ProcessSpec]) -> dict[str, ProcessSpec]:
+    def _processes(cls, value: dict[str, ProcessSpec],
+                   info: ValidationInfo) -> dict[str, ProcessSpec]:
         for name in value:
             if not re.fullmatch(NAME, name):
                 raise ValueError(f"{name!r} is not a process name (lowercase letters, digits, dashes)")
@@ -622,7 +643,7 @@ class Spec(Model):
             raise ValueError("needs a [processes.web] table: the process that receives HTTP traffic")
         if not value["web"].health.path:
             raise ValueError("processes.web.health.path must be set: the router needs a health check")
-        if value["web"].replicas < 1:
+        if value["web"].replicas < 1 and not (info.context or {}).get(RECORD):
             raise ValueError(f"processes.web.replicas: {value['web'].replicas}: the web process "
                              "needs at least 1 instance, or the router has no server to send "
                              "requests to (use `headway destroy` to take the app down)")

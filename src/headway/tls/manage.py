@@ -39,6 +39,8 @@ def desired(store: Store) -> list[Site]:
     """The sites the live release of each app asks for ([router] tls)."""
     result = []
     for row in store.apps():
+        if not row["router_port"]:  # a fleet host that runs no web process of the app
+            continue
         live = next((r for r in store.releases(row["app"], row["env"])
                      if r.status == "active"), None)
         router = _router_spec(live.spec) if live else None
