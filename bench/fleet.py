@@ -1,12 +1,16 @@
 """Fleet deploy time over SSH for 1, 2 and 4 test hosts (network namespaces with their own
 sshd, made here as tests/test_fleet.py makes them), with load through every host's router
-during each timed deploy. Prints JSON: seconds per fleet deploy, hosts_in_parallel, requests
-and failed requests per host, the load average, and where the time went: each progress line of
-the deploy with the second it was printed at, and a breakdown (CLI start + probe + archive,
-ship, each host's own deploy, recording the release). Needs root. Traffic goes only to the namespaces' addresses.
-The CLI runs from a copy of src/headway taken at the start (PYTHONPATH): a host refuses a
-control machine whose Headway differs from its own by one byte, and other work in the same
-checkout would otherwise change it between `servers setup` and the deploys."""
+during each timed deploy. The load is paced (--rate requests a second per host): every test
+host shares this machine's 2 cores with the load generator, and an unpaced one (--rate 0)
+spends them on requests as fast as they come, four times over for 4 hosts, which then times
+the load, not the fleet. Prints JSON: seconds per fleet deploy, hosts_in_parallel, requests
+and failed requests per host, the load average, and where the time went: each progress line
+of the deploy with the second it was printed at, and a breakdown (CLI start + probe +
+archive, ship, each host's own deploy, recording the release). Needs root. Traffic goes only
+to the namespaces' addresses. The CLI runs from a copy of src/headway taken at the start
+(PYTHONPATH): a host refuses a control machine whose Headway differs from its own by one
+byte, and other work in the same checkout would otherwise change it between `servers setup`
+and the deploys."""
 
 from __future__ import annotations
 
@@ -23,12 +27,13 @@ from tests.load import Load
 from tests.test_fleet import Lab, close_ssh, stop_hosts, warm_uv_cache
 
 
-def timed_deploy(app, hosts, version: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def timed_deploy(app, hosts, version: str,  # type: ignore[no-untyped-def]
+                 rate: float) -> dict[str, object]:
     app.set_version(version)
-    loads = [Load(h.url, threads=2) for h in hosts]
+    loads = [Load(h.url, threads=2, rate=rate or None) for h in hosts]
     for load in loads:
         load.__enter__()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), _cpu_ticks()
     lines: list[tuple[float, str]] = []
     try:
         deploy = app.popen("deploy")
@@ -38,16 +43,27 @@ def timed_deploy(app, hosts, version: str) -> dict[str, object]:  # type: ignore
         deploy.wait(timeout=60)
     finally:
         seconds = time.monotonic() - started
+        busy, total = (after - before for after, before in zip(_cpu_ticks(), cpu, strict=True))
         time.sleep(0.5)
         for load in loads:
             load.__exit__(None, None, None)
     return {"seconds": round(seconds, 2), "exit_code": deploy.returncode,
+            # the whole machine (every test host, the control CLI, the load) while it ran
+            "cpu_seconds": round(busy / os.sysconf("SC_CLK_TCK"), 1),
+            "cpu_busy_share": round(busy / total, 2) if total else None,
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "breakdown": breakdown(lines, [h.address for h in hosts], seconds), "lines": lines,
             "requests": sum(load.total for load in loads),
             "failed": sum(load.failed for load in loads),
             "per_host": {h.address: {"requests": load.total, "failed": load.failed}
                          for h, load in zip(hosts, loads, strict=True)}}
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def breakdown(lines: list[tuple[float, str]], hosts: list[str],
@@ -81,6 +97,8 @@ def main() -> None:
     parser.add_argument("--hosts", default="1,2,4", help="fleet sizes to time")
     parser.add_argument("--parallel", type=int, default=2, help="[deploy] hosts_in_parallel "
                         "for fleets of more than one host")
+    parser.add_argument("--rate", type=float, default=50, help="requests a second per host "
+                        "during the timed deploys (0: unpaced)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.hosts.split(",")]
     frozen = Path(tempfile.mkdtemp(prefix="headway-bench-src-"))
@@ -108,7 +126,7 @@ def main() -> None:
             app.set_parallel(parallel)
             app.set_version(f"warm-{size}")
             app.run("deploy", timeout=1800)  # every host live before the timed one
-            run = timed_deploy(app, hosts, f"timed-{size}")
+            run = timed_deploy(app, hosts, f"timed-{size}", args.rate)
             results.append({"hosts": size, "hosts_in_parallel": parallel, **run})
             print(json.dumps(results[-1]), flush=True)
     finally:
@@ -117,7 +135,8 @@ def main() -> None:
         lab.remove()
         shutil.rmtree(frozen, ignore_errors=True)
     one = next((r["seconds"] for r in results if r["hosts"] == 1), None)
-    report = {"machine": machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "setup_seconds": setup,
+    report = {"machine": machine(), "rate_per_host": args.rate,
+              "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "setup_seconds": setup,
               "runs": results,
               "ratio_to_one_host": {str(r["hosts"]): round(float(r["seconds"]) / float(one), 2)
                                     for r in results} if one else None}

@@ -12,8 +12,10 @@ import httpx
 
 
 class Load:
-    def __init__(self, url: str, *, threads: int = 4) -> None:
+    def __init__(self, url: str, *, threads: int = 4, rate: float | None = None) -> None:
+        """`rate`: requests per second in all (paced), else as fast as answers come."""
         self.url, self.threads = url, threads
+        self.interval = threads / rate if rate else 0.0  # per thread
         self.codes: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()  # 200s by the version that answered
@@ -35,9 +37,12 @@ class Load:
             w.join(timeout=10)
 
     def _run(self) -> None:
-        deadline = time.monotonic() + 300
+        deadline, due = time.monotonic() + 300, time.monotonic()
         with httpx.Client(timeout=10) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
+                if self.interval:
+                    due += self.interval
+                    self._stop.wait(max(0.0, due - time.monotonic()))
                 try:
                     resp = client.get(self.url)
                     version = _version(resp)
