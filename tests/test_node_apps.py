@@ -172,7 +172,11 @@ def test_without_a_build_production_dependencies_are_their_own_layer(tmp_path: P
                       "pnpm-lock.yaml": "", "package-lock.json": "{}"})
     text = render(detect(tmp_path))
     assert "pnpm install --frozen-lockfile --prod" in text
-    assert "npm install -g --no-audit --no-fund pnpm@9 && pnpm install" in text  # no corepack
+    assert ("npm install -g --prefix /opt/node-tools --no-audit --no-fund pnpm@9 && pnpm "
+            "install") in text  # no corepack
+    final = text.split("\n\nFROM ")[1]  # scripts the release command runs may call pnpm
+    assert "COPY --from=deps /opt/node-tools /opt/node-tools" in final
+    assert "ENV PATH=/opt/node-tools/bin:$PATH" in final
     assert "COPY --from=deps /app/node_modules ./node_modules\nCOPY . ." in text
     assert "ENV NODE_ENV=production" in text
 
@@ -210,7 +214,8 @@ def test_pnpm_and_yarn_versions_come_from_package_manager_or_the_lock_format(
     pkg = {"scripts": {"start": "node server.js", "build": "tsc"},
            **files.get("package.json", {})}  # type: ignore[dict-item]
     text = render(detect(folder(tmp_path, {**files, "package.json": pkg})))
-    assert f"npm install -g --no-audit --no-fund {tool} && " in text
+    assert f"npm install -g --prefix /opt/node-tools --no-audit --no-fund {tool} && " in text
+    assert "COPY --from=build /opt/node-tools /opt/node-tools" in text
     assert install in text
 
 
@@ -441,6 +446,31 @@ def test_typescript_app_is_built_and_runs_its_output_in_production(
     assert httpx.get(app.url, timeout=5).json() == {"app": "ts-hello", "version": "v1",
                                                    "env": "production"}
     assert release_files(app, "dist/index.js", "node_modules/typescript") == [True, False]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("runtime", ["process", "podman"])
+def test_a_release_script_that_calls_pnpm_finds_it_at_run_time(
+        deployable: Callable[..., App], runtime: str, cache: Path, tmp_path: Path) -> None:
+    """A pnpm app whose migrate script calls pnpm itself (as `yarn drizzle-kit migrate` calls
+    yarn): the image's final stage had no pnpm ('pnpm: not found', exit 127)."""
+    files = express_app()
+    del files["package-lock.json"]
+    pkg = json.loads(str(files["package.json"]))
+    pkg["scripts"] |= {"migrate": "pnpm run migrate:up",
+                       "migrate:up": "node -e \"console.log('migrated by ' + process.argv0)\""}
+    locked = folder(tmp_path / "lock", {"package.json": pkg})
+    tool = node.ensure_tool(cache / "node", dict(os.environ), "pnpm",
+                            node.tool_version(locked, {}, "pnpm"))
+    subprocess.run([tool, *LOCKERS["pnpm"]], cwd=locked, check=True, capture_output=True,
+                   timeout=300)
+    app = deployable(files | {"package.json": pkg,
+                              "pnpm-lock.yaml": (locked / "pnpm-lock.yaml").read_text()}, runtime)
+    app.configure(release='command = "npm run migrate"')
+    done = app.run("deploy", timeout=600)
+    assert "release 1 is live" in done.stdout
+    assert "migrated by node" in done.stderr, done.stderr  # the release command's own line
+    assert httpx.get(app.url, timeout=5).json() == {"app": "node-hello", "version": "v1"}
 
 
 BUN_APP = {

@@ -41,6 +41,7 @@ PRODUCTION_SCRIPTS = ("start", "start:prod", "start:production", "prod", "produc
                       "preview")
 # Yarn 2+: the yarn npm installed (not .yarnrc.yml's yarnPath), and node_modules rather than
 # Plug'n'Play, so that `node server.js` finds its packages (an app's own nodeLinker wins).
+TOOL_PREFIX = "/opt/node-tools"  # images: where pnpm / yarn go (npm install -g --prefix)
 BERRY = ("export YARN_IGNORE_PATH=1 && { grep -qs nodeLinker .yarnrc.yml || "
          "export YARN_NODE_LINKER=node-modules; } &&")
 TS_ENTRIES = ("main", "index", "server", "app")
@@ -283,8 +284,11 @@ def _install_lines(found: Detected, *, production: bool) -> tuple[str, str]:
                 "RUN --mount=type=cache,target=/root/.bun/install/cache bun install "
                 "--frozen-lockfile" + (" --production" if production else ""))
     # npm's copy of pnpm/yarn, not corepack: its shims download at first use and check
-    # signatures that old corepack releases cannot verify, and Node 25 images drop it
-    tool = f"npm install -g --no-audit --no-fund {_package(pm, found.installer_version)}"
+    # signatures that old corepack releases cannot verify, and Node 25 images drop it. In
+    # its own prefix, which the final stage copies: a script the release command or an
+    # instance runs may call it (`yarn drizzle-kit migrate`)
+    tool = (f"npm install -g --prefix {TOOL_PREFIX} --no-audit --no-fund "
+            f"{_package(pm, found.installer_version)}")
     if pm == "pnpm":
         return ("COPY package.json pnpm-lock.yaml ./",
                 "RUN --mount=type=cache,target=/root/.local/share/pnpm/store " + tool +
@@ -322,10 +326,13 @@ def _prune(found: Detected) -> str:
 
 def stages(found: Detected, image: str) -> str:
     user = "bun" if found.language == "bun" else "node"  # the official images' own user
+    first = "deps" if not found.build and not found.dev_install else "build"
+    tool = found.installer in {"pnpm", "yarn"}
+    path = f"ENV PATH={TOOL_PREFIX}/bin:$PATH\n" if tool else ""
     final = f"""FROM {image}
 ENV NODE_ENV=production HOST={HOST} PORT={PORT}
-WORKDIR /app
-"""
+{path}WORKDIR /app
+""" + (f"COPY --from={first} {TOOL_PREFIX} {TOOL_PREFIX}\n" if tool else "")
     tail = f"""USER {user}
 EXPOSE {PORT}
 CMD {exec_form(found.command)}
@@ -333,7 +340,7 @@ CMD {exec_form(found.command)}
     if not found.build and not found.dev_install:
         copy, install = _install_lines(found, production=True)
         return f"""FROM {image} AS deps
-WORKDIR /app
+{path}WORKDIR /app
 {copy}
 {install}
 
@@ -345,7 +352,7 @@ COPY . .
     # The whole built folder goes to the final stage: frameworks put their output in dist/,
     # .next/, build/ or node_modules/.prisma, so only pruned dev dependencies are left out.
     return f"""FROM {image} AS build
-WORKDIR /app
+{path}WORKDIR /app
 {copy}
 {install}
 COPY . .
