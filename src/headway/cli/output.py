@@ -121,11 +121,19 @@ class Context:
         return self._store
 
     def recovered_store(self) -> Any:
-        """The store, after finishing or undoing a deploy of this app whose command died."""
+        """The store, after finishing or undoing a deploy of this app whose command died. When
+        another command or the agent holds the app (recovering it, say: it waits for requests
+        to drain), the store as it is: a read is never refused for it."""
+        from headway.errors import LockedError
+
         store, app = self.store(), self.app()
         if store.interrupted_deploys(app, self.env):
-            with store.lock(f"app:{app}:{self.env}", f"headway recover {app}", wait=5):
-                self.engine().recover(app, self.env)
+            try:
+                with store.lock(f"app:{app}:{self.env}", f"headway recover {app}", wait=5):
+                    self.engine().recover(app, self.env)
+            except LockedError as exc:
+                err.print(f"an interrupted deploy is being finished ({exc.message}); this is "
+                          "the state as it is now")
         return store
 
     def build_progress(self, folder: Path, pattern: str) -> Any:
