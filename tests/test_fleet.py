@@ -435,6 +435,62 @@ def test_a_worker_host_runs_only_the_worker_and_no_router(lab: Lab, fleet: Contr
         close_ssh(lab, app)
 
 
+NO_SUDO = "hwnosudo"  # a login user of the test hosts with neither root nor sudo
+
+
+@pytest.mark.integration
+def test_a_host_without_root_or_sudo_is_refused_installing_packages(lab: Lab,
+                                                                   tmp_path: Path) -> None:
+    # a second sshd on host 2 (port 2222) for a user that is not root, has no sudo, and whose
+    # login PATH finds a HAProxy that does not run: setup --install-packages would need apt-get
+    # as root; it is refused naming the host and the fix, and nothing is installed there
+    two = lab.hosts[1]
+    home = Path("/var/tmp") / NO_SUDO
+    if subprocess.run(["id", NO_SUDO], capture_output=True, check=False).returncode:
+        _run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/sh",
+              "--password", "*", NO_SUDO])  # no password, but not locked (sshd refuses "!")
+    for folder in (home / "bin", home / ".ssh"):
+        folder.mkdir(parents=True, exist_ok=True)
+    (home / "bin" / "haproxy").write_text("#!/bin/sh\nexit 127\n")
+    (home / "bin" / "haproxy").chmod(0o755)
+    shutil.copy(f"{lab.key}.pub", home / ".ssh" / "authorized_keys")
+    (home / ".ssh" / "environment").write_text(
+        f"PATH={home / 'bin'}:/usr/bin:/bin\nHEADWAY_HOME={home / 'headway'}\n")
+    shutil.rmtree(home / "headway", ignore_errors=True)
+    _run(["chown", "-R", f"{NO_SUDO}:", str(home)])
+    config, pidfile = lab.base / "sshd_nosudo", lab.base / "sshd_nosudo.pid"
+    config.write_text(f"ListenAddress {two.address}\nPort 2222\nHostKey {two.folder / 'host_key'}\n"
+                      f"PidFile {pidfile}\nAuthorizedKeysFile .ssh/authorized_keys\n"
+                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                      "StrictModes no\nPermitUserEnvironment yes\n")
+    _run(["nsenter", f"--net=/var/run/netns/{two.ns}", "/usr/sbin/sshd", "-f", str(config)])
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
+    app = lab.app("nosudo", home=tmp_path / "control")
+    toml = app.dir / "headway.toml"
+    host = f"{NO_SUDO}@{two.address}:2222"
+    toml.write_text(re.sub(r"\nweb = \[.*\]\n", f'\nweb = ["{host}"]\n', toml.read_text()))
+    try:
+        app.run("servers", "trust")
+        check = app.run("servers", "check", "--json", check=False)  # the rows, then the error
+        assert check.returncode == ConfigError.exit_code, check.stdout
+        row = json.JSONDecoder().raw_decode(check.stdout)[0][0]
+        assert row["privilege"] is None and row["haproxy"] is None and not row["ready"], row
+        assert "haproxy" in row["missing"] and row["home"] == str(home / "headway")
+        plain = app.run("servers", "setup", check=False)
+        assert plain.returncode == ConfigError.exit_code, plain.stderr
+        assert f"{host}: lacks haproxy" in plain.stdout + plain.stderr
+        assert "install it there as root" in plain.stdout + plain.stderr  # not a dead end
+        refused = app.run("servers", "setup", "--install-packages", check=False)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode == ConfigError.exit_code, out
+        assert (f"{host}: lacks haproxy; installing needs root or password-less sudo, and the "
+                "login user has neither") in " ".join(out.split()), out
+        assert "Traceback" not in out and not (home / "headway").exists()  # nothing installed
+    finally:
+        _kill(int(pidfile.read_text()))
+        close_ssh(lab, app)
+
+
 def _migrated(app: ControlApp) -> list[tuple[str, int]]:
     """(host, release) of each release command run, from the events of every host: the app
     has no accessories (its data is shared), so once per fleet deploy."""

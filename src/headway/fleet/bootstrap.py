@@ -95,7 +95,10 @@ def _packages(fleet: Fleet, host: Host, found: dict[str, Any],
     if not allowed:
         raise ConfigError(f"{host.name}: lacks {', '.join(missing)}",
                           hint="install it there, or run `headway servers setup "
-                          "--install-packages` (apt-get, as root or with sudo)")
+                          "--install-packages` (apt-get, as root or with sudo)"
+                          if found.get("privilege") else "install it there as root (the login "
+                          "user has neither root nor password-less sudo, which "
+                          "--install-packages needs)")
     if not found.get("apt"):
         raise ConfigError(f"{host.name}: lacks {', '.join(missing)} and has no apt-get",
                           hint="install it there with the system's package manager")
