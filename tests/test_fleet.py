@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -491,6 +492,40 @@ def test_a_host_without_root_or_sudo_is_refused_installing_packages(lab: Lab,
         close_ssh(lab, app)
 
 
+@pytest.mark.integration
+def test_a_jump_host_reaches_a_host_this_machine_cannot(lab: Lab, tmp_path: Path) -> None:
+    # a second sshd on host 2 that lets root in only from host 1's address: this machine is
+    # refused there, and reaches it through [ssh] jump = host 1 (whose key is checked against
+    # the same known_hosts)
+    one, two = lab.hosts
+    config, pidfile = lab.base / "sshd_jump", lab.base / "sshd_jump.pid"
+    config.write_text(f"ListenAddress {two.address}\nPort 2223\nHostKey {two.folder / 'host_key'}\n"
+                      f"PidFile {pidfile}\nAuthorizedKeysFile {lab.base / 'authorized_keys'}\n"
+                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                      f"StrictModes no\nAllowUsers root@{one.address}\n"
+                      f"SetEnv HEADWAY_HOME={two.home}\n")
+    _run(["nsenter", f"--net=/var/run/netns/{two.ns}", "/usr/sbin/sshd", "-f", str(config)])
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
+    app = lab.app("jumpy", home=tmp_path / "control")
+    toml = app.dir / "headway.toml"
+    host = f"root@{two.address}:2223"
+    toml.write_text(re.sub(r"\nweb = \[.*\]\n", f'\nweb = ["{host}"]\n', toml.read_text()))
+    try:
+        direct = app.run("servers", "trust", check=False)
+        assert direct.returncode != 0 and f"{host}: refused the login" in direct.stdout, \
+            direct.stdout
+        toml.write_text(toml.read_text().replace("[ssh]\n", f'[ssh]\njump = "root@{one.address}"\n'))
+        app.run("servers", "trust")
+        known = (app.home / "fleet" / "known_hosts").read_text()
+        assert f"[{two.address}]:2223 " in known and f"{one.address} " in known  # both checked
+        check = app.run("servers", "check", "--json", check=False)
+        row = json.JSONDecoder().raw_decode(check.stdout)[0][0]
+        assert row["reachable"] and row["home"] == str(two.home), row
+    finally:
+        _kill(int(pidfile.read_text()))
+        close_ssh(lab, app)
+
+
 def _migrated(app: ControlApp) -> list[tuple[str, int]]:
     """(host, release) of each release command run, from the events of every host: the app
     has no accessories (its data is shared), so once per fleet deploy."""
@@ -645,6 +680,9 @@ def test_jump_host_goes_through_the_same_known_hosts() -> None:
                  if o.startswith("ProxyCommand="))
     assert "UserKnownHostsFile=/kh" in proxy and "-W %h:%p" in proxy
     assert proxy.endswith("-- bastion.example.com")
+    words = shlex.split(proxy.removeprefix("ProxyCommand="))  # every -o has its value
+    assert all(words[n + 1] != "-o" for n, w in enumerate(words) if w == "-o"), words
+    assert not any(w.startswith("Control") for w in words)
 
 
 def test_hosts_parse_batch_and_filter() -> None:

@@ -62,8 +62,11 @@ class Connection:
         if self.identity is not None:
             opts += ["-o", f"IdentityFile={self.identity}", "-o", "IdentitiesOnly=yes"]
         if self.jump is not None:  # the jump host checked against the same known_hosts
-            jump = ["ssh", *[o for o in opts if not o.startswith("Control")], "-W", "%h:%p",
-                    "-p", str(self.jump.port), "--", self.jump.target]
+            pairs = zip(opts[::2], opts[1::2], strict=True)  # ("-o", "Key=value") each
+            own = [word for flag, value in pairs if not value.startswith("Control")
+                   for word in (flag, value)]
+            jump = ["ssh", *own, "-W", "%h:%p", "-p", str(self.jump.port), "--",
+                    self.jump.target]
             opts += ["-o", "ProxyCommand=" + shlex.join(jump)]
         return opts
 
