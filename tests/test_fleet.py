@@ -367,6 +367,19 @@ def test_podman_fleet_runs_one_image_pulled_by_digest_on_every_host(
             images = {_running_image(h) for h in (one, two)}
             assert len(images) == 1 and None not in images  # the same image on both
 
+            # host 2 goes back on its own (a local rollback there): behind the fleet, until
+            # converge ships it the archive from host 1 and it pulls the image by digest
+            local = subprocess.run(["nsenter", f"--net=/var/run/netns/{two.ns}", sys.executable,
+                                    "-m", "headway", "--app", "boxed", "rollback"],
+                                   env=dict(os.environ, HEADWAY_HOME=str(two.home)),
+                                   capture_output=True, text=True, timeout=120, check=False)
+            assert local.returncode == 0, local.stderr
+            assert two.version(BOXED_PORT) == "1.0.0"
+            converged = app.run("servers", "converge", timeout=600)
+            assert "1 host(s) brought to artifact" in converged.stdout, converged.stdout
+            assert one.version(BOXED_PORT) == two.version(BOXED_PORT) == "2.0.0"
+            assert {_running_image(h) for h in (one, two)} == images
+
             app.set_version("1.0.0")  # in the registry already (not built again), but host 2
             # cannot reach the registry: the deploy fails before any host switches
             subprocess.run(["ip", "-n", two.ns, "route", "del", "default"], check=True)
