@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -409,8 +410,8 @@ def test_a_worker_host_runs_only_the_worker_and_no_router(lab: Lab, fleet: Contr
     (app.dir / "worker.py").write_text(
         "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
         "while True:\n    time.sleep(1)\n")
-    text = re.sub(r"\nweb = \[.*\]\n", f'\nweb = ["root@{one.address}"]\n'
-                  f'worker = ["root@{two.address}"]\n', toml.read_text())
+    serve_on(app, web=[f"root@{one.address}"], worker=[f"root@{two.address}"])
+    text = toml.read_text()
     (app.dir / "migrate.py").write_text("print('migrated')\n")
     toml.write_text(text.replace('name = "hello"', 'name = "roles"')
                     .replace(f"port = {ROUTER_PORT}", f"port = {ROLES_PORT}")
@@ -472,36 +473,29 @@ def test_a_host_without_root_or_sudo_is_refused_installing_packages(lab: Lab,
         f"PATH={home / 'bin'}:/usr/bin:/bin\nHEADWAY_HOME={home / 'headway'}\n")
     shutil.rmtree(home / "headway", ignore_errors=True)
     _run(["chown", "-R", f"{NO_SUDO}:", str(home)])
-    config, pidfile = lab.base / "sshd_nosudo", lab.base / "sshd_nosudo.pid"
-    config.write_text(f"ListenAddress {two.address}\nPort 2222\nHostKey {two.folder / 'host_key'}\n"
-                      f"PidFile {pidfile}\nAuthorizedKeysFile .ssh/authorized_keys\n"
-                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-                      "StrictModes no\nPermitUserEnvironment yes\n")
-    _run(["nsenter", f"--net=/var/run/netns/{two.ns}", "/usr/sbin/sshd", "-f", str(config)])
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
     app = lab.app("nosudo", home=tmp_path / "control")
-    toml = app.dir / "headway.toml"
     host = f"{NO_SUDO}@{two.address}:2222"
-    toml.write_text(re.sub(r"\nweb = \[.*\]\n", f'\nweb = ["{host}"]\n', toml.read_text()))
+    serve_on(app, web=[host])
     try:
-        app.run("servers", "trust")
-        check = app.run("servers", "check", "--json", check=False)  # the rows, then the error
-        assert check.returncode == ConfigError.exit_code, check.stdout
-        row = json.JSONDecoder().raw_decode(check.stdout)[0][0]
-        assert row["privilege"] is None and row["haproxy"] is None and not row["ready"], row
-        assert "haproxy" in row["missing"] and row["home"] == str(home / "headway")
-        plain = app.run("servers", "setup", check=False)
-        assert plain.returncode == ConfigError.exit_code, plain.stderr
-        assert f"{host}: lacks haproxy" in plain.stdout + plain.stderr
-        assert "install it there as root" in plain.stdout + plain.stderr  # not a dead end
-        refused = app.run("servers", "setup", "--install-packages", check=False)
+        with second_sshd(lab, two, 2222, "AuthorizedKeysFile .ssh/authorized_keys\n"
+                                         "PermitUserEnvironment yes\n"):
+            app.run("servers", "trust")
+            check = app.run("servers", "check", "--json", check=False)  # rows, then the error
+            assert check.returncode == ConfigError.exit_code, check.stdout
+            row = json.JSONDecoder().raw_decode(check.stdout)[0][0]
+            assert row["privilege"] is None and row["haproxy"] is None and not row["ready"], row
+            assert "haproxy" in row["missing"] and row["home"] == str(home / "headway")
+            plain = app.run("servers", "setup", check=False)
+            assert plain.returncode == ConfigError.exit_code, plain.stderr
+            assert f"{host}: lacks haproxy" in plain.stdout + plain.stderr
+            assert "install it there as root" in plain.stdout + plain.stderr  # no dead end
+            refused = app.run("servers", "setup", "--install-packages", check=False)
         out = refused.stdout + refused.stderr
         assert refused.returncode == ConfigError.exit_code, out
         assert (f"{host}: lacks haproxy; installing needs root or password-less sudo, and the "
                 "login user has neither") in " ".join(out.split()), out
         assert "Traceback" not in out and not (home / "headway").exists()  # nothing installed
     finally:
-        _kill(int(pidfile.read_text()))
         close_ssh(lab, app)
 
 
@@ -511,32 +505,50 @@ def test_a_jump_host_reaches_a_host_this_machine_cannot(lab: Lab, tmp_path: Path
     # refused there, and reaches it through [ssh] jump = host 1 (whose key is checked against
     # the same known_hosts)
     one, two = lab.hosts
-    config, pidfile = lab.base / "sshd_jump", lab.base / "sshd_jump.pid"
-    config.write_text(f"ListenAddress {two.address}\nPort 2223\nHostKey {two.folder / 'host_key'}\n"
-                      f"PidFile {pidfile}\nAuthorizedKeysFile {lab.base / 'authorized_keys'}\n"
-                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-                      f"StrictModes no\nAllowUsers root@{one.address}\n"
-                      f"SetEnv HEADWAY_HOME={two.home}\n")
-    _run(["nsenter", f"--net=/var/run/netns/{two.ns}", "/usr/sbin/sshd", "-f", str(config)])
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
     app = lab.app("jumpy", home=tmp_path / "control")
-    toml = app.dir / "headway.toml"
     host = f"root@{two.address}:2223"
-    toml.write_text(re.sub(r"\nweb = \[.*\]\n", f'\nweb = ["{host}"]\n', toml.read_text()))
+    serve_on(app, web=[host])
+    toml = app.dir / "headway.toml"
     try:
-        direct = app.run("servers", "trust", check=False)
-        assert direct.returncode != 0 and f"{host}: refused the login" in direct.stdout, \
-            direct.stdout
-        toml.write_text(toml.read_text().replace("[ssh]\n", f'[ssh]\njump = "root@{one.address}"\n'))
-        app.run("servers", "trust")
-        known = (app.home / "fleet" / "known_hosts").read_text()
-        assert f"[{two.address}]:2223 " in known and f"{one.address} " in known  # both checked
-        check = app.run("servers", "check", "--json", check=False)
+        with second_sshd(lab, two, 2223, f"AuthorizedKeysFile {lab.base / 'authorized_keys'}\n"
+                                         f"AllowUsers root@{one.address}\n"
+                                         f"SetEnv HEADWAY_HOME={two.home}\n"):
+            direct = app.run("servers", "trust", check=False)
+            assert direct.returncode != 0 and f"{host}: refused the login" in direct.stdout, \
+                direct.stdout
+            toml.write_text(toml.read_text().replace(
+                "[ssh]\n", f'[ssh]\njump = "root@{one.address}"\n'))
+            app.run("servers", "trust")
+            known = (app.home / "fleet" / "known_hosts").read_text()
+            assert f"[{two.address}]:2223 " in known and f"{one.address} " in known  # both
+            check = app.run("servers", "check", "--json", check=False)
         row = json.JSONDecoder().raw_decode(check.stdout)[0][0]
         assert row["reachable"] and row["home"] == str(two.home), row
     finally:
-        _kill(int(pidfile.read_text()))
         close_ssh(lab, app)
+
+
+@contextmanager
+def second_sshd(lab: Lab, host: LabHost, port: int, settings: str) -> Iterator[None]:
+    """Another sshd on the test host's address and `port`, with these settings besides."""
+    config, pidfile = lab.base / f"sshd_{port}", lab.base / f"sshd_{port}.pid"
+    config.write_text(f"ListenAddress {host.address}\nPort {port}\n"
+                      f"HostKey {host.folder / 'host_key'}\nPidFile {pidfile}\n"
+                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                      f"StrictModes no\n{settings}")
+    _run(["nsenter", f"--net=/var/run/netns/{host.ns}", "/usr/sbin/sshd", "-f", str(config)])
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "sshd")
+    try:
+        yield
+    finally:
+        _kill(int(pidfile.read_text()))
+
+
+def serve_on(app: ControlApp, **roles: list[str]) -> None:
+    """[servers] of the app's headway.toml: these hosts per role instead of the lab's."""
+    toml = app.dir / "headway.toml"
+    table = "".join(f"{role} = {json.dumps(hosts)}\n" for role, hosts in roles.items())
+    toml.write_text(re.sub(r"\nweb = \[.*\]\n", "\n" + table, toml.read_text()))
 
 
 def _migrated(app: ControlApp) -> list[tuple[str, int]]:
