@@ -805,9 +805,14 @@ def test_dry_run_shows_the_batches_and_auto_runtime_is_refused(tmp_path: Path) -
     assert "the release command runs on 10.0.0.5 only" in plan, plan
     assert "batch 1: 10.0.0.5 (web):" in plan
     assert "batch 2: 10.0.0.6 (web), deploy@10.0.0.7:2222 (web)" in plan
-    app.configure(accessories__db='type = "postgres"')  # each host's own database: each migrates
-    plan = app.run("deploy", "--dry-run").stdout
-    assert "batch 1: 10.0.0.5 (web), 10.0.0.6 (web)" in plan and "only" not in plan, plan
+    app.configure(accessories__db='type = "postgres"')  # each host's own database: refused
+    refused = app.run("deploy", "--dry-run", check=False)
+    assert refused.returncode == ConfigError.exit_code, refused.stdout
+    assert ("accessories.db: with 3 hosts in [servers] each host would run its own server and "
+            "their data would differ") in " ".join(refused.stderr.split()), refused.stderr
+    assert "headway secrets set DATABASE_URL" in refused.stderr
+    toml.write_text(toml.read_text().replace("[accessories.db]", "").replace(
+        'type = "postgres"', ""))
     toml.write_text(toml.read_text().replace('runtime = "process"', 'runtime = "podman"')
                     + '\n[registry]\nserver = "reg.example.com"\n')
     boxed = app.run("deploy", "--dry-run").stdout

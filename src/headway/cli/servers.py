@@ -95,6 +95,7 @@ def fleet_deploy(ctx: output.Context, spec: Any, *, dry_run: bool, force: bool) 
     from headway.fleet.deploy import release_once, rollout_batches
 
     fleet = _fleet(ctx, spec)
+    deploy.check_shared_data(spec, fleet.hosts, ctx.config)
     if dry_run:
         if spec.app.runtime in ("podman", "docker"):
             output.out.print(f"build the image here (unless the registry has it), push it to "

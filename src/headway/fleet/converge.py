@@ -20,6 +20,7 @@ from headway.fleet.deploy import (
     _control_secrets,
     _deploy_host,
     _ship,
+    check_shared_data,
     release_once,
 )
 from headway.fleet.fleet import Fleet, installed_problem
@@ -44,6 +45,7 @@ def on_artifact(info: dict[str, Any]) -> str | None:
 
 def converge(fleet: Fleet, *, force: bool = False) -> FleetOutcome:
     started = time.monotonic()
+    check_shared_data(fleet.spec, fleet.hosts, fleet.config)
     probed = fleet.each(fleet.hosts, fleet.probe)
     gone = {n: r for n, r in probed.items() if isinstance(r, HeadwayError)}
     up = [h for h in fleet.hosts if h.name not in gone]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headway.errors import DeployFailed, HeadwayError
+from headway.errors import ConfigError, DeployFailed, HeadwayError
 from headway.fleet import images, ssh
 from headway.fleet.artifact import release_archive
 from headway.fleet.fleet import Fleet
@@ -101,11 +101,26 @@ def _ship(fleet: Fleet, host: Host, archive: Path, sha: str, secrets: str, *,
         fleet.progress(f"{host.name}: image pulled by digest", host=host.name, step="ship")
 
 
+def check_shared_data(spec: Spec, hosts: list[Host], config: Path) -> None:
+    """Refuse [accessories] on a fleet of more than one host: each host would run its own
+    server, so the hosts' data would differ (a user seen by one host and not the next, a job
+    queued on a web host that no worker host ever sees)."""
+    if spec.accessories and len(hosts) > 1:
+        first = next(iter(spec.accessories))
+        url = spec.accessories[first].env_name
+        raise ConfigError(
+            f"{config}: accessories.{first}: with {len(hosts)} hosts in [servers] each host "
+            "would run its own server and their data would differ",
+            hint=f"run the database where every host reaches it and give its URL as the secret "
+            f"{url} (`headway secrets set {url}`) instead of [accessories.{first}]; or deploy "
+            "to one host")
+
+
 def release_once(spec: Spec) -> bool:
-    """Whether the release command (migrations) runs on the fleet's first host only: when the
-    data is shared, i.e. the app has no [accessories] (those are each host's own, so each
-    host's deploy migrates its own). The first host then deploys alone, before the others:
-    two hosts migrating one database at once would race."""
+    """Whether the release command (migrations) runs on the fleet's first host only: the
+    hosts share their data (check_shared_data), so once is enough. The first host then deploys
+    alone, before the others: two hosts migrating one database at once would race. (With
+    [accessories], a fleet of one host: its own database, migrated by its own deploys.)"""
     return bool(spec.release.command) and not spec.accessories
 
 
