@@ -273,6 +273,14 @@ def test_fleet_deploy_under_load_then_cut_off_host_and_converge(lab: Lab,
                            capture_output=True, text=True, check=True).stdout
     assert "API_TOKEN" in names
     assert one.version() == two.version() == "1.0.0"
+    here = (f"import socket; socket.socket().bind(({two.address!r}, 0)); "  # host 2's address
+            "print(open('VERSION').read().strip())")  # binds in host 2's namespace only
+    ran = fleet.run("run", "--host", two.address, "--", "python3", "-c", here)
+    assert ran.stdout.strip() == "1.0.0", ran.stdout + ran.stderr
+    assert fleet.run("run", "--", "python3", "-c", "raise SystemExit(7)",
+                     check=False).returncode == 7  # the command's exit code, from host 1
+    inside = fleet.run("exec", "--host", one.address, "--", "cat", "VERSION")
+    assert inside.stdout.strip() == "1.0.0"
 
     fleet.set_version("2.0.0")  # zero downtime on every host, through each host's router
     with Load(one.url, threads=2) as load_one, Load(two.url, threads=2) as load_two:

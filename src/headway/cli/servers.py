@@ -63,6 +63,15 @@ def _has_servers(config: Path, env: str) -> bool:
     return bool(own if own is not None else data.get("servers"))
 
 
+def _to_fleet(ctx: output.Context, hosts: tuple[str, ...]) -> bool:
+    """Whether a command goes to the [servers] hosts (--host without them is refused)."""
+    if _has_servers(ctx.config, ctx.env):
+        return True
+    if hosts:
+        raise ConfigError("--host: no [servers] in headway.toml")
+    return False
+
+
 def _finish(fleet: Fleet, work: Callable[[], Any]) -> Any:
     try:
         return work()
@@ -126,9 +135,7 @@ def fleet_rollback(options: Any, release: int | None) -> bool:
 
 
 def fleet_status(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> bool:
-    if not _has_servers(ctx.config, ctx.env):
-        if hosts:
-            raise ConfigError("--host: no [servers] in headway.toml")
+    if not _to_fleet(ctx, hosts):
         return False
     from headway.cli import output
     from headway.fleet import converge
@@ -149,9 +156,7 @@ def fleet_status(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> 
 
 
 def fleet_releases(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -> bool:
-    if not _has_servers(ctx.config, ctx.env):
-        if hosts:
-            raise ConfigError("--host: no [servers] in headway.toml")
+    if not _to_fleet(ctx, hosts):
         return False
     from headway.cli import output
     from headway.fleet import converge
@@ -165,9 +170,7 @@ def fleet_releases(ctx: output.Context, as_json: bool, hosts: tuple[str, ...]) -
 
 def fleet_events(ctx: output.Context, limit: int, as_json: bool,
                  hosts: tuple[str, ...]) -> bool:
-    if not _has_servers(ctx.config, ctx.env):
-        if hosts:
-            raise ConfigError("--host: no [servers] in headway.toml")
+    if not _to_fleet(ctx, hosts):
         return False
     from headway.cli import output
     from headway.fleet import reads
@@ -178,12 +181,24 @@ def fleet_events(ctx: output.Context, limit: int, as_json: bool,
     return True
 
 
+def fleet_one_off(ctx: output.Context, args: list[str], hosts: tuple[str, ...]) -> bool:
+    """`headway run|exec ...` on one host (--host, else the first web host), over ssh, on
+    this terminal (a TTY when stdin is one); exits with the command's code."""
+    if not _to_fleet(ctx, hosts):
+        return False
+    import sys
+
+    fleet = _fleet(ctx, hosts=hosts)
+    if len(hosts) > 1:
+        raise ConfigError(f"--host: one host for a one-off command, not {len(hosts)}")
+    sys.exit(_finish(fleet, lambda: fleet.interactive(fleet.hosts[0], args,
+                                                      tty=sys.stdin.isatty())))
+
+
 def fleet_logs(ctx: output.Context, hosts: tuple[str, ...], as_json: bool,
                **options: Any) -> bool:
     """`headway logs` on every host (or --host), each line with its host."""
-    if not _has_servers(ctx.config, ctx.env):
-        if hosts:
-            raise ConfigError("--host: no [servers] in headway.toml")
+    if not _to_fleet(ctx, hosts):
         return False
     from headway.fleet import reads
 

@@ -135,6 +135,20 @@ class Fleet:
         return self.ssh(host, ["env", "HEADWAY_FLEET_HOST=1", *variables, binary, "--env",
                                self.env, *args], what=what, timeout=timeout, on_line=on_line)
 
+    def interactive(self, host: Host, args: list[str], *, tty: bool) -> int:
+        """The host's own `headway --env ENV --app APP ARGS` on this terminal (stdin, stdout
+        and stderr passed through, a TTY with `tty`); its exit code."""
+        self.probe(host)
+        binary = f"{self.home_of(host)}/fleet/venv/bin/headway"
+        argv = self.conn.ssh(host, ["env", "HEADWAY_FLEET_HOST=1", binary, "--env", self.env,
+                                    "--app", self.app, *args])
+        code = subprocess.run([argv[0], *(["-t"] if tty else []), *argv[1:]],
+                              check=False).returncode
+        if code == 255:  # ssh's own failure, said on stderr above
+            raise ssh.Unreachable(f"{host.name}: the ssh session failed",
+                                  hint="`headway servers check` tests every host")
+        return code
+
     def remote(self, host: Host, args: list[str], *, what: str,
                stdin: str | None = None) -> dict[str, Any]:
         """One of fleet/remote.py's commands on the host; its JSON answer."""
