@@ -1,5 +1,6 @@
 """Detection for `headway init` and `headway build`, table-driven over small app folders."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,43 @@ def test_a_migrate_script_that_runs_elsewhere_and_a_cookie_secret(tmp_path: Path
     assert [c for c, _ in candidates(app, found, {"pg", "knex"})] == ["npx knex migrate:latest"]
     needs = scan(app, found)
     assert [v.name for v in needs.generated] == ["COOKIE_SESSION_SECRET"] and not needs.secrets
+
+
+def _lock(packages: dict[str, dict[str, object]]) -> str:
+    return json.dumps({"lockfileVersion": 3, "packages": {"": {}, **packages}})
+
+
+def test_a_dependency_node_gyp_compiles_gets_a_compiler_in_the_install_stage_only(
+        tmp_path: Path) -> None:
+    # gaganssingh/express-postgresql-knex-demo: sqlite3 5.0.2 beside pg; the slim image has no
+    # python3/make/g++, so `npm ci` failed with "gyp ERR! find Python" when no prebuilt fit
+    app = folder(tmp_path, {
+        "package.json": '{"scripts": {"start": "node src/index.js"}, '
+                        '"dependencies": {"pg": "^8", "sqlite3": "^5.0.2"}}',
+        "package-lock.json": _lock({
+            "node_modules/sqlite3": {"version": "5.0.2", "hasInstallScript": True,
+                                     "dependencies": {"node-addon-api": "^3", "node-pre-gyp": "^0.11"}},
+            "node_modules/fsevents": {"hasInstallScript": True, "os": ["darwin"], "optional": True,
+                                      "dependencies": {"nan": "^2"}},
+            "node_modules/nodemon": {"dev": True, "hasInstallScript": True,
+                                     "dependencies": {"node-gyp": "^9"}},
+            "node_modules/pg": {"version": "8.7.3"}}),
+        "src/index.js": ""})
+    found = detect(app)
+    assert found.native == ["sqlite3"]
+    deps, final = render(found).split("\n\nFROM ")
+    assert "apt-get install -y --no-install-recommends python3 python-is-python3 make g++" in deps
+    assert deps.index("make g++") < deps.index("npm ci")  # cached apart from the lock
+    assert "npm_config_nodedir=/usr/local" in deps  # the image's headers, not a download
+    assert "apt-get" not in final and "g++" not in final
+
+
+def test_no_compiler_without_a_native_dependency(tmp_path: Path) -> None:
+    app = folder(tmp_path, {
+        "package.json": '{"scripts": {"start": "node index.js"}, "dependencies": {"ws": "^8"}}',
+        "package-lock.json": _lock({"node_modules/bufferutil": {
+            "hasInstallScript": True, "dependencies": {"node-gyp-build": "^4"}}}),
+        "index.js": ""})
+    found = detect(app)
+    assert found.native == []
+    assert "apt-get" not in render(found)

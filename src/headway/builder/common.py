@@ -28,6 +28,7 @@ class Detected:
     version_from: str = ""  # where it was declared, e.g. ".nvmrc (v20.11.1)", "engines.node"
     installer_version: str = ""  # pnpm / yarn / bun version to install, e.g. "9", "1.22.22"
     dev_install: bool = False  # an install script of the app's runs a dev dependency (husky)
+    native: list[str] = field(default_factory=list)  # dependencies node-gyp compiles
 
 
 def exec_form(command: str) -> str:

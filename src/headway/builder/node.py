@@ -45,6 +45,12 @@ TOOL_PREFIX = "/opt/node-tools"  # images: where pnpm / yarn go (npm install -g 
 BERRY = ("export YARN_IGNORE_PATH=1 && { grep -qs nodeLinker .yarnrc.yml || "
          "export YARN_NODE_LINKER=node-modules; } &&")
 TS_ENTRIES = ("main", "index", "server", "app")
+# Packages that compile a native addon at install time, and the helpers such packages
+# depend on (node-gyp-build is left out: its packages ship their prebuilt binaries).
+NATIVE = ("sqlite3", "better-sqlite3", "bcrypt", "argon2", "canvas", "pg-native", "libpq",
+          "node-sass", "re2", "cpu-features")
+GYP_HELPERS = {"node-gyp", "node-pre-gyp", "@mapbox/node-pre-gyp", "prebuild-install", "nan",
+               "node-addon-api"}
 ENV_PREFIX = re.compile(r"^(cross-env\s+)?(NODE_ENV=production\s+)+")
 
 
@@ -82,13 +88,41 @@ def detect(folder: Path, name: str) -> Detected:
     if dev_tool:
         reasons.append(f"scripts.{dev_tool[0]} runs {dev_tool[1]}, a dev dependency: installed "
                        "with dev dependencies, which are dropped after")
+    native = _native(folder, pkg, dev=bool(build or dev_tool))
+    if native:
+        reasons.append(f"{', '.join(native)}: compiled by node-gyp when no prebuilt binary "
+                       "fits; the image's install stage gets python3, make and g++")
     command, explain = _command(folder, pkg, installer, bool(build))
     if command:
         reasons.append(f"command: {command} ({explain}; it must listen on $PORT)")
     return Detected(name, command, f"{language.title()} app: {explain}" if command else
                     f"{package}: {explain}", language, version, installer, None, reasons, build,
                     version_range=wanted, version_from=source, installer_version=tool,
-                    dev_install=bool(dev_tool))
+                    dev_install=bool(dev_tool), native=native)
+
+
+def _native(folder: Path, pkg: dict[str, object], *, dev: bool) -> list[str]:
+    """The packages to install that compile native code with node-gyp (sqlite3, bcrypt...):
+    package-lock.json's entries with an install script that depend on a node-gyp helper, and
+    the well-known ones package.json names. Dev dependencies only when they are installed
+    (`dev`: a build stage). The official slim images have no compiler, so `npm ci` fails
+    there with "gyp ERR! find Python" whenever no prebuilt binary can be downloaded."""
+    found = set(NATIVE) & set(_dict(pkg.get("dependencies")))
+    if dev:
+        found |= set(NATIVE) & set(_dict(pkg.get("devDependencies")))
+    try:
+        lock = json.loads(read(folder / "package-lock.json") or "{}")
+    except json.JSONDecodeError:
+        lock = {}
+    for key, entry in _dict(_dict(lock).get("packages")).items():
+        info = _dict(entry)
+        if not key or not info.get("hasInstallScript") or (info.get("dev") and not dev):
+            continue
+        if "linux" not in info.get("os", ["linux"]):  # type: ignore[operator]
+            continue  # fsevents and the like: never installed here
+        if set(_dict(info.get("dependencies"))) & GYP_HELPERS:
+            found.add(key.rpartition("node_modules/")[2])
+    return sorted(found)
 
 
 def _dev_lifecycle(pkg: dict[str, object]) -> tuple[str, str] | None:
@@ -337,11 +371,12 @@ ENV NODE_ENV=production HOST={HOST} PORT={PORT}
 EXPOSE {PORT}
 CMD {exec_form(found.command)}
 """
+    compiler = _compiler(found)
     if not found.build and not found.dev_install:
         copy, install = _install_lines(found, production=True)
         return f"""FROM {image} AS deps
 {path}WORKDIR /app
-{copy}
+{compiler}{copy}
 {install}
 
 {final}COPY --from=deps /app/node_modules ./node_modules
@@ -353,7 +388,7 @@ COPY . .
     # .next/, build/ or node_modules/.prisma, so only pruned dev dependencies are left out.
     return f"""FROM {image} AS build
 {path}WORKDIR /app
-{copy}
+{compiler}{copy}
 {install}
 COPY . .
 {steps}
@@ -361,6 +396,19 @@ RUN {_prune(found)}
 
 {final}COPY --from=build /app ./
 {tail}"""
+
+
+def _compiler(found: Detected) -> str:
+    """node-gyp's python3 (also as `python`, which older gyp files call), make and g++ in the
+    install stage, never the final one, when a dependency compiles native code; the image's
+    own Node headers (the official images have /usr/local/include/node) rather than a
+    download from nodejs.org."""
+    if not found.native or found.language != "node":
+        return ""
+    return (f"# {', '.join(found.native)}: compiled by node-gyp when no prebuilt binary fits\n"
+            "RUN apt-get update && apt-get install -y --no-install-recommends python3 "
+            "python-is-python3 make g++ && rm -rf /var/lib/apt/lists/*\n"
+            "ENV npm_config_nodedir=/usr/local\n")
 
 
 # Process runtime ------------------------------------------------------------------------------
