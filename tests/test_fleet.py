@@ -453,6 +453,12 @@ def test_a_worker_host_runs_only_the_worker_and_no_router(lab: Lab, fleet: Contr
         assert one.version(ROLES_PORT) == "1.0.0", back.stdout
         worker = _host_status(two, "roles")
         assert {(i["process"], i["release"]) for i in worker["instances"]} == {("worker", 1)}
+
+        gone = app.run("destroy", "--yes")  # on every host
+        assert f"root@{one.address}" in gone.stdout and f"root@{two.address}" in gone.stdout
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{one.address}:{ROLES_PORT}/", timeout=5)
+        assert "not deployed there" in app.run("destroy", "--yes").stdout  # twice: no error
     finally:
         _destroy_on_hosts(lab, "roles")
         close_ssh(lab, app)

@@ -295,6 +295,8 @@ def logs(ctx: output.Context, follow: bool, process: str | None, lines: int | No
 def destroy(ctx: output.Context, yes: bool, volumes: bool) -> None:
     """Stop the app's instances and remove it from the router."""
     kube_cli().refuse(ctx, "destroy")  # runtime = "kubernetes": not built, says what to run
+    if servers_cli().fleet_destroy(ctx, yes, volumes):  # [servers]: on every host
+        return
     app = ctx.app()
     if not yes and sys.stdin.isatty():
         click.confirm(f"Stop every instance of {app} ({ctx.env}) on this host"

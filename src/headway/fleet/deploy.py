@@ -70,6 +70,22 @@ def deploy(fleet: Fleet, source: Path, *, force: bool = False) -> FleetOutcome:
                         took)
 
 
+def destroy(fleet: Fleet, *, volumes: bool = False) -> dict[str, str]:
+    """`headway destroy` on every host, under the fleet lock, each host's own destroy; what
+    each host said, by host name. A host where the app is not deployed is not a failure."""
+    fleet.probe_all()
+    args = ["--app", fleet.app, "destroy", "--yes", *(["--volumes"] if volumes else [])]
+    with fleet.lock(f"headway destroy {fleet.app} --env {fleet.env}"):
+        done = fleet.each(fleet.hosts, lambda h: fleet.headway(h, args, what="headway destroy"))
+    said = {}
+    for name, result in done.items():
+        if isinstance(result, HeadwayError) and "is not deployed" not in result.message:
+            raise result
+        said[name] = "not deployed there" if isinstance(result, HeadwayError) else \
+            result.strip().splitlines()[0]
+    return said
+
+
 def _control_secrets(fleet: Fleet) -> str:
     """This machine's secrets of the app and environment, as JSON for ssh's stdin."""
     from headway.secrets import Vault, load_key
