@@ -238,6 +238,17 @@ CORPUS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
     ("own-dockerfile", {
         "Dockerfile": "FROM python:3.12-slim\nCOPY . .\nCMD [\"python\", \"serve.py\"]\n",
     }, {"command": "python serve.py", "accessories": {}}),
+    ("flask-key-under-its-own-name", {  # pamelafox/flask-surveys-container-app's settings
+        "requirements.txt": "flask\ngunicorn\npsycopg2\n",
+        "app.py": "from flask import Flask\napp = Flask(__name__)\n"
+                  "app.config.from_object('settings.production')\n",
+        "settings/production.py": "import os\nSECRET_KEY = os.environ['FLASKSECRET']\n"
+                                  "DBHOST = os.environ['DBHOST']\n",
+        "settings/development.py": "import os\nSECRET_KEY = os.environ.get('FLASKSECRET', "
+                                   "'flask-insecure-7ppocbnx')\n",
+        "worker.py": "import os\nfrom flask import Flask\nw = Flask(__name__)\n"
+                     "w.secret_key = os.getenv('WORKER_KEY_MATERIAL')\n",
+    }, {"generated": ["FLASKSECRET", "WORKER_KEY_MATERIAL"], "secrets": []}),
     ("procfile-dev-server", {
         "requirements.txt": "flask\ngunicorn\n",
         "app.py": "from flask import Flask\napp = Flask(__name__)\n",

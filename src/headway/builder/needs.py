@@ -104,6 +104,11 @@ SIGNING_KEYS = {"SECRET_KEY", "DJANGO_SECRET_KEY", "FLASK_SECRET_KEY", "APP_SECR
                 "SECRET_KEY_BASE", "SESSION_SECRET", "JWT_SECRET", "JWT_SECRET_KEY"}
 SIGNING = re.compile(r"(SESSION|COOKIE|JWT|CSRF|SIGNING)_(SECRET|KEY)(_KEY)?$")
 GENERATED = "generate:50"
+# a variable the code makes its signing key whatever its name (`SECRET_KEY =
+# os.environ["FLASKSECRET"]`, `app.config["SECRET_KEY"] = os.getenv("APP_KEY")`,
+# `app.secret_key = ...`): a signing key too
+KEY_FROM = re.compile(r"(?:\bSECRET_KEY[\"']?\]?|\.secret_key)\s*=\s*(?:os\.environ\.get|"
+                      r"os\.getenv|os\.environ\[|env\.str|env|config)\(?\s*[\"']([A-Z][A-Z0-9_]*)[\"']")
 DEV_FLAGS = {"DEBUG", "FLASK_DEBUG", "DJANGO_DEBUG", "APP_DEBUG", "PYTHONBREAKPOINT"}
 SECRET = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|PASS|PWD|TOKEN|KEY|CREDENTIALS|SALT|DSN_SECRET)$"
                     r"|^SECRET_|_SECRET_")
@@ -193,7 +198,7 @@ def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
     elsewhere = _platform_modules(files)
     _classify([replace(v, optional=v.optional or v.name in other or
                        v.where.split(":")[0] in elsewhere)
-               for v in variables.values() if v.name not in wired], needs)
+               for v in variables.values() if v.name not in wired], needs, _signing_reads(files))
     _made_folders(files, needs)
     _allowed_hosts(files, variables, needs)
     _django_settings(folder, files, needs)
@@ -356,9 +361,15 @@ def _default_port(acc: Accessory, urls: list[str], needs: Needs) -> None:
                        f"no port: it connects to {acc.type}'s default port)")
 
 
-def _classify(variables: list[Var], needs: Needs) -> None:
+def _signing_reads(files: dict[str, str]) -> frozenset[str]:
+    """Variables the Python code reads into its SECRET_KEY / secret_key, whatever their name."""
+    return frozenset(m.group(1) for name, body in files.items() if name.endswith(".py")
+                     for m in KEY_FROM.finditer(body))
+
+
+def _classify(variables: list[Var], needs: Needs, signing: frozenset[str] = frozenset()) -> None:
     for var in sorted(variables, key=lambda v: v.name):
-        if var.name in SIGNING_KEYS or SIGNING.search(var.name):
+        if var.name in SIGNING_KEYS or SIGNING.search(var.name) or var.name in signing:
             # its default in the code would be production's key; any random value will do,
             # so Headway makes one once rather than asking for it
             needs.generated.append(var)
