@@ -448,6 +448,16 @@ def test_no_dependency_file_gets_an_empty_venv_on_the_declared_python(tmp_path: 
     assert out.startswith("3.11.")
 
 
+@pytest.mark.integration
+def test_below_python_3_12_the_venv_has_pkg_resources_as_the_images_does(tmp_path: Path) -> None:
+    # nsidnev/fastapi-realworld-example-app: aiosql 6 imports pkg_resources without declaring
+    # setuptools; uv's seed brought setuptools 82, which has none: ModuleNotFoundError at start
+    app = folder(tmp_path / "app", {"main.py": "print('hi')\n", ".python-version": "3.11\n",
+                                    "requirements.txt": "packaging\n"})
+    artifact.install_dependencies(app, spec_for("python3 main.py"), tmp_path / "cache")
+    subprocess.run([app / ".venv/bin/python", "-c", "import pkg_resources"], check=True)
+
+
 def _installed(app: Path) -> dict[str, str]:
     code = ("import importlib.metadata as m, json; print(json.dumps("
             "{d.metadata['Name'].lower(): d.version for d in m.distributions()}))")

@@ -28,7 +28,7 @@ from headway.errors import HeadwayError, RuntimeFailure
 from headway.runner import run
 from headway.runtime import appuser
 
-SCHEME = "3"  # bump when the way environments are built changes: new keys, fresh venvs
+SCHEME = "4"  # bump when the way environments are built changes: new keys, fresh venvs
 # pdm[locked]: pdm's own tested pins (a plain `pdm` with the newest hishel fails to start)
 TOOLS = {"poetry": ["poetry", "poetry-plugin-export"], "pdm": ["pdm[locked]"], "uv": ["uv"]}
 LOCAL_SKIP = {".venv", "venv", ".git", "__pycache__", "node_modules", ".headway"}
@@ -181,6 +181,8 @@ def _create(venv: Path, interp: Interpreter) -> None:
     if uv:
         run([uv, "venv", "--quiet", "--seed", "--python", interp.path, str(venv)], env=_env(),
             what=f"uv venv (Python {interp.text})")
+        if interp.version[:2] < (3, 12):  # as `python -m venv` seeds it: pkg_resources kept
+            pip_install(venv, ["setuptools<81"], cwd=venv, what="setuptools<81 (pkg_resources)")
     else:
         run([interp.path, "-m", "venv", str(venv)], env=_env(),
             what=f"python{interp.version[0]}.{interp.version[1]} -m venv")
