@@ -7,7 +7,7 @@ import pytest
 
 from headway.builder import image
 from headway.builder.containerfile import render
-from headway.builder.detect import bind_host, detect, procfile, split_web
+from headway.builder.detect import app_name, bind_host, detect, procfile, split_web
 from headway.builder.migrations import candidates
 from headway.builder.needs import scan
 from headway.errors import ConfigError
@@ -365,3 +365,14 @@ def test_no_compiler_without_a_native_dependency(tmp_path: Path) -> None:
     found = detect(app)
     assert found.native == []
     assert "apt-get" not in render(found)
+
+
+@pytest.mark.parametrize(("folder_name", "name"), [
+    ("azure-django-postgres-flexible-appservice", "azure-django-postgres-flexible"),
+    ("a" * 39 + "-bcd", "a" * 39),  # never a trailing dash
+    ("x" * 50, "x" * 40),
+    ("2048-game", "app-2048-game"),
+])
+def test_the_app_name_is_cut_at_a_dash(tmp_path: Path, folder_name: str, name: str) -> None:
+    (tmp_path / folder_name).mkdir()
+    assert app_name(tmp_path / folder_name) == name

@@ -47,9 +47,17 @@ SHELL = re.compile(r"&&|\|\||[;|<>`]|\$\(|\$\{\w+:|^\s*(cd|export|source|\.)\s|^
 
 
 def app_name(folder: Path) -> str:
-    """An app name from a folder's name: lower case, letters, digits and dashes."""
-    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-")[:40] or "app"
-    return name if name[0].isalpha() else f"app-{name}"[:40]
+    """An app name from a folder's name: lower case, letters, digits and dashes, at most 40,
+    cut at a dash rather than within a word (azure-django-postgres-flexible-appservice)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", folder.resolve().name.lower()).strip("-") or "app"
+    return _at_most_40(name if name[0].isalpha() else f"app-{name}")
+
+
+def _at_most_40(name: str) -> str:
+    if len(name) <= 40:
+        return name
+    cut = name[:41].rpartition("-")[0].rstrip("-")
+    return cut if len(cut) >= 20 else name[:40].rstrip("-")
 
 
 def apps_below(folder: Path) -> list[Path]:
