@@ -870,3 +870,23 @@ def test_a_procfile_step_that_loads_data_is_released_not_built() -> None:
         ["python manage.py collectstatic --noinput"])
     assert split_web("flask db upgrade; flask --app web seed; gunicorn web:app")[1] == [
         "flask db upgrade", "flask --app web seed"]
+
+
+def test_a_knexfiles_development_database_is_not_asked_for(tmp_path: Path) -> None:
+    # gaganssingh/express-postgresql-knex-demo: knexfile keyed by NODE_ENV, production on
+    # DATABASE_URL; its development block's DEV_DATABASE_URL is never read by a deploy
+    app = write(tmp_path / "api", {
+        "package.json": '{"scripts": {"start": "node src/index.js"}, '
+                        '"dependencies": {"express": "^4", "knex": "^0.95", "pg": "^8"}}',
+        "knexfile.js": "module.exports = {\n  development: {\n    client: 'pg',\n    connection: "
+                       "{ connectionString: process.env.DEV_DATABASE_URL },\n  },\n  production: "
+                       "{\n    client: 'pg',\n    connection: { connectionString: "
+                       "process.env.DATABASE_URL },\n  },\n};\n",
+        "src/index.js": "const app = require('express')();\napp.listen(process.env.PORT);\n"
+                        "const test = process.env.TEST_ONLY_IN_CODE;\n",
+    })
+    spec, _, notes = init(app)
+    joined = "\n".join(notes)
+    assert "DEV_DATABASE_URL" not in joined
+    assert "TEST_ONLY_IN_CODE is read" in joined  # read outside a knexfile block: still asked
+    assert acc(spec) == {"db": ("postgres", None, {})}

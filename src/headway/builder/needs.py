@@ -16,7 +16,7 @@ from headway.builder.appfiles import code_files, dependencies
 from headway.builder.appfiles import line as _line
 from headway.builder.common import Detected, read
 from headway.builder.detect import bind_host, dev_server, procfile
-from headway.builder.envvars import EXAMPLES, Var
+from headway.builder.envvars import EXAMPLES, JS_ENV, Var
 from headway.builder.envvars import variables as read_variables
 
 # an accessory's parts, by the variable names apps use for them
@@ -138,6 +138,10 @@ LISTEN_VAR = re.compile(r"\.listen\(\s*(?:Number\(|parseInt\(|\+)?\s*(?:process\
 ENV_NAMES = {"APP_ENV", "APP_ENVIRONMENT", "ENVIRONMENT", "ENV", "STAGE", "APP_STAGE",
              "FLASK_ENV", "RAILS_ENV", "RACK_ENV"}
 DEV_NAMES = {"development", "dev", "local", "develop"}
+# a knexfile's block for another environment than production (`development: {...}`)
+KNEX_DEV = re.compile(r"^\s*[\"']?(?:development|dev|local|test|testing)[\"']?\s*:\s*\{",
+                      re.MULTILINE)
+KNEXFILE = re.compile(r"(?:^|/)knexfile\.[cm]?[jt]s$")
 
 
 @dataclass
@@ -196,6 +200,7 @@ def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
     other = {n for kind, parts in PARTS.items() if kind not in kinds for names in parts.values()
              for n in names}
     elsewhere = _platform_modules(files)
+    other |= _knex_dev_only(files)
     _classify([replace(v, optional=v.optional or v.name in other or
                        v.where.split(":")[0] in elsewhere)
                for v in variables.values() if v.name not in wired], needs, _signing_reads(files))
@@ -204,6 +209,30 @@ def scan(folder: Path, found: Detected, top: Path | None = None) -> Needs:
     _django_settings(folder, files, needs)
     needs.notes = list(dict.fromkeys(needs.notes))
     return needs
+
+
+def _knex_dev_only(files: dict[str, str]) -> set[str]:
+    """Variables read only in a knexfile's development or test block (DEV_DATABASE_URL):
+    the deploy's NODE_ENV is production, so they are never read there."""
+    inside: set[str] = set()
+    outside: set[str] = set()
+    for name, body in files.items():
+        spans = [(m.end(), _closing(body, m.end() - 1)) for m in KNEX_DEV.finditer(body)] \
+            if KNEXFILE.search(name) else []
+        for m in JS_ENV.finditer(body):
+            var = m.group(1) or m.group(2)
+            (inside if any(a <= m.start() < b for a, b in spans) else outside).add(var)
+    return inside - outside
+
+
+def _closing(body: str, start: int) -> int:
+    """The index of the brace that closes the one at `start` (the end when none does)."""
+    depth = 0
+    for i in range(start, len(body)):
+        depth += {"{": 1, "}": -1}.get(body[i], 0)
+        if depth == 0:
+            return i
+    return len(body)
 
 
 def _platform_modules(files: dict[str, str]) -> set[str]:
