@@ -464,6 +464,45 @@ def test_a_worker_host_runs_only_the_worker_and_no_router(lab: Lab, fleet: Contr
         close_ssh(lab, app)
 
 
+@pytest.mark.integration
+def test_promote_from_the_control_machine_reaches_each_hosts_paused_canary(
+        lab: Lab, fleet: ControlApp) -> None:
+    # a manual canary on 2 hosts, one after the other: each host's deploy waits for promote;
+    # `headway promote` here reaches the host whose deploy is running, and says the other has
+    # none
+    one, two = lab.hosts
+    app = lab.app("paused", replicas=1, home=fleet.home)
+    toml = app.dir / "headway.toml"
+    toml.write_text(toml.read_text().replace('name = "hello"', 'name = "paused"')
+                    .replace(f"port = {ROUTER_PORT}", f"port = {PAUSED_PORT}")
+                    + "\n[deploy.canary]\nmanual = true\nsteps = [50, 100]\n")
+    app.configure(deploy='strategy = "canary"')
+    try:
+        app.set_version("1.0.0")
+        app.run("deploy")  # a first deploy has nothing to compare: no canary
+        app.set_version("2.0.0")
+        deploy = app.popen("deploy")
+        assert deploy.stdout is not None
+        lines: list[str] = []
+        for host, other in ((one, two), (two, one)):
+            for line in deploy.stdout:
+                lines.append(line)
+                if f"root@{host.address}: " in line and "paused: `headway promote`" in line:
+                    break
+            sent = app.run("promote").stdout
+            assert f"root@{host.address}" in sent and "promote sent" in sent, sent
+            assert f"root@{other.address}" in sent and "no deploy running there" in sent, sent
+        out = "".join(lines) + deploy.stdout.read()
+        assert deploy.wait(timeout=120) == 0, out
+        assert one.version(PAUSED_PORT) == two.version(PAUSED_PORT) == "2.0.0"
+        idle = app.run("promote", check=False)
+        assert idle.returncode == NotFound.exit_code and "is running on any host" in idle.stderr
+    finally:
+        _destroy_on_hosts(lab, "paused")
+        close_ssh(lab, app)
+
+
+PAUSED_PORT = 18083
 NO_SUDO = "hwnosudo"  # a login user of the test hosts with neither root nor sudo
 
 

@@ -187,16 +187,16 @@ def recorded_app_name(options: Options) -> str:
 @pass_ctx
 def promote(ctx: output.Context) -> None:
     """Move a canary on to its next step now (or past a manual pause)."""
-    if not kube_cli().signal(ctx, "promote"):  # kubernetes: in the cluster
-        ctx.signal("promote")
+    if not kube_cli().signal(ctx, "promote") and not servers_cli().fleet_signal(ctx, "promote"):
+        ctx.signal("promote")  # not in a cluster, not to [servers]: here
 
 
 @cli.command()
 @pass_ctx
 def abort(ctx: output.Context) -> None:
     """Stop a running canary: its traffic goes back to the stable release at once."""
-    if not kube_cli().signal(ctx, "abort"):  # kubernetes: in the cluster
-        ctx.signal("abort")
+    if not kube_cli().signal(ctx, "abort") and not servers_cli().fleet_signal(ctx, "abort"):
+        ctx.signal("abort")  # not in a cluster, not to [servers]: here
 
 
 @cli.command()

@@ -195,6 +195,19 @@ def fleet_one_off(ctx: output.Context, args: list[str], hosts: tuple[str, ...]) 
                                                       tty=sys.stdin.isatty())))
 
 
+def fleet_signal(ctx: output.Context, what: str) -> bool:
+    """`headway promote|abort` to the running deploy on every host of [servers]."""
+    if not _to_fleet(ctx, ()):
+        return False
+    from headway.cli import output
+    from headway.fleet import deploy
+
+    fleet = _fleet(ctx)
+    said = _finish(fleet, lambda: deploy.signal(fleet, what))
+    output.table([{"host": h, "result": r} for h, r in said.items()], False, ["host", "result"])
+    return True
+
+
 def fleet_destroy(ctx: output.Context, yes: bool, volumes: bool) -> bool:
     """`headway destroy` on every host of [servers], after one confirmation here."""
     if not _to_fleet(ctx, ()):

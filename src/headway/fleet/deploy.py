@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headway.errors import ConfigError, DeployFailed, HeadwayError
+from headway.errors import ConfigError, DeployFailed, HeadwayError, NotFound
 from headway.fleet import images, ssh
 from headway.fleet.artifact import release_archive
 from headway.fleet.fleet import Fleet
@@ -71,18 +71,37 @@ def deploy(fleet: Fleet, source: Path, *, force: bool = False) -> FleetOutcome:
 
 
 def destroy(fleet: Fleet, *, volumes: bool = False) -> dict[str, str]:
-    """`headway destroy` on every host, under the fleet lock, each host's own destroy; what
-    each host said, by host name. A host where the app is not deployed is not a failure."""
+    """`headway destroy` on every host, under the fleet lock; what each host said, by host
+    name. A host where the app is not deployed is not a failure."""
     fleet.probe_all()
-    args = ["--app", fleet.app, "destroy", "--yes", *(["--volumes"] if volumes else [])]
     with fleet.lock(f"headway destroy {fleet.app} --env {fleet.env}"):
-        done = fleet.each(fleet.hosts, lambda h: fleet.headway(h, args, what="headway destroy"))
+        return _everywhere(fleet, ["destroy", "--yes", *(["--volumes"] if volumes else [])],
+                           instead="not deployed there")
+
+
+def signal(fleet: Fleet, what: str) -> dict[str, str]:
+    """`headway promote|abort` on every host (each one's running canary; no fleet lock: the
+    deploy holds it); refused when no host has a deploy running."""
+    fleet.probe_all()
+    said = _everywhere(fleet, [what], instead="no deploy running there")
+    if all(s == "no deploy running there" for s in said.values()):
+        raise NotFound(f"no deploy of {fleet.app} ({fleet.env}) is running on any host",
+                       hint="promote and abort act on a canary while `headway deploy` runs")
+    return said
+
+
+def _everywhere(fleet: Fleet, args: list[str], *, instead: str) -> dict[str, str]:
+    """The hosts' own `headway --app APP ARGS`, all at once; each one's first line, or
+    `instead` for a host that found nothing to act on (NotFound); other failures are
+    raised."""
+    done = fleet.each(fleet.hosts, lambda h: fleet.headway(h, ["--app", fleet.app, *args],
+                                                           what=f"headway {args[0]}"))
     said = {}
     for name, result in done.items():
-        if isinstance(result, HeadwayError) and "is not deployed" not in result.message:
+        if isinstance(result, HeadwayError) and not isinstance(result, NotFound):
             raise result
-        said[name] = "not deployed there" if isinstance(result, HeadwayError) else \
-            result.strip().splitlines()[0]
+        said[name] = instead if isinstance(result, HeadwayError) else \
+            (result.strip().splitlines() or [""])[0]
     return said
 
 

@@ -84,8 +84,10 @@ class Connection:
                 f"{host.scp_target}:{remote}", str(local)]
 
     def close(self, host: Host) -> list[str]:
-        """argv ending the host's shared connection (ControlMaster)."""
-        return ["ssh", "-o", f"ControlPath={self.control_dir}/%C", "-O", "exit",
+        """argv ending the host's shared connection (ControlMaster) once its sessions end:
+        another command of this control machine may be using it (a `status` beside a
+        `deploy`; `-O exit` cut the deploy's sessions, which failed it)."""
+        return ["ssh", "-o", f"ControlPath={self.control_dir}/%C", "-O", "stop",
                 "-p", str(host.port), "--", host.target]
 
 
