@@ -890,3 +890,24 @@ def test_a_knexfiles_development_database_is_not_asked_for(tmp_path: Path) -> No
     assert "DEV_DATABASE_URL" not in joined
     assert "TEST_ONLY_IN_CODE is read" in joined  # read outside a knexfile block: still asked
     assert acc(spec) == {"db": ("postgres", None, {})}
+
+
+def test_reads_behind_an_in_os_environ_check_are_optional(tmp_path: Path) -> None:
+    # Azure-Samples/azure-voting-app-redis: `if ("VOTE1VALUE" in os.environ and
+    # os.environ['VOTE1VALUE'])`, and REDIS_PWD read on a call's continuation line inside
+    # `if "REDIS_PWD" in os.environ:` were asked for (REDIS_PWD as a must-set secret)
+    app = write(tmp_path / "vote", {
+        "requirements.txt": "flask\ngunicorn\n",
+        "main.py": "import os\nfrom flask import Flask\napp = Flask(__name__)\n"
+                   "if (\"VOTE1VALUE\" in os.environ and os.environ['VOTE1VALUE']):\n"
+                   "    button1 = os.environ['VOTE1VALUE']\nelse:\n    button1 = 'Cats'\n"
+                   "server = os.environ['REDIS']\ntry:\n    if \"REDIS_PWD\" in os.environ:\n"
+                   "        r = connect(host=server,\n                    port=6379,\n"
+                   "                    password=os.environ['REDIS_PWD'])\n"
+                   "except OSError:\n    pass\n",
+    })
+    spec, _, notes = init(app)
+    joined = "\n".join(notes)
+    assert spec.app.secrets == []
+    assert "VOTE1VALUE" not in joined and "REDIS_PWD" not in joined
+    assert "REDIS is read (main.py:8) and has no default" in joined

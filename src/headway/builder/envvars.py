@@ -94,7 +94,8 @@ def _reads(name: str, body: str) -> list[tuple[str, str, bool]]:
         for m in PY_ENV.finditer(body):
             rest = body[m.end():body.find("\n", m.end())]
             optional = ".get(" in m.group(0) or "getenv(" in m.group(0) or \
-                (m.group(2) == "," and "default" in rest) or _conditional(body, m.start())
+                (m.group(2) == "," and "default" in rest) or _conditional(body, m.start()) or \
+                _guarded(body, m.group(1))
             out.append((f"{name}:{_line(body, m.start())}", m.group(1), optional))
         out += _settings_fields(name, body)
         out += [(f"{name}:{_line(body, m.start())}", var, True) for pattern, var in IMPLICIT
@@ -117,17 +118,27 @@ def _reads(name: str, body: str) -> list[tuple[str, str, bool]]:
 
 
 def _conditional(body: str, pos: int) -> bool:
-    """A read inside an if/else/try block of Python code runs only on that branch."""
+    """A read inside an if/else/try block of Python code runs only on that branch, also from
+    a continuation line of a call in that block (`r = Redis(host,\n    password=...)`)."""
     start = body.rfind("\n", 0, pos) + 1
     line = body[start:pos]
     indent = len(line) - len(line.lstrip())
-    if not indent:
-        return False
     for above in reversed(body[:start].splitlines()):
+        if not indent:
+            return False
         stripped = above.lstrip()
         if stripped and not stripped.startswith("#") and len(above) - len(stripped) < indent:
-            return stripped.startswith(("if ", "elif ", "else", "try", "except", "with "))
+            if stripped.startswith(("if ", "elif ", "else", "try", "except", "with ")):
+                return True
+            if stripped.startswith(("def ", "class ", "async def ")):
+                return False
+            indent = len(above) - len(stripped)
     return False
+
+
+def _guarded(body: str, var: str) -> bool:
+    """The code checks `"VAR" in os.environ` before it reads it: optional."""
+    return re.search(rf"[\"']{var}[\"']\s+in\s+os\.environ\b", body) is not None
 
 
 def _settings_fields(name: str, body: str) -> list[tuple[str, str, bool]]:
