@@ -345,10 +345,12 @@ def test_a_dependency_node_gyp_compiles_gets_a_compiler_in_the_install_stage_onl
                                       "dependencies": {"nan": "^2"}},
             "node_modules/nodemon": {"dev": True, "hasInstallScript": True,
                                      "dependencies": {"node-gyp": "^9"}},
+            "node_modules/bcrypt": {"hasInstallScript": True, "os": ["!win32"],
+                                    "dependencies": {"@mapbox/node-pre-gyp": "^1"}},
             "node_modules/pg": {"version": "8.7.3"}}),
         "src/index.js": ""})
     found = detect(app)
-    assert found.native == ["sqlite3"]
+    assert found.native == ["bcrypt", "sqlite3"]
     deps, final = render(found).split("\n\nFROM ")
     assert "apt-get install -y --no-install-recommends python3 python-is-python3 make g++" in deps
     assert deps.index("make g++") < deps.index("npm ci")  # cached apart from the lock

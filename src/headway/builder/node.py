@@ -118,7 +118,8 @@ def _native(folder: Path, pkg: dict[str, object], *, dev: bool) -> list[str]:
         info = _dict(entry)
         if not key or not info.get("hasInstallScript") or (info.get("dev") and not dev):
             continue
-        if "linux" not in info.get("os", ["linux"]):  # type: ignore[operator]
+        oses = [str(o) for o in info.get("os", []) or []]  # type: ignore[attr-defined]
+        if "!linux" in oses or (any(not o.startswith("!") for o in oses) and "linux" not in oses):
             continue  # fsevents and the like: never installed here
         if set(_dict(info.get("dependencies"))) & GYP_HELPERS:
             found.add(key.rpartition("node_modules/")[2])
