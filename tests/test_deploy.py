@@ -183,6 +183,22 @@ def test_destroy_stops_everything(app: App) -> None:
         pass
 
 
+def test_destroying_one_app_frees_its_port_and_the_other_app_serves_on(app: App,
+                                                                     tmp_path: Path) -> None:
+    # the router kept a destroyed app's frontend (a 503 on its port) while another app lived
+    from tests.test_isolation import headway, other_app
+
+    app.run("deploy")
+    other = other_app(app, tmp_path)
+    headway(app, other, "deploy")
+    port = int((other / "headway.toml").read_text().split("port = ")[1].split()[0])
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    headway(app, other, "destroy", "--yes")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+    assert app.version() == "v1"
+
+
 @pytest.mark.integration
 def test_a_home_inside_the_app_folder_stays_out_of_its_releases(app: App) -> None:
     # HEADWAY_HOME in the app folder: its sockets made the snapshot crash, and

@@ -472,6 +472,8 @@ class Engine:
             if volumes:
                 shutil.rmtree(volumes_root(self.store, app, env), ignore_errors=True)
             self.store.delete_app(app, env)
+            if self.store.apps() and self.router.running():  # its port, and only its, freed
+                routing.configure(self.store, self.router)
             self.store.event(app, env, "destroyed", f"{app} ({env}) removed from this host")
 
     # helpers ---------------------------------------------------------------------------------
