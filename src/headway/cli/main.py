@@ -297,12 +297,10 @@ def destroy(ctx: output.Context, yes: bool, volumes: bool) -> None:
     kube_cli().refuse(ctx, "destroy")  # runtime = "kubernetes": not built, says what to run
     if servers_cli().fleet_destroy(ctx, yes, volumes):  # [servers]: on every host
         return
+    from headway.cli.output import confirm_destroy
+
     app = ctx.app()
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Stop every instance of {app} ({ctx.env}) on this host"
-                      + (" and delete its volumes' data?" if volumes else "?"), abort=True)
-    elif volumes and not yes:
-        raise ConfigError("destroy --volumes deletes data", hint="confirm with --yes")
+    confirm_destroy(f"{app} ({ctx.env}) on this host", yes=yes, volumes=volumes)
     ctx.engine().destroy(app, ctx.env, volumes=volumes)
     ctx.after_destroy()
     click.echo(f"{app} ({ctx.env}) destroyed")

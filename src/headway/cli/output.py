@@ -214,6 +214,16 @@ class Context:
             HAProxy(store.home).stop()
 
 
+def confirm_destroy(where: str, *, yes: bool, volumes: bool) -> None:
+    """Ask before `headway destroy` stops every instance of `where` (and deletes its volumes'
+    data with --volumes); without a terminal, --volumes needs --yes."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Stop every instance of {where}"
+                      + (" and delete its volumes' data?" if volumes else "?"), abort=True)
+    elif volumes and not yes:
+        raise ConfigError("destroy --volumes deletes data", hint="confirm with --yes")
+
+
 _JSON_LOGS = False
 
 

@@ -212,18 +212,12 @@ def fleet_destroy(ctx: output.Context, yes: bool, volumes: bool) -> bool:
     """`headway destroy` on every host of [servers], after one confirmation here."""
     if not _to_fleet(ctx, ()):
         return False
-    import sys
-
     from headway.cli import output
     from headway.fleet import deploy
 
     fleet = _fleet(ctx)
-    where = f"{ctx.app()} ({ctx.env}) on {len(fleet.hosts)} host(s)"
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Stop every instance of {where}"
-                      + (" and delete its volumes' data?" if volumes else "?"), abort=True)
-    elif volumes and not yes:
-        raise ConfigError("destroy --volumes deletes data", hint="confirm with --yes")
+    output.confirm_destroy(f"{ctx.app()} ({ctx.env}) on {len(fleet.hosts)} host(s)", yes=yes,
+                           volumes=volumes)
     said = _finish(fleet, lambda: deploy.destroy(fleet, volumes=volumes))
     output.table([{"host": h, "result": r} for h, r in said.items()], False, ["host", "result"])
     return True
